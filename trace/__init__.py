@@ -1,0 +1,1 @@
+"""Trace files: the native Parquet format and the JSON Lines interchange format."""

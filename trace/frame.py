@@ -1,0 +1,73 @@
+"""Arrow tables <-> the pandas DataFrames the analysis works on, and their checks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pageref.trace.schema import ARROW_SCHEMA, KINDS, KINDS_WITHOUT_PFN, PGMAP_TYPES
+
+_PANDAS_TYPES = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """DataFrame with nullable integer/boolean columns and categorical strings.
+
+    `ts_ns` and `kind` are never null. Columns: those of schema.COLUMNS.
+    """
+    return table.to_pandas(types_mapper=_PANDAS_TYPES.get, self_destruct=True)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Cast a table read from anywhere to the schema: add missing optional columns
+    as nulls, drop unknown ones. Raises ValueError naming the column."""
+    names = set(table.column_names)
+    for req in ("ts_ns", "kind"):
+        if req not in names:
+            raise ValueError(f"missing required column {req!r}")
+    arrays = []
+    for field in ARROW_SCHEMA:
+        if field.name not in names:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+            continue
+        col = table.column(field.name)
+        if col.type != field.type:
+            try:
+                col = col.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise ValueError(
+                    f"column {field.name!r} has type {col.type}, expected {field.type} ({e})"
+                ) from None
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA.remove_metadata())
+
+
+def first_bad_row(table: pa.Table) -> tuple[int, str] | None:
+    """(row, reason) of the first row that breaks the schema's rules, or None."""
+    checks = []
+    ts = table.column("ts_ns")
+    checks.append((pc.is_null(ts), "ts_ns is null"))
+    kind = table.column("kind").cast(pa.string())
+    checks.append((pc.invert(pc.fill_null(pc.is_in(kind, pa.array(KINDS)), False)),
+                   f"kind is not one of {', '.join(KINDS)}"))
+    pfn_optional = pc.is_in(kind, pa.array(KINDS_WITHOUT_PFN))
+    checks.append((pc.and_(pc.is_null(table.column("pfn")), pc.invert(pc.fill_null(
+        pfn_optional, False))), "pfn is null for an event that needs one"))
+    pgmap = table.column("pgmap_type").cast(pa.string())
+    checks.append((pc.and_(pc.is_valid(pgmap), pc.invert(pc.fill_null(
+        pc.is_in(pgmap, pa.array(PGMAP_TYPES)), True))), "unknown pgmap_type"))
+    best: tuple[int, str] | None = None
+    for mask, reason in checks:
+        mask = pc.fill_null(mask, True)
+        if pc.any(mask).as_py():
+            row = pc.index(mask, True).as_py()
+            if best is None or row < best[0]:
+                best = (row, reason)
+    return best
