@@ -1,0 +1,102 @@
+#!/bin/sh
+# pageref lab, stage two: runs as PID 1 on the overlay of the host's root.
+# Mounts what the host's tools need, brings up the emulated pmem (nd_e820 +
+# nd_pmem on the memmap=!-reserved ranges), makes the DAX file systems, the
+# scratch RAM disk and the slow (dm-delay) device, then runs the job the host
+# left in the results share (/results/job.sh) and powers off. Progress lines
+# start with "@@pageref-lab " and carry the guest's uptime; the host parses them.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH HOME=/root TERM="${TERM:-linux}" LANG=C.UTF-8
+
+mark() { echo "@@pageref-lab $1 $(cut -d' ' -f1 /proc/uptime) $2"; }
+off() {
+    sync
+    echo o > /proc/sysrq-trigger
+    sleep 5
+    busybox poweroff -f
+}
+fail() { mark fail "$*"; [ -d /results ] && echo "$*" > /results/lab-failure; off; }
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
+echo 1 > /proc/sys/kernel/sysrq
+mark stage2 "$(uname -r)"
+
+mkdir -p /results
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 results /results \
+    || fail "mount of the results share (9p tag results)"
+[ -f /results/job.env ] || fail "no /results/job.env"
+. /results/job.env
+
+rel=$(uname -r)
+# A kernel that is not the host's own: make /lib/modules/<release> (with build ->
+# its headers, which BCC needs) from the unpacked packages the host named.
+if [ ! -e "/lib/modules/$rel/modules.dep" ]; then
+    [ -d "$PAGEREF_LAB_MODULES" ] || fail "modules dir $PAGEREF_LAB_MODULES missing"
+    mkdir -p "/lib/modules/$rel"
+    for f in "$PAGEREF_LAB_MODULES"/*; do ln -sfn "$f" "/lib/modules/$rel/"; done
+fi
+if [ -n "$PAGEREF_LAB_HEADERS" ] && [ ! -e "/lib/modules/$rel/build/Makefile" ]; then
+    rm -f "/lib/modules/$rel/build"
+    ln -sfn "$PAGEREF_LAB_HEADERS" "/lib/modules/$rel/build"
+fi
+
+dmesg -n 1    # keep kernel messages off the console the job's output shares
+# --ignore-install: Debian's modprobe.d runs `ndctl load-keys` before libnvdimm.
+modprobe -a --ignore-install nd_e820 nd_pmem dm_delay ext4 xfs \
+    || fail "modprobe nd_e820 nd_pmem dm_delay ext4 xfs"
+modprobe brd rd_nr=2 rd_size="${PAGEREF_LAB_RAMDISK_KB:-131072}" || fail "modprobe brd"
+n=0
+while [ ! -b /dev/pmem0 ] || [ ! -b /dev/pmem1 ]; do
+    n=$((n + 1)); [ $n -gt 100 ] && fail "no /dev/pmem0 and /dev/pmem1 (memmap=!, nd_e820)"
+    sleep 0.1
+done
+mark pmem "$(cat /sys/block/pmem0/size) $(cat /sys/block/pmem1/size)"
+
+mkdir -p /mnt/ext4 /mnt/xfs /mnt/scratch
+mkfs.ext4 -q -F -b 4096 /dev/pmem0 || fail "mkfs.ext4 /dev/pmem0"
+mount -o dax /dev/pmem0 /mnt/ext4 || fail "mount -o dax /dev/pmem0"
+mkfs.xfs -q -f -m reflink=0 /dev/pmem1 || fail "mkfs.xfs /dev/pmem1"
+mount -o dax=always /dev/pmem1 /mnt/xfs || fail "mount -o dax=always /dev/pmem1"
+mkfs.ext4 -q -F /dev/ram0 || fail "mkfs.ext4 /dev/ram0"
+mount /dev/ram0 /mnt/scratch || fail "mount /dev/ram0"
+sectors=$(blockdev --getsz /dev/ram1)
+dmsetup create slow --noudevsync \
+    --table "0 $sectors delay /dev/ram1 0 ${PAGEREF_LAB_SLOW_MS:-500}" || fail "dmsetup create slow"
+dmsetup mknodes slow
+[ -b /dev/mapper/slow ] || fail "/dev/mapper/slow missing after dmsetup mknodes"
+chmod 1777 /mnt/ext4 /mnt/xfs /mnt/scratch
+mark ready "$(grep -E ' /mnt/(ext4|xfs) ' /proc/mounts | tr '\n' ';')"
+
+export PAGEREF_LAB=1 PAGEREF_LAB_EXT4=/mnt/ext4 PAGEREF_LAB_XFS=/mnt/xfs
+export PAGEREF_LAB_SCRATCH=/mnt/scratch PAGEREF_LAB_SLOW_DEV=/dev/mapper/slow
+export PAGEREF_LAB_RESULTS=/results
+case "${PAGEREF_LAB_FS:-ext4}" in
+    xfs) export PAGEREF_LAB_DAX=/mnt/xfs ;;
+    *) export PAGEREF_LAB_DAX=/mnt/ext4 ;;
+esac
+ulimit -l unlimited
+cd "${PAGEREF_LAB_CWD:-/results}" 2>/dev/null || cd /results
+
+if [ "${PAGEREF_LAB_INTERACTIVE:-0}" = 1 ]; then
+    mark shell ""
+    echo "pageref lab shell: DAX mounts /mnt/ext4 /mnt/xfs, scratch /mnt/scratch," \
+         "slow device /dev/mapper/slow, results /results. Exit the shell to power off."
+    setsid -c /bin/bash -l </dev/console >/dev/console 2>&1
+    echo 0 > /results/exit-code
+else
+    mark job-start ""
+    timeout -k 5 "${PAGEREF_LAB_TIMEOUT:-600}" /bin/sh /results/job.sh </dev/null 2>&1
+    rc=$?
+    echo "$rc" > /results/exit-code
+    mark job-end "$rc"
+fi
+dmesg > /results/dmesg.txt 2>/dev/null
+sync
+off
