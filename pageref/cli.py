@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "analyze": ("analyze", "analyze", "Find refcount anomalies in a trace."),
     "history": ("history", "history", "Show one page's reference history (table and plot)."),
     "convert": ("convert", "convert", "Convert a trace between Parquet and JSON Lines."),
+    "report": ("report", "report", "Write an HTML report: anomalies, page histories, plots."),
+    "watch": ("watch", "watch", "Replay a recorded trace through the live view."),
 }
 
 

@@ -218,10 +218,13 @@ class LiveView:
         if len(new) > 5:
             print(f"  ... and {len(new) - 5} more anomalies", file=self.stream)
 
-    @staticmethod
-    def _anomaly_line(a: LiveAnomaly) -> str:
+    def _rel(self, ts_ns: int) -> str:
+        t0 = self.state.first_ts if self.state.first_ts is not None else ts_ns
+        return f"+{(ts_ns - t0) / 1e9:.3f}s"
+
+    def _anomaly_line(self, a: LiveAnomaly) -> str:
         return (f"  anomaly {a.kind}: pfn {_fmt_pfn(a.pfn)} by {safe_text(a.comm)}"
-                f"[{a.pid if a.pid is not None else '?'}] at ts {a.ts_ns}")
+                f"[{a.pid if a.pid is not None else '?'}] at {self._rel(a.ts_ns)}")
 
     def _rich_renderable(self):  # -> rich renderable
         from rich.console import Group
@@ -257,11 +260,11 @@ class LiveView:
         parts = [head, probes, kinds]
         if s.latest:
             latest = Table(title="Latest anomalies", title_justify="left")
-            for c in ("kind", "pfn", "task", "ts_ns"):
+            for c in ("kind", "pfn", "task", "time"):
                 latest.add_column(c)
             for a in reversed(s.latest):
                 latest.add_row(a.kind, _fmt_pfn(a.pfn),
                                Text(f"{safe_text(a.comm)}[{a.pid if a.pid is not None else '?'}]"),
-                               str(a.ts_ns))
+                               self._rel(a.ts_ns))
             parts.append(latest)
         return Group(*parts)

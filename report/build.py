@@ -1,0 +1,60 @@
+"""From a trace file to the written report: read, analyse, build the model, render."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from pageref.report.model import Limits, Report, build_report
+from pageref.report.render import render_html
+from pageref.trace.io import Trace, read_trace
+
+from pageref.errors import PagerefError
+
+
+def find_anomalies(trace: Trace, threshold_ns: int) -> pd.DataFrame:
+    """The analysis's anomalies for `trace` (pageref.analysis.anomalies)."""
+    try:
+        from pageref.analysis.anomalies import find_anomalies as _find
+    except ImportError as e:
+        raise PagerefError(f"the anomaly analysis is not available ({e}); "
+                           "reinstall pageref") from None
+    return _find(trace, threshold_ns=threshold_ns)
+
+
+def make_report(trace: Trace, threshold_ns: int = 1_000_000_000,
+                limits: Limits | None = None) -> tuple[Report, str]:
+    """The report model and its HTML for an in-memory trace."""
+    anomalies = find_anomalies(trace, threshold_ns)
+    model = build_report(trace, anomalies, threshold_ns=threshold_ns, limits=limits)
+    return model, render_html(model)
+
+
+def write_report(trace_path: Path, output: Path, threshold_ns: int = 1_000_000_000,
+                 max_rows: int = 200) -> Report:
+    trace = read_trace(Path(trace_path))
+    model, html = make_report(trace, threshold_ns, Limits(rows_per_kind=max_rows))
+    try:
+        atomic_write_text(Path(output), html)
+    except OSError as e:
+        raise PagerefError(f"cannot write {output}: {e.strerror or e}") from None
+    return model
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory, so a reader never sees half."""
+    d = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

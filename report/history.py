@@ -1,0 +1,197 @@
+"""The per-page and per-task numbers the report's plots draw.
+
+Per-page refcount histories come from pageref.analysis.history.df_history (the
+analysis owns the rules); until that is importable, a direct reading of the
+observed refcounts stands in (refcount after = observed before +/- the event's
+own references). The overview numbers (pins held, references per task) are
+simple vectorised sums over the events.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pageref.trace.io import Trace
+
+
+def _kind(ev: pd.DataFrame) -> np.ndarray:
+    return ev["kind"].astype(str).to_numpy()
+
+
+def _num(ev: pd.DataFrame, name: str, fill: float) -> np.ndarray:
+    if name not in ev.columns:
+        return np.full(len(ev), fill, dtype=np.float64)
+    return pd.to_numeric(ev[name], errors="coerce").astype("Float64").fillna(fill) \
+        .to_numpy(dtype=np.float64)
+
+
+def device_mask(ev: pd.DataFrame) -> np.ndarray:
+    """Events on ZONE_DEVICE pages (zone_device true, or a pgmap type recorded)."""
+    if not len(ev):
+        return np.zeros(0, dtype=bool)
+    m = np.zeros(len(ev), dtype=bool)
+    if "zone_device" in ev.columns:
+        m |= ev["zone_device"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    if "pgmap_type" in ev.columns:
+        m |= ev["pgmap_type"].notna().to_numpy(dtype=bool)
+    return m
+
+
+def refcount_delta(ev: pd.DataFrame, pin_bias: int) -> np.ndarray:
+    """Each event's own change to the page's refcount."""
+    kind = _kind(ev)
+    refs = _num(ev, "refs", 1)
+    order = _num(ev, "order", 0)
+    w = np.where(order > 0, 1, pin_bias)
+    return (np.where(kind == "get", refs, 0) + np.where(kind == "pin", refs * w, 0)
+            - np.where(kind == "put", refs, 0) - np.where(kind == "unpin", refs * w, 0))
+
+
+def _fallback_history(trace: Trace, pfn: int) -> pd.DataFrame:
+    ev = trace.events
+    sel = np.flatnonzero((ev["pfn"] == pfn).fillna(False).to_numpy(dtype=bool))
+    sub = ev.iloc[sel]
+    rc = _num(sub, "refcount", np.nan)
+    after = rc + refcount_delta(sub, trace.header.pin_bias)
+    return pd.DataFrame({"pos": sel, "ts_ns": sub["ts_ns"].to_numpy(dtype=np.int64),
+                         "kind": sub["kind"].astype(str).to_numpy(),
+                         "order": _num(sub, "order", 0), "pincount": _num(sub, "pincount",
+                                                                           np.nan),
+                         "refs": _num(sub, "refs", 1), "refcount_after": after})
+
+
+def _analysis_history(trace: Trace, pfn: int) -> pd.DataFrame | None:
+    try:
+        from pageref.analysis.history import df_history
+    except ImportError:
+        return None
+    h = df_history(trace, pfn=pfn)
+    if h is None:
+        return None
+    h = h.copy()
+    if "pos" not in h.columns:
+        for name in ("event", "row", "index", "position"):
+            if name in h.columns:
+                h["pos"] = h[name]
+                break
+        else:
+            h["pos"] = h.index
+    if "refcount_after" not in h.columns:
+        return None
+    if "kind" not in h.columns or "ts_ns" not in h.columns:
+        return None
+    for name, fill in (("order", 0.0), ("pincount", np.nan), ("refs", 1.0)):
+        if name not in h.columns:
+            pos = pd.to_numeric(h["pos"], errors="coerce").astype("Int64")
+            col = trace.events[name] if name in trace.events.columns else None
+            h[name] = (pd.to_numeric(col.iloc[pos.fillna(0).to_numpy(dtype=np.int64)],
+                                     errors="coerce").to_numpy(dtype=np.float64)
+                       if col is not None else fill)
+    return h
+
+
+def page_history(trace: Trace, pfn: int) -> pd.DataFrame:
+    """One page's events in order: pos, ts_ns, kind, refcount_after, pins_decoded.
+
+    pins_decoded is what the refcount says about pins: refcount // pin_bias for a
+    small page, the folio's pincount (after the event) for a large folio."""
+    h = _analysis_history(trace, pfn)
+    if h is None:
+        h = _fallback_history(trace, pfn)
+    h = h.sort_values("ts_ns", kind="stable").reset_index(drop=True)
+    rc = pd.to_numeric(h["refcount_after"], errors="coerce").astype("Float64") \
+        .to_numpy(dtype=np.float64, na_value=np.nan)
+    order = pd.to_numeric(h["order"], errors="coerce").fillna(0).to_numpy(dtype=np.float64)
+    kind = h["kind"].astype(str).to_numpy()
+    refs = pd.to_numeric(h["refs"], errors="coerce").fillna(1).to_numpy(dtype=np.float64)
+    pc = pd.to_numeric(h["pincount"], errors="coerce").astype("Float64") \
+        .to_numpy(dtype=np.float64, na_value=np.nan)
+    pc_after = pc + np.where(kind == "pin", refs, 0) - np.where(kind == "unpin", refs, 0)
+    small = np.floor(np.maximum(rc, 0) / trace.header.pin_bias)
+    h["refcount_after"] = rc
+    h["pins_decoded"] = np.where(order > 0, pc_after, small)
+    h["pos"] = pd.to_numeric(h["pos"], errors="coerce").fillna(-1).astype(np.int64)
+    return h[["pos", "ts_ns", "kind", "refcount_after", "pins_decoded"]]
+
+
+def last_refcount_per_page(trace: Trace, device_only: bool = True) -> pd.Series:
+    """Refcount after each page's last event with an observed refcount, by pfn."""
+    ev = trace.events
+    if not len(ev):
+        return pd.Series(dtype=np.int64)
+    m = ev["pfn"].notna().to_numpy(dtype=bool) & ~np.isnan(_num(ev, "refcount", np.nan))
+    if device_only:
+        m &= device_mask(ev)
+    sub = ev[m]
+    if not len(sub):
+        return pd.Series(dtype=np.int64)
+    after = _num(sub, "refcount", 0) + refcount_delta(sub, trace.header.pin_bias)
+    df = pd.DataFrame({"pfn": sub["pfn"].to_numpy(dtype=np.int64),
+                       "ts": sub["ts_ns"].to_numpy(dtype=np.int64), "after": after})
+    last = df.sort_values("ts", kind="stable").groupby("pfn")["after"].last()
+    return last.astype(np.int64)
+
+
+def pins_over_time(trace: Trace) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ts_ns, pins outstanding on all pages) after each pin/unpin event.
+
+    Counted from the trace's own pin/unpin events; an unpin of a pin taken before
+    the trace began does not push a page below zero."""
+    ev = trace.events
+    if not len(ev):
+        return None
+    kind = _kind(ev)
+    m = np.isin(kind, ("pin", "unpin")) & ev["pfn"].notna().to_numpy(dtype=bool)
+    if not m.any():
+        return None
+    sub = ev[m]
+    refs = _num(sub, "refs", 1)
+    d = np.where(kind[m] == "pin", refs, -refs)
+    df = pd.DataFrame({"pfn": sub["pfn"].to_numpy(dtype=np.int64),
+                       "ts": sub["ts_ns"].to_numpy(dtype=np.int64), "d": d})
+    df = df.sort_values("ts", kind="stable")
+    cs = df.groupby("pfn")["d"].cumsum()
+    floor = np.minimum(0, cs.groupby(df["pfn"]).cummin())
+    held = cs - floor
+    step = held.groupby(df["pfn"]).diff().fillna(held)
+    return df["ts"].to_numpy(), step.cumsum().to_numpy(dtype=np.int64)
+
+
+def references_by_task(trace: Trace) -> pd.DataFrame:
+    """Per task: references taken (gets and pins) and still held at the end.
+
+    Held = taken minus dropped by the same task on the same page (a reference
+    dropped by another task is not attributed), never below zero per page.
+    Columns: comm, pid, taken, held_gets, held_pins; most held first."""
+    ev = trace.events
+    cols = ["comm", "pid", "taken", "held_gets", "held_pins"]
+    if not len(ev) or "pid" not in ev.columns:
+        return pd.DataFrame(columns=cols)
+    kind = _kind(ev)
+    m = np.isin(kind, ("get", "pin", "put", "unpin")) & ev["pfn"].notna().to_numpy(dtype=bool)
+    sub = ev[m]
+    if not len(sub):
+        return pd.DataFrame(columns=cols)
+    k = kind[m]
+    refs = _num(sub, "refs", 1)
+    comm = sub["comm"].astype(object) if "comm" in sub.columns else pd.Series(
+        [None] * len(sub), dtype=object)
+    df = pd.DataFrame({
+        "comm": comm.where(comm.notna(), "?").astype(str).to_numpy(),
+        "pid": pd.to_numeric(sub["pid"], errors="coerce").fillna(-1).to_numpy(dtype=np.int64),
+        "pfn": sub["pfn"].to_numpy(dtype=np.int64),
+        "gets": np.where(k == "get", refs, 0), "puts": np.where(k == "put", refs, 0),
+        "pins": np.where(k == "pin", refs, 0), "unpins": np.where(k == "unpin", refs, 0),
+    })
+    per_page = df.groupby(["comm", "pid", "pfn"], sort=False)[
+        ["gets", "puts", "pins", "unpins"]].sum()
+    per_page["held_gets"] = (per_page["gets"] - per_page["puts"]).clip(lower=0)
+    per_page["held_pins"] = (per_page["pins"] - per_page["unpins"]).clip(lower=0)
+    per_page["taken"] = per_page["gets"] + per_page["pins"]
+    t = per_page.groupby(level=["comm", "pid"])[["taken", "held_gets", "held_pins"]].sum()
+    t = t[t["taken"] > 0].reset_index()
+    t["_held"] = t["held_gets"] + t["held_pins"]
+    t = t.sort_values(["_held", "taken", "comm", "pid"], ascending=[False, False, True, True])
+    for c in ("taken", "held_gets", "held_pins"):
+        t[c] = t[c].astype(np.int64)
+    return t[cols].reset_index(drop=True)

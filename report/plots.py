@@ -1,0 +1,145 @@
+"""Draw the report's PlotSpecs with matplotlib (Agg) as PNG data URIs.
+
+Figures are made with matplotlib.figure.Figure, not pyplot: no global state, no
+GUI backend, nothing left open. Text in plots comes from the model, already
+cleaned; matplotlib's mathtext is off for it (a comm may contain `$`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from pageref.report.model import PlotSpec
+
+KIND_STYLE = {
+    "get": ("^", "#1f77b4"),
+    "pin": ("P", "#2ca02c"),
+    "put": ("v", "#ff7f0e"),
+    "unpin": ("X", "#9467bd"),
+    "free": ("s", "#d62728"),
+    "busy": ("D", "#8c564b"),
+    "grab_failed": ("x", "#e377c2"),
+    "lost": ("|", "#7f7f7f"),
+}
+DPI = 100
+
+
+def _figure(w: float = 8.0, h: float = 3.2) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=DPI)
+    return fig
+
+
+def _png(fig: Any) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight",
+                metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _page_history(spec: PlotSpec) -> Any:
+    d = spec.data
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    x = list(d["x"]) + [d["end_x"]]
+
+    def held(ys: list) -> list:
+        ys = [float("nan") if v is None else v for v in ys]
+        return ys + ys[-1:]
+
+    ax.step(x, held(d["refcount"]), where="post", color="#333333", lw=1.2, label="refcount")
+    for k, m in d["markers"].items():
+        marker, color = KIND_STYLE.get(k, ("o", "#17becf"))
+        ax.scatter(m["x"], m["y"], marker=marker, color=color, s=28, zorder=3, label=k)
+    if d["evidence_x"]:
+        ax.scatter(d["evidence_x"], d["evidence_y"], s=120, facecolors="none",
+                   edgecolors="#d62728", linewidths=1.5, zorder=4, label="evidence")
+    ax.axvline(d["anomaly_x"], color="#d62728", ls="--", lw=1.2, label="anomaly")
+    ax.set_xlabel("seconds since trace start")
+    ax.set_ylabel("refcount")
+    ax2 = ax.twinx()
+    ax2.step(x, held(d["pins"]), where="post",
+             color="#2ca02c", lw=1, ls=":", label="pins (decoded)")
+    ax2.set_ylabel("pins (decoded)", color="#2ca02c")
+    ax2.yaxis.get_major_locator().set_params(integer=True)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left", bbox_to_anchor=(1.08, 1.0))
+    ax.set_title(spec.title, fontsize=10)
+    return fig
+
+
+def _rate(spec: PlotSpec) -> Any:
+    d = spec.data
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    for name, ys in d["series"].items():
+        ax.plot(d["x"], ys, lw=1, label=name)
+    ax.set_xlabel("seconds since trace start")
+    ax.set_ylabel("events/s")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(spec.title, fontsize=10)
+    return fig
+
+
+def _refcount_hist(spec: PlotSpec) -> Any:
+    d = spec.data
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    xs = range(len(d["labels"]))
+    ax.bar(xs, d["counts"], color="#1f77b4")
+    step = max(1, len(d["labels"]) // 20)
+    ax.set_xticks(list(xs)[::step])
+    ax.set_xticklabels(d["labels"][::step], rotation=45 if d["binned"] else 0, fontsize=7)
+    ax.set_xlabel("refcount")
+    ax.set_ylabel("pages")
+    ax.set_title(spec.title, fontsize=10)
+    return fig
+
+
+def _pins(spec: PlotSpec) -> Any:
+    d = spec.data
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    ax.step(d["x"], d["y"], where="post", color="#2ca02c")
+    ax.set_xlabel("seconds since trace start")
+    ax.set_ylabel("pins outstanding")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(spec.title, fontsize=10)
+    return fig
+
+
+def _tasks(spec: PlotSpec) -> Any:
+    d = spec.data
+    n = len(d["tasks"])
+    fig = _figure(8.0, max(2.0, 0.3 * n + 1.0))
+    ax = fig.add_subplot(1, 1, 1)
+    ys = list(range(n))[::-1]
+    ax.barh(ys, d["held_gets"], color="#1f77b4", label="gets held")
+    ax.barh(ys, d["held_pins"], left=d["held_gets"], color="#2ca02c", label="pins held")
+    ax.set_yticks(ys)
+    ax.set_yticklabels(d["tasks"], fontsize=8)
+    ax.set_xlabel("references held at the end of the trace")
+    ax.legend(fontsize=7)
+    ax.set_title(spec.title, fontsize=10)
+    return fig
+
+
+_DRAW = {"page_history": _page_history, "rate": _rate, "refcount_hist": _refcount_hist,
+         "pins": _pins, "tasks": _tasks}
+
+
+def render_png(spec: PlotSpec) -> str:
+    """The plot as a data:image/png;base64 URI."""
+    import matplotlib
+
+    # Labels hold untrusted text (process names): no mathtext, no TeX.
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        fig = _DRAW[spec.type](spec)
+        return _png(fig)
