@@ -1,9 +1,10 @@
 """The per-page and per-task numbers the report's plots draw.
 
 Per-page refcount histories come from pageref.analysis.history.df_history (the
-analysis owns the rules); until that is importable, a direct reading of the
-observed refcounts stands in (refcount after = observed before +/- the event's
-own references). The overview numbers (pins held, references per task) are
+analysis owns the rules: carried-forward refcounts, gaps where events were
+lost); only if that is not importable does a direct reading of the observed
+refcounts stand in (refcount after = observed before +/- the event's own
+references). The overview numbers (pins held, references per task) are
 simple vectorised sums over the events.
 """
 
@@ -54,44 +55,47 @@ def _fallback_history(trace: Trace, pfn: int) -> pd.DataFrame:
     rc = _num(sub, "refcount", np.nan)
     after = rc + refcount_delta(sub, trace.header.pin_bias)
     return pd.DataFrame({"pos": sel, "ts_ns": sub["ts_ns"].to_numpy(dtype=np.int64),
+                         "gap": np.zeros(len(sel), dtype=bool),
                          "kind": sub["kind"].astype(str).to_numpy(),
                          "order": _num(sub, "order", 0), "pincount": _num(sub, "pincount",
                                                                            np.nan),
                          "refs": _num(sub, "refs", 1), "refcount_after": after})
 
 
+def page_trace(trace: Trace, pfn: int) -> Trace:
+    """A Trace of `pfn`'s events and the `lost` rows (the history's gaps), indexed by
+    their positions in the full trace (so `row` and evidence positions agree)."""
+    ev = trace.events
+    mask = (ev["pfn"] == pfn).fillna(False).to_numpy(dtype=bool) | \
+        (ev["kind"].astype(str) == "lost").to_numpy(dtype=bool)
+    sub = ev[mask].copy()
+    sub.index = np.flatnonzero(mask)
+    return Trace(trace.path, trace.header, sub)
+
+
 def _analysis_history(trace: Trace, pfn: int) -> pd.DataFrame | None:
+    """df_history of one page, with the columns page_history needs, or None
+    when the analysis is not importable."""
     try:
         from pageref.analysis.history import df_history
     except ImportError:
         return None
-    h = df_history(trace, pfn=pfn)
-    if h is None:
-        return None
-    h = h.copy()
-    if "pos" not in h.columns:
-        for name in ("event", "row", "index", "position"):
-            if name in h.columns:
-                h["pos"] = h[name]
-                break
-        else:
-            h["pos"] = h.index
-    if "refcount_after" not in h.columns:
-        return None
-    if "kind" not in h.columns or "ts_ns" not in h.columns:
-        return None
-    for name, fill in (("order", 0.0), ("pincount", np.nan), ("refs", 1.0)):
-        if name not in h.columns:
-            pos = pd.to_numeric(h["pos"], errors="coerce").astype("Int64")
-            col = trace.events[name] if name in trace.events.columns else None
-            h[name] = (pd.to_numeric(col.iloc[pos.fillna(0).to_numpy(dtype=np.int64)],
-                                     errors="coerce").to_numpy(dtype=np.float64)
-                       if col is not None else fill)
+    # df_history(trace, pfn) models the whole trace; the page's own events (plus
+    # lost rows) give the same history at a fraction of the cost.
+    h = df_history(page_trace(trace, pfn), pfn=pfn)
+    h = h.rename(columns={"row": "pos"})
+    ev = trace.events
+    pos = h["pos"].to_numpy(dtype=np.int64)
+    for name, fill in (("order", 0.0), ("pincount", np.nan)):
+        h[name] = _num(ev.iloc[pos], name, fill) if len(pos) else np.zeros(0)
+    h["refs"] = pd.to_numeric(h["refs"], errors="coerce").fillna(1)
+    if "gap" not in h.columns:
+        h["gap"] = False
     return h
 
 
 def page_history(trace: Trace, pfn: int) -> pd.DataFrame:
-    """One page's events in order: pos, ts_ns, kind, refcount_after, pins_decoded.
+    """One page's events in order: pos, ts_ns, kind, refcount_after, pins_decoded, gap.
 
     pins_decoded is what the refcount says about pins: refcount // pin_bias for a
     small page, the folio's pincount (after the event) for a large folio."""
@@ -111,7 +115,8 @@ def page_history(trace: Trace, pfn: int) -> pd.DataFrame:
     h["refcount_after"] = rc
     h["pins_decoded"] = np.where(order > 0, pc_after, small)
     h["pos"] = pd.to_numeric(h["pos"], errors="coerce").fillna(-1).astype(np.int64)
-    return h[["pos", "ts_ns", "kind", "refcount_after", "pins_decoded"]]
+    h["gap"] = h["gap"].astype("boolean").fillna(False).astype(bool)
+    return h[["pos", "ts_ns", "kind", "refcount_after", "pins_decoded", "gap"]]
 
 
 def last_refcount_per_page(trace: Trace, device_only: bool = True) -> pd.Series:

@@ -454,6 +454,8 @@ def _page_plot(trace: Trace, pfn: int, anomaly_ts: int, evidence: list[int], t0:
         "evidence_x": lst(x[keep]),
         "evidence_y": lst(rc_fill[keep]),
         "anomaly_x": (anomaly_ts - t0) / 1e9,
+        # where the history has a hole (events lost just before this one)
+        "gaps_x": lst(x[h["gap"].to_numpy(dtype=bool)][: 50]),
         # the last value holds until the trace ends (a leaked pin shows as held)
         "end_x": (max(trace_end(trace), int(h["ts_ns"].max())) - t0) / 1e9,
         "pin_bias": trace.header.pin_bias,

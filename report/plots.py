@@ -60,6 +60,9 @@ def _page_history(spec: PlotSpec) -> Any:
     if d["evidence_x"]:
         ax.scatter(d["evidence_x"], d["evidence_y"], s=120, facecolors="none",
                    edgecolors="#d62728", linewidths=1.5, zorder=4, label="evidence")
+    for i, gx in enumerate(d.get("gaps_x", [])):
+        ax.axvline(gx, color="#7f7f7f", ls=":", lw=1, label="events lost before" if i == 0
+                   else None)
     ax.axvline(d["anomaly_x"], color="#d62728", ls="--", lw=1.2, label="anomaly")
     ax.set_xlabel("seconds since trace start")
     ax.set_ylabel("refcount")

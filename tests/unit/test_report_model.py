@@ -1,0 +1,231 @@
+"""The report model: what goes on the page for a given trace."""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import report_traces as rt
+from pageref.report import history
+from pageref.report.model import Limits, build_report, clean_text, minmax_indices
+from pageref.report.units import parse_duration
+from pageref.trace.io import read_trace
+
+EVIL = "<script>document.title='pwned'</script>"
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+
+
+@pytest.fixture
+def known(tmp_path):
+    return read_trace(rt.write_known(tmp_path / "known.jsonl", EVIL))
+
+
+@pytest.fixture
+def report(known):
+    return build_report(known, rt.known_anomalies(EVIL), now=NOW)
+
+
+def test_header_and_facts(report):
+    assert report.title == "pageref report: known.jsonl"
+    assert report.generated == "2026-01-02 03:04:05 UTC"
+    facts = {f.label: (f.value, f.warn) for f in report.facts}
+    assert facts["Kernel"] == ("6.1.0-56-amd64", False)
+    assert facts["Host"] == ("pmem-host", False)
+    assert facts["Command"] == ("pageref record -- ./dax-workload", False)
+    assert facts["Duration"] == ("5.00 s", False)
+    assert facts["Events"] == ("9 (get 2, pin 2, free 2, put 1, unpin 1, lost 1)", False)
+    assert facts["Pages"] == ("5", False)
+    assert facts["Device pages"] == ("5", False)
+    assert facts["Idle refcount"] == ("devdax 1, fsdax 1", False)
+    assert facts["Lost events"] == ("3 (cpu1: 3)", True)
+    assert len(report.warnings) == 1
+    assert report.warnings[0].startswith("3 events were lost while recording.")
+
+
+def test_probe_plan_and_drop_paths(report):
+    assert [(p.probe, p.symbol, p.method, p.role, p.events) for p in report.probes] == [
+        ("grab", "try_grab_folio", "kprobe", "get, pin", 4),
+        ("put", "put_page", "kprobe", "put", 1),
+        ("unpin", "unpin_user_page", "kprobe", "unpin", 1),
+        ("free", "free_zone_device_page", "kprobe", "free", 2),
+    ]
+    assert [(d.kind, d.covered, d.by, d.events) for d in report.drop_paths] == [
+        ("put", True, ["put_page"], 1),
+        ("unpin", True, ["unpin_user_page"], 1),
+        ("free", True, ["free_zone_device_page"], 2),
+    ]
+    assert report.notes == []
+
+
+def test_verdict_worst_first(report):
+    assert report.total_anomalies == 4
+    assert [(v.kind, v.count, v.severity, v.severity_class) for v in report.verdict] == [
+        ("double_free", 1, "high", "sev-high"),
+        ("grab_on_free_page", 1, "high", "sev-high"),
+        ("pin_leak", 1, "medium", "sev-medium"),
+        ("longterm_pin_fsdax", 1, "low", "sev-low"),
+    ]
+    assert [s.kind for s in report.sections] == [v.kind for v in report.verdict]
+
+
+def test_anomaly_rows_and_evidence(report):
+    grab = next(s for s in report.sections if s.kind == "grab_on_free_page")
+    assert grab.hidden == 0
+    (row,) = grab.rows
+    assert (row.pfn, row.time, row.task, row.detail) == (
+        "0x1002", "1.000000", EVIL + "[666]", "get on a page with refcount 0")
+    (case,) = grab.cases
+    (ev,) = case.evidence
+    assert (ev.pos, ev.time, ev.kind, ev.pfn, ev.refcount, ev.refs, ev.task, ev.probe) == (
+        3, "1.000000", "get", "0x1002", "0", "1", EVIL + "[666]", "try_grab_folio")
+    assert ev.stack == rt.STACK and ev.stack_hidden == 0
+    dbl = next(s for s in report.sections if s.kind == "double_free")
+    assert [e.pos for e in dbl.cases[0].evidence] == [4, 5]
+    assert [e.stack for e in dbl.cases[0].evidence] == [[], []]
+
+
+def test_page_history_plot(report):
+    lt = next(s for s in report.sections if s.kind == "longterm_pin_fsdax")
+    plot = lt.cases[0].plot
+    assert plot.type == "page_history"
+    d = plot.data
+    assert d["x"] == [2.0, 2.5]                 # seconds since start_ns
+    assert d["refcount"] == [1025.0, 1.0]       # after the pin, after the unpin
+    assert d["pins"] == [1.0, 0.0]              # decoded: refcount // 1024
+    assert d["markers"] == {"pin": {"x": [2.0], "y": [1025.0]},
+                            "unpin": {"x": [2.5], "y": [1.0]}}
+    assert d["evidence_x"] == [2.0]
+    assert d["anomaly_x"] == 2.0
+    assert d["end_x"] == 5.0
+    leak = next(s for s in report.sections if s.kind == "pin_leak").cases[0].plot
+    assert leak.data["refcount"] == [1025.0] and leak.data["pins"] == [1.0]
+
+
+def test_overview_plots(report):
+    assert [p.id for p in report.overview] == ["rate", "refcount-hist", "pins", "tasks"]
+    rate, hist_, pins, tasks = report.overview
+    # lost records are not probe hits; every event counted once
+    assert set(rate.data["series"]) == {"try_grab_folio", "put_page", "unpin_user_page",
+                                        "free_zone_device_page"}
+    total = sum(sum(ys) for ys in rate.data["series"].values()) * rate.data["bin_s"]
+    assert total == pytest.approx(8)
+    # final refcount per device page: 0x1000 ->1, 0x1001 ->1025, 0x1002 ->1,
+    # 0x1003 ->0 (freed), 0x1004 ->1
+    assert hist_.data["labels"] == ["0", "1", "1025"]
+    assert hist_.data["counts"] == [1, 3, 1]
+    assert pins.data["x"] == [0.5, 2.0, 2.5] and pins.data["y"] == [1, 2, 1]
+    assert tasks.data["tasks"][:2] == [EVIL + "[666]", "rdma-app[200]"]
+    assert tasks.data["held_gets"][:2] == [1, 0] and tasks.data["held_pins"][:2] == [0, 1]
+
+
+def test_no_anomalies_no_lost_no_plan(tmp_path):
+    header = dict(rt.HEADER, lost={}, probe_plan=[])
+    events = [e for e in rt.known_events() if e["kind"] not in ("lost", "unpin")]
+    trace = read_trace(rt.write_jsonl(tmp_path / "t.jsonl", events, header))
+    r = build_report(trace, pd.DataFrame(columns=["kind", "pfn", "ts_ns", "pid", "comm",
+                                                  "detail", "severity", "evidence"]))
+    assert r.total_anomalies == 0 and r.verdict == [] and r.sections == []
+    assert dict((f.label, f.warn) for f in r.facts)["Lost events"] is False
+    assert r.notes == ["The trace header has no probe plan (a converted or hand-written "
+                       "trace): drop-path coverage is judged from the events alone."]
+    assert [(d.kind, d.covered) for d in r.drop_paths] == [
+        ("put", True), ("unpin", False), ("free", True)]
+    assert len(r.warnings) == 1 and "No probe covered the unpin path" in r.warnings[0]
+
+
+def test_dead_probe_does_not_cover(tmp_path):
+    plan = [{"probe": "unpin", "symbol": "unpin_user_page", "method": "none",
+             "reason": "symbol not found"}]
+    events = [e for e in rt.known_events() if e["kind"] != "unpin"]
+    trace = read_trace(rt.write_jsonl(tmp_path / "t.jsonl", events,
+                                      dict(rt.HEADER, probe_plan=plan)))
+    r = build_report(trace, None)
+    assert r.probes[0].notes == "reason=symbol not found"
+    assert [(d.kind, d.covered) for d in r.drop_paths][1] == ("unpin", False)
+
+
+def test_tables_capped_and_worst_on_distinct_pages(known):
+    n = 500
+    a = pd.DataFrame({
+        "kind": ["pin_leak"] * n, "pfn": [0x1001 if i < 10 else 0x1004 for i in range(n)],
+        "ts_ns": [rt.T0 + i for i in range(n)], "pid": [1] * n, "comm": ["x"] * n,
+        "detail": ["d"] * n, "severity": ["medium"] * n, "evidence": [[2]] * n})
+    r = build_report(known, a, limits=Limits(rows_per_kind=50, worst_per_kind=3))
+    (s,) = r.sections
+    assert (s.count, len(s.rows), s.hidden) == (500, 50, 450)
+    assert [c.row.pfn for c in s.cases] == ["0x1001", "0x1004"]  # one case per page
+
+
+def test_large_trace_plots_downsampled(tmp_path):
+    # one page climbing to a single peak and back, 60,000 events
+    n = 30_000
+    ts = np.arange(2 * n, dtype=np.int64) * 1000 + rt.T0
+    kinds = ["get"] * n + ["put"] * n
+    rc = list(range(1, n + 1)) + list(range(n + 1, 1, -1))
+    ev = pd.DataFrame({"ts_ns": ts, "kind": kinds, "pfn": 0x2000, "refcount": rc,
+                       "pid": 7, "comm": "big", "zone_device": True, "pgmap_type": "fsdax",
+                       "probe": ["try_grab_folio"] * n + ["put_page"] * n, "stack": None})
+    from pageref.trace.header import TraceHeader
+    from pageref.trace.io import Trace
+
+    trace = Trace(tmp_path / "big", TraceHeader(idle_refcount={"fsdax": 1}), ev)
+    a = pd.DataFrame([{"kind": "refcount_underflow", "pfn": 0x2000, "ts_ns": int(ts[-1]),
+                       "pid": 7, "comm": "big", "detail": "d", "severity": "high",
+                       "evidence": [2 * n - 1]}])
+    r = build_report(trace, a, limits=Limits(plot_points=1000))
+    for p in r.plots:
+        assert p.points <= 1000, p.id
+    page = r.sections[0].cases[0].plot
+    assert max(page.data["refcount"]) == n + 1       # the peak survives downsampling
+    assert page.data["evidence_x"] == [(ts[-1] - rt.T0) / 1e9]
+    assert page.note == "downsampled from 60,000 events"
+
+
+def test_minmax_indices_keeps_extremes():
+    y = np.zeros(10_000)
+    y[1234] = 99
+    y[8765] = -5
+    idx = minmax_indices(y, 100, keep=np.array([42]))
+    assert len(idx) <= 100
+    assert {0, 42, 1234, 8765, 9999} <= set(idx.tolist())
+    assert minmax_indices(np.arange(5.0), 100).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_pins_over_time_never_below_zero(tmp_path):
+    events = [
+        {"ts_ns": 1, "kind": "unpin", "pfn": 1, "refcount": 1025},  # pinned before the trace
+        {"ts_ns": 2, "kind": "pin", "pfn": 2, "refcount": 1},
+        {"ts_ns": 3, "kind": "pin", "pfn": 2, "refcount": 1025, "refs": 2},
+        {"ts_ns": 4, "kind": "unpin", "pfn": 2, "refcount": 3073},
+    ]
+    trace = read_trace(rt.write_jsonl(tmp_path / "t.jsonl", events, {
+        "format": "pageref-events", "version": 1}))
+    ts, held = history.pins_over_time(trace)
+    assert ts.tolist() == [1, 2, 3, 4] and held.tolist() == [0, 1, 3, 2]
+
+
+def test_references_by_task(known):
+    t = history.references_by_task(known)
+    assert t.to_dict("list") == {
+        "comm": [EVIL, "rdma-app", "fio", "vfio-user"], "pid": [666, 200, 100, 300],
+        "taken": [1, 1, 1, 1], "held_gets": [1, 0, 0, 0], "held_pins": [0, 1, 0, 0]}
+
+
+def test_clean_text():
+    assert clean_text("a\x1b[31mb\x00") == "a\\x1b[31mb\\x00"
+    assert clean_text(None) == "" and clean_text(pd.NA) == ""
+    assert clean_text("x" * 300, 10) == "x" * 9 + "…"
+
+
+@pytest.mark.parametrize("text,ns", [("1s", 10**9), ("250ms", 250 * 10**6), ("2.5s", 25 * 10**8),
+                                     ("500us", 500_000), ("7", 7), ("1min", 60 * 10**9)])
+def test_parse_duration(text, ns):
+    assert parse_duration(text) == ns
+
+
+@pytest.mark.parametrize("text", ["", "s", "1 fortnight", "-1s", "1e3"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
