@@ -1,0 +1,272 @@
+"""The analysis's compact view of a trace: only the columns it needs, as numpy
+arrays, read straight from Arrow (Parquet row groups, JSON Lines batches or an
+in-memory Trace) without building a full pandas DataFrame.
+
+Reading only these columns is what keeps `pageref analyze` fast and small on a
+10-million-event recording: stacks, probes and the other per-event details are
+looked up afterwards for the few rows an anomaly cites.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pageref.trace import io as trace_io
+from pageref.trace import jsonl as trace_jsonl
+from pageref.trace import parquet as trace_parquet
+from pageref.trace.frame import conform
+from pageref.trace.header import TraceHeader
+from pageref.trace.schema import ARROW_SCHEMA, KINDS, KINDS_WITHOUT_PFN, PGMAP_TYPES
+
+from pageref.errors import TraceError
+
+# Kind codes used throughout the analysis (index into schema.KINDS).
+K = {name: code for code, name in enumerate(KINDS)}
+PGMAP = {name: code for code, name in enumerate(PGMAP_TYPES)}
+
+NEEDED = ("ts_ns", "kind", "pfn", "refcount", "refs", "pid", "tid", "comm", "order",
+          "pgmap_type", "longterm", "mapping", "count")
+_SUBSCHEMA = pa.schema([ARROW_SCHEMA.field(n) for n in NEEDED])
+_NEEDS_PFN = np.array([k not in KINDS_WITHOUT_PFN for k in KINDS])
+
+
+@dataclasses.dataclass
+class Columns:
+    """One array per field, all of length `n`, in file order.
+
+    Nulls are folded into sentinels: `has_pfn`/`has_refcount` say which values
+    are real; refs null -> 1; order null -> 0; pgmap/comm -1 = unknown;
+    pid/tid -1 = unknown; mapping 0 = unknown; count null -> 0.
+    """
+
+    header: TraceHeader
+    path: Path | None
+    ts: np.ndarray
+    kind: np.ndarray
+    pfn: np.ndarray
+    has_pfn: np.ndarray
+    refcount: np.ndarray
+    has_refcount: np.ndarray
+    refs: np.ndarray
+    order: np.ndarray
+    pgmap: np.ndarray
+    longterm: np.ndarray
+    pid: np.ndarray
+    tid: np.ndarray
+    comm: np.ndarray
+    comm_names: list[str]
+    mapping: np.ndarray
+    count: np.ndarray
+    # Row position of each event in the source (trace.events index); None means
+    # 0..n-1, the file order.
+    row: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.ts)
+
+    def rows(self) -> np.ndarray:
+        return np.arange(self.n, dtype=np.int64) if self.row is None else self.row
+
+    def comm_of(self, i: int) -> str | None:
+        c = int(self.comm[i])
+        return self.comm_names[c] if c >= 0 else None
+
+
+class _Builder:
+    """Accumulates Arrow tables (in the sub-schema) into Columns."""
+
+    def __init__(self, path: Path | None, total: int | None = None) -> None:
+        self.path = path
+        self.parts: dict[str, list[np.ndarray]] = {}
+        self.comm_index: dict[str, int] = {}
+        self.rows_seen = 0
+
+    def _codes(self, col: pa.ChunkedArray, vocab: dict[str, int] | None) -> np.ndarray:
+        """Dictionary column -> int codes (-1 null). With vocab None, grow comm_index."""
+        out = []
+        for chunk in col.chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = chunk.dictionary_encode()
+            values = chunk.dictionary.to_pylist()
+            if vocab is None:
+                for v in values:
+                    if v is not None and v not in self.comm_index:
+                        self.comm_index[v] = len(self.comm_index)
+                mapping = [self.comm_index.get(v, -1) if v is not None else -1 for v in values]
+            else:
+                mapping = [vocab.get(v, -2) if v is not None else -1 for v in values]
+            lut = np.array(mapping + [-1], dtype=np.int32)
+            idx = chunk.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
+            out.append(lut[idx])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int32)
+
+    def add(self, table: pa.Table, where: str) -> None:
+        """Add one checked table; raise TraceError naming the first bad row."""
+        n = table.num_rows
+
+        def num(name: str, fill, dtype) -> np.ndarray:
+            col = table.column(name)
+            return col.fill_null(fill).to_numpy().astype(dtype, copy=False) if n else \
+                np.zeros(0, dtype=dtype)
+
+        def valid(name: str) -> np.ndarray:
+            col = table.column(name)
+            return col.is_valid().to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+
+        kind = self._codes(table.column("kind"), K).astype(np.int8)
+        pgmap = self._codes(table.column("pgmap_type"), PGMAP).astype(np.int8)
+        has_ts = valid("ts_ns")
+        has_pfn = valid("pfn")
+        bad = ~has_ts
+        bad_kind = kind < 0
+        needs = np.zeros(n, dtype=bool)
+        needs[~bad_kind] = _NEEDS_PFN[kind[~bad_kind]]
+        checks = [(bad, "ts_ns is null"),
+                  (bad_kind, f"kind is not one of {', '.join(KINDS)}"),
+                  (needs & ~has_pfn, "pfn is null for an event that needs one"),
+                  (pgmap == -2, "unknown pgmap_type")]
+        firsts = [(int(np.argmax(m)), msg) for m, msg in checks if m.any()]
+        if firsts:
+            row, msg = min(firsts)
+            raise TraceError(self.path, msg, f"row {self.rows_seen + row}")
+        fields = {
+            "ts": num("ts_ns", 0, np.int64),
+            "kind": kind,
+            "pfn": num("pfn", 0, np.int64),
+            "has_pfn": has_pfn,
+            "refcount": num("refcount", 0, np.int32),
+            "has_refcount": valid("refcount"),
+            "refs": num("refs", 1, np.int32),
+            "order": num("order", 0, np.int8),
+            "pgmap": pgmap,
+            "longterm": num("longterm", False, bool),
+            "pid": num("pid", -1, np.int32),
+            "tid": num("tid", -1, np.int32),
+            "comm": self._codes(table.column("comm"), None),
+            "mapping": num("mapping", 0, np.uint64),
+            "count": num("count", 0, np.int64),
+        }
+        for k, v in fields.items():
+            self.parts.setdefault(k, []).append(v)
+        self.rows_seen += n
+
+    def finish(self, header: TraceHeader) -> Columns:
+        arrays = {}
+        for k in ("ts", "kind", "pfn", "has_pfn", "refcount", "has_refcount", "refs", "order",
+                  "pgmap", "longterm", "pid", "tid", "comm", "mapping", "count"):
+            chunks = self.parts.get(k, [])
+            if len(chunks) == 1:
+                arrays[k] = chunks[0]
+            elif chunks:
+                arrays[k] = np.concatenate(chunks)
+                chunks.clear()  # free as we go: peak memory matters at 10M events
+            else:
+                arrays[k] = np.zeros(0, dtype=_EMPTY_DTYPES[k])
+        names = [None] * len(self.comm_index)
+        for name, code in self.comm_index.items():
+            names[code] = name
+        return Columns(header=header, path=self.path, comm_names=names, **arrays)
+
+
+_EMPTY_DTYPES = {"ts": np.int64, "kind": np.int8, "pfn": np.int64, "has_pfn": bool,
+                 "refcount": np.int32, "has_refcount": bool, "refs": np.int32,
+                 "order": np.int8, "pgmap": np.int8, "longterm": bool, "pid": np.int32,
+                 "tid": np.int32, "comm": np.int32, "mapping": np.uint64, "count": np.int64}
+
+
+def _project(table: pa.Table, path: Path | None, where: str | None = None) -> pa.Table:
+    """The needed columns, cast to the schema; TraceError naming a bad column."""
+    names = set(table.column_names)
+    for req in ("ts_ns", "kind"):
+        if req not in names:
+            raise TraceError(path, f"missing required column {req!r}", where)
+    arrays = []
+    for field in _SUBSCHEMA:
+        if field.name not in names:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+            continue
+        col = table.column(field.name)
+        if col.type != field.type:
+            try:
+                col = col.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise TraceError(path, f"column {field.name!r} has type {col.type}, expected "
+                                 f"{field.type} ({trace_parquet._short(e)})", where) from None
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=_SUBSCHEMA)
+
+
+def _check_parquet_schema(part: Path, schema: pa.Schema) -> None:
+    """Catch columns of an impossible type before reading any data."""
+    try:
+        conform(schema.empty_table())
+    except ValueError as e:
+        raise TraceError(part, str(e)) from None
+
+
+def iter_parquet_tables(path: Path) -> Iterator[tuple[Path, int, pa.Table]]:
+    """(part, first row, table) per row group, only the needed columns."""
+    row_base = 0
+    for part in trace_parquet.part_files(path):
+        pf = trace_parquet._open(part)
+        _check_parquet_schema(part, pf.schema_arrow)
+        present = [n for n in NEEDED if n in pf.schema_arrow.names]
+        for rg in range(pf.metadata.num_row_groups):
+            nrows = pf.metadata.row_group(rg).num_rows
+            where = f"rows {row_base}-{row_base + nrows - 1}" if nrows else f"row {row_base}"
+            try:
+                table = pf.read_row_group(rg, columns=present, use_threads=True)
+            except (pa.ArrowException, OSError, ValueError) as e:
+                raise TraceError(part, f"corrupt Parquet data ({trace_parquet._short(e)})",
+                                 where) from None
+            yield part, row_base, _project(table, part, where)
+            row_base += nrows
+
+
+def load_columns(path: Path, progress=None) -> Columns:
+    """Read the columns the analysis needs from a trace file or parts directory."""
+    path = Path(path)
+    fmt = trace_io.trace_format(path)
+    header = trace_io.read_header(path)
+    if fmt == "parquet":
+        b = _Builder(path)
+        for part, _, table in iter_parquet_tables(path):
+            b.path = part
+            b.add(table, "")
+            if progress:
+                progress(b.rows_seen)
+        b.path = path
+        return b.finish(header)
+    b = _Builder(path)
+    for df in trace_jsonl.iter_batches(path):
+        # The JSON Lines reader already checked every line (and names the line).
+        b.add(_project(pa.Table.from_pandas(df[list(NEEDED)], preserve_index=False), path), "")
+        if progress:
+            progress(b.rows_seen)
+    return b.finish(header)
+
+
+def from_frame(events: pd.DataFrame, header: TraceHeader, path: Path | None = None) -> Columns:
+    """Columns of an in-memory events DataFrame (e.g. Trace.events)."""
+    present = [c for c in NEEDED if c in events.columns]
+    table = pa.Table.from_pandas(events[present], preserve_index=False)
+    b = _Builder(path)
+    b.add(_project(table, path), "")
+    cols = b.finish(header)
+    index = events.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+        cols.row = np.asarray(index, dtype=np.int64)
+    return cols
+
+
+def from_tables(tables: Iterable[pa.Table], header: TraceHeader) -> Columns:
+    b = _Builder(None)
+    for t in tables:
+        b.add(_project(t, None), "")
+    return b.finish(header)

@@ -1,0 +1,81 @@
+"""What a detector returns, and helpers to build it from the page model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from pageref.analysis.columns import K
+from pageref.analysis.fmt import fmt_pfn
+from pageref.analysis.model import PageModel
+
+# Evidence lists are capped so one pathological page cannot produce a huge row.
+MAX_EVIDENCE = 64
+
+ERROR, WARNING = "error", "warning"
+
+
+@dataclasses.dataclass
+class Anomaly:
+    kind: str
+    pfn: int | None
+    ts_ns: int
+    pid: int | None
+    comm: str | None
+    detail: str
+    severity: str
+    evidence: list[int]  # row positions in trace.events (file order)
+
+
+def who(m: PageModel, j: int) -> tuple[int | None, str | None]:
+    """(pid, comm) of per-page row j."""
+    i = int(m.idx[j])
+    pid = int(m.cols.pid[i])
+    return (pid if pid >= 0 else None), m.cols.comm_of(i)
+
+
+def task_label(m: PageModel, j: int) -> str:
+    pid, comm = who(m, j)
+    return f"{comm or '?'}[{pid if pid is not None else '?'}]"
+
+
+def anomaly(m: PageModel, kind: str, j: int, detail: str, severity: str,
+            evidence_js) -> Anomaly:
+    """An anomaly dated and attributed by per-page row j."""
+    pid, comm = who(m, j)
+    js = sorted(set(int(x) for x in evidence_js))[:MAX_EVIDENCE]
+    return Anomaly(kind=kind, pfn=int(m.pfn[j]), ts_ns=int(m.ts[j]), pid=pid, comm=comm,
+                   detail=detail, severity=severity, evidence=m.rows_of(js))
+
+
+def life_bounds(m: PageModel, j: int) -> tuple[int, int]:
+    """[a, j] start of j's page life (rows after the last free before j)."""
+    return int(m.life_first[j]), j
+
+
+def pin_episode(m: PageModel, j: int) -> int:
+    """First row of the run of rows ending at j during which pins were
+    continuously outstanding: where the oldest pin still counted was taken."""
+    a, _ = life_bounds(m, j)
+    pb = m.pins_before[a:j + 1]
+    zero = np.flatnonzero(pb == 0)
+    return a + int(zero[-1]) if len(zero) else a
+
+
+def pin_rows(m: PageModel, a: int, b: int) -> list[int]:
+    """Pins, unpins and pins-released-by-put among per-page rows [a, b]."""
+    k = m.kind[a:b + 1]
+    sel = (k == K["pin"]) | (k == K["unpin"]) | m.mismatch[a:b + 1]
+    return [a + int(x) for x in np.flatnonzero(sel)]
+
+
+def gap_note(m: PageModel, a: int, b: int) -> str:
+    lost = int(m.lost_between[a + 1:b + 1].sum()) if b > a else 0
+    if m.gap[a + 1:b + 1].any():
+        what = f"{lost} events" if lost else "events"
+        return f"; {what} were lost in this span, a release may be among them"
+    return ""
+
+
+def page(pfn: int) -> str:
+    return fmt_pfn(pfn)

@@ -1,0 +1,54 @@
+"""busy_page_stall: a page reported `busy` to a task stayed above idle for at
+least T after the first report.
+
+Kernel situation: truncate or hole punch blocked behind a reference holder
+(a long DMA, a leaked pin): the task sleeps in xfs_break_dax_layouts() /
+ext4_break_layouts(). Reported with the holders (see busy_episodes.holders).
+Where the page never goes idle in the trace, it is decided only if the trace
+goes on for T after the first report.
+"""
+
+from __future__ import annotations
+
+from pageref.analysis.detectors.base import WARNING, anomaly, task_label
+from pageref.analysis.detectors.busy_episodes import episodes, holders
+from pageref.analysis.fmt import fmt_ns
+from pageref.analysis.model import PageModel
+
+KIND = "busy_page_stall"
+
+
+def _holder_text(m: PageModel, rows: list[int]) -> str:
+    counts: dict[str, int] = {}
+    for j in rows:
+        counts[task_label(m, j)] = counts.get(task_label(m, j), 0) + 1
+    if not counts:
+        return "no grab seen since the page was last idle (taken before the trace began?)"
+    return "holders: " + ", ".join(f"{t} ({c} grab{'s' if c > 1 else ''})"
+                                   for t, c in sorted(counts.items(), key=lambda x: -x[1]))
+
+
+def detect(m: PageModel):
+    eps, flag = episodes(m)
+    T = m.threshold_ns
+    out = []
+    for ep in eps:
+        start = int(m.ts[ep.first])
+        if ep.idle_at >= 0:
+            blocked = int(m.ts[ep.idle_at]) - start
+            how = f"until it went idle after {fmt_ns(blocked)}"
+        else:
+            blocked = m.trace_end - start
+            how = f"to the end of the trace, {fmt_ns(blocked)}"
+        if blocked < T:
+            continue
+        hold = holders(m, ep, flag)
+        rc = f" (refcount {m.before[ep.first]}, idle {m.idle[ep.first]})" \
+            if m.known[ep.first] else ""
+        ev = ep.busy + hold + ([ep.idle_at] if ep.idle_at >= 0 else [])
+        out.append(anomaly(
+            m, KIND, ep.first,
+            f"{task_label(m, ep.first)} found the page busy {len(ep.busy)} time(s){rc}; it "
+            f"stayed above idle {how}; {_holder_text(m, hold)}",
+            WARNING, ev))
+    return out

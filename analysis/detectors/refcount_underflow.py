@@ -1,0 +1,31 @@
+"""refcount_underflow: a `put` (minus refs) or `unpin` (minus refs x w) that takes
+the observed refcount below the page's idle refcount.
+
+Kernel bug: a reference dropped twice, or dropped by someone who never took it
+(e.g. the unbalanced put_page() after a failed get in the DAX fault path; on
+fsdax pages idling at 1, a put to 0 frees a page that is still mapped).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pageref.analysis.columns import K
+from pageref.analysis.detectors.base import ERROR, anomaly
+from pageref.analysis.model import PageModel
+
+KIND = "refcount_underflow"
+
+
+def detect(m: PageModel):
+    release = (m.kind == K["put"]) | (m.kind == K["unpin"])
+    hit = np.flatnonzero(release & m.observed & (m.before + m.delta < m.idle))
+    out = []
+    for j in hit:
+        what = "unpin" if m.kind[j] == K["unpin"] else "put"
+        weight = f" x {m.w[j]}" if what == "unpin" else ""
+        out.append(anomaly(
+            m, KIND, j,
+            f"{what} of {m.refs[j]}{weight} took the refcount from {m.before[j]} to "
+            f"{m.before[j] + m.delta[j]}, below idle {m.idle[j]}",
+            ERROR, [j]))
+    return out

@@ -1,0 +1,180 @@
+"""Per-page reference histories: `df_history` (a DataFrame) and `plot_history`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pageref.analysis import model as model_mod
+from pageref.analysis.anomalies import DEFAULT_THRESHOLD_NS, TraceLike, columns_of
+from pageref.analysis.columns import PGMAP
+from pageref.trace.io import Trace, iter_batches, read_header
+from pageref.trace.schema import KINDS
+
+from pageref.errors import PagerefError
+
+HISTORY_COLUMNS = (
+    "row", "ts_ns", "kind", "pfn", "refs", "w", "idle", "refcount_before", "refcount_observed",
+    "refcount_after", "pins", "gets", "pin_put", "gap", "lost", "pid", "tid", "comm",
+    "probe", "stack",
+)
+_PGMAP_NAMES = {v: k for k, v in PGMAP.items()}
+
+
+def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
+    """The reference history of one page (`pfn`) or of every page, in (pfn, time)
+    order (stable: events with equal ts_ns keep file order).
+
+    Columns:
+      row               position of the event in trace.events (file order)
+      ts_ns             event time (CLOCK_MONOTONIC ns)
+      kind              get, pin, put, unpin, free, busy, grab_failed
+      pfn               page frame number
+      refs              references taken or dropped (null in the file -> 1)
+      w                 pin weight: the header's pin bias for a small page, 1 for
+                        a large folio (order > 0)
+      idle              idle refcount of the page's pgmap type (header; 0 unknown)
+      refcount_before   refcount just before the event: observed where the event
+                        recorded it, else carried forward from the last observation
+                        (<NA> where neither is possible, e.g. after lost events)
+      refcount_observed True where refcount_before was observed, not carried
+      refcount_after    refcount_before + the event's effect (get +refs,
+                        pin +refs*w, put -refs, unpin -refs*w, others 0)
+      pins, gets        pins and gets outstanding after the event, counted from the
+                        trace (never below 0; reset to 0 by a free)
+      pin_put           True for a put counted as a pin's release (pin_put_mismatch)
+      gap               True when `lost` rows fall between the page's previous
+                        event and this one: the history has a hole here
+      lost              events those `lost` rows say were lost (0 if unknown)
+      pid, tid, comm    who (nullable)
+      probe, stack      kernel symbol and stack (innermost first), where recorded
+    """
+    cols = columns_of(trace)
+    m = model_mod.build(cols, DEFAULT_THRESHOLD_NS)
+    lo, hi = m.page_range(pfn) if pfn is not None else (0, len(m.kind))
+    sl = slice(lo, hi)
+    pos = m.idx[sl]
+    kinds = pd.Categorical.from_codes(m.kind[sl].astype(np.int64), categories=list(KINDS))
+    known = m.known[sl]
+    comm_codes = cols.comm[pos].astype(np.int64)
+    pid = cols.pid[pos]
+    tid = cols.tid[pos]
+    df = pd.DataFrame({
+        "row": cols.rows()[pos],
+        "ts_ns": m.ts[sl],
+        "kind": kinds,
+        "pfn": m.pfn[sl],
+        "refs": m.refs[sl],
+        "w": m.w[sl],
+        "idle": m.idle[sl],
+        "refcount_before": pd.array(np.where(known, m.before[sl], 0), dtype="Int64"),
+        "refcount_observed": m.observed[sl],
+        "refcount_after": pd.array(np.where(known, m.after[sl], 0), dtype="Int64"),
+        "pins": m.pins_after[sl],
+        "gets": m.gets_after[sl],
+        "pin_put": m.mismatch[sl],
+        "gap": m.gap[sl],
+        "lost": m.lost_between[sl],
+        "pid": pd.array(pid, dtype="Int64"),
+        "tid": pd.array(tid, dtype="Int64"),
+        "comm": pd.Categorical.from_codes(comm_codes, categories=cols.comm_names)
+        if cols.comm_names else pd.Categorical([None] * len(pos)),
+    })
+    df.loc[~known, ["refcount_before", "refcount_after"]] = pd.NA
+    df.loc[pid < 0, "pid"] = pd.NA
+    df.loc[tid < 0, "tid"] = pd.NA
+    probe, stack = _details(trace, df["row"].to_numpy())
+    df["probe"] = probe
+    df["stack"] = stack
+    return df.reset_index(drop=True)
+
+
+def _details(trace: TraceLike, rows: np.ndarray):
+    """probe and stack of the given rows (only an in-memory Trace has them)."""
+    if isinstance(trace, Trace) and len(rows):
+        ev = trace.events
+        sub = ev.loc[rows] if not isinstance(ev.index, pd.RangeIndex) else ev.iloc[rows]
+        stack = [None if s is None or (isinstance(s, float)) else list(s)
+                 for s in sub["stack"].tolist()]
+        probe = [None if p is None or p is pd.NA or isinstance(p, float) else str(p)
+                 for p in sub["probe"].tolist()]
+        return probe, stack
+    return [None] * len(rows), [None] * len(rows)
+
+
+def read_page_trace(path: Path, pfn: int, progress=None) -> Trace:
+    """A Trace holding only `pfn`'s events and the `lost` rows (for gaps), indexed
+    by their row positions in the full trace. Streams: memory stays small."""
+    header = read_header(path)
+    keep = []
+    base = 0
+    for df in iter_batches(Path(path)):
+        pf = df["pfn"]
+        mask = (pf == pfn).fillna(False).to_numpy(dtype=bool) | (df["kind"] == "lost").to_numpy()
+        sub = df[mask]
+        sub.index = np.flatnonzero(mask) + base
+        keep.append(sub)
+        base += len(df)
+        if progress:
+            progress(base)
+    events = pd.concat(keep) if keep else None
+    if events is None:
+        from pageref.trace.io import read_trace
+        return read_trace(path)
+    return Trace(Path(path), header, events)
+
+
+def plot_history(history: pd.DataFrame, out: Path | str, title: str | None = None,
+                 anomalies: pd.DataFrame | None = None) -> Path:
+    """Draw one page's refcount over time (step line), outstanding pins and gets
+    below it, the idle level, gaps (lost events) and anomalies; save to `out`
+    (.png or .svg, from the suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise PagerefError(f"{out}: plot file must end in .png or .svg")
+    if history.empty:
+        raise PagerefError("nothing to plot: the page has no events in the trace")
+    t0 = int(history["ts_ns"].iloc[0])
+    t = (history["ts_ns"].to_numpy(dtype=np.int64) - t0) / 1e9
+    fig, (ax, ax2) = plt.subplots(2, 1, sharex=True, figsize=(10, 6),
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    after = history["refcount_after"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    ax.step(t, after, where="post", color="#1f77b4", label="refcount after event")
+    idle = int(history["idle"].iloc[0])
+    ax.axhline(idle, color="grey", linestyle="--", linewidth=1, label=f"idle ({idle})")
+    markers = {"get": ("^", "#2ca02c"), "pin": ("^", "#d62728"), "put": ("v", "#2ca02c"),
+               "unpin": ("v", "#d62728"), "free": ("x", "black"), "busy": ("s", "#ff7f0e"),
+               "grab_failed": ("o", "#9467bd")}
+    kinds = history["kind"].astype(str).to_numpy()
+    for k, (mk, color) in markers.items():
+        sel = kinds == k
+        if sel.any():
+            ax.scatter(t[sel], np.nan_to_num(after[sel], nan=idle), marker=mk, color=color,
+                       s=24, zorder=3, label=k)
+    for x in t[history["gap"].to_numpy(dtype=bool)]:
+        ax.axvline(x, color="#ff7f0e", alpha=0.4, linewidth=3)
+        ax2.axvline(x, color="#ff7f0e", alpha=0.4, linewidth=3)
+    if anomalies is not None and not anomalies.empty:
+        for _, a in anomalies.iterrows():
+            x = (int(a["ts_ns"]) - t0) / 1e9
+            ax.axvline(x, color="red", alpha=0.6, linestyle=":")
+            ax.annotate(str(a["kind"]), (x, ax.get_ylim()[1]), rotation=90, va="top",
+                        fontsize=7, color="red")
+    ax.set_ylabel("_refcount")
+    ax.legend(loc="upper left", fontsize=7, ncol=4)
+    ax.set_title(title or f"pfn {int(history['pfn'].iloc[0]):#x}")
+    ax2.step(t, history["pins"].to_numpy(), where="post", color="#d62728", label="pins (P)")
+    ax2.step(t, history["gets"].to_numpy(), where="post", color="#2ca02c", label="gets (G)")
+    ax2.set_ylabel("outstanding")
+    ax2.set_xlabel("seconds since the page's first event")
+    ax2.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

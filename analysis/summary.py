@@ -1,0 +1,60 @@
+"""summarize: the `pageref analyze --json` document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pageref.analysis.anomalies import TraceLike, columns_of
+from pageref.analysis.columns import Columns, K
+
+
+def trace_counts(cols: Columns) -> dict[str, int]:
+    """events, pages (distinct pfns) and lost_events of a trace.
+
+    lost_events is the larger of what the `lost` rows say and what the header's
+    per-CPU lost counters say (a recorder writes both; other tools one or none).
+    """
+    pfns = cols.pfn[cols.has_pfn & (cols.kind != K["lost"])]
+    from_rows = int(cols.count[cols.kind == K["lost"]].sum())
+    return {
+        "events": int(cols.n),
+        "pages": int(len(np.unique(pfns))),
+        "lost_events": max(from_rows, int(cols.header.lost_total)),
+    }
+
+
+def _plain(v: Any) -> Any:
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def summarize(trace: TraceLike, anomalies: pd.DataFrame) -> dict[str, Any]:
+    """{"anomalies": [{"kind", "pfn", "ts_ns", "pid", "comm", "detail", "severity",
+    "evidence", "pfn_hex"}...], "events": N, "pages": N, "lost_events": N,
+    "by_kind": {kind: N}, "trace": {"path", "kernel", "pin_bias", "idle_refcount"}}."""
+    cols = columns_of(trace)
+    rows = []
+    for rec in anomalies.to_dict("records"):
+        d = {k: _plain(v) for k, v in rec.items()}
+        d["pfn_hex"] = f"{d['pfn']:#x}" if d.get("pfn") is not None else None
+        rows.append(d)
+    h = cols.header
+    out: dict[str, Any] = {"anomalies": rows}
+    out.update(trace_counts(cols))
+    out["by_kind"] = {str(k): int(v) for k, v in anomalies["kind"].value_counts().items()} \
+        if len(anomalies) else {}
+    out["trace"] = {"path": str(cols.path) if cols.path is not None else None,
+                    "kernel": h.kernel, "pin_bias": h.pin_bias,
+                    "idle_refcount": dict(h.idle_refcount)}
+    return out

@@ -1,0 +1,67 @@
+"""click parameter types shared by the analysis commands (analyze, history)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from pageref.analysis.fmt import parse_duration, parse_pfn
+
+
+class Duration(click.ParamType):
+    """1s, 500ms, 250us, 10ns, 2m; a plain number is seconds. Converts to ns."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Pfn(click.ParamType):
+    """0x140018 (hex) or 1310744 (decimal)."""
+
+    name = "PFN"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_pfn(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Progress:
+    """'reading run.trace: 3,000,000 events' on stderr, only on a terminal and only
+    once the work has taken a second, redrawn at most 4 times a second."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, events: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.start < 1 or now - self.last < 0.25:
+            return
+        self.last = now
+        self.shown = True
+        click.echo(f"\r{self.label}: {events:,} events", err=True, nl=False)
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("\r\033[K", err=True, nl=False)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start

@@ -1,0 +1,60 @@
+"""pageref analyze: find refcount anomalies in a trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from pageref.commands.analysis_params import Duration, Progress
+
+EPILOG = """\b
+Examples:
+  pageref analyze examples/basic.jsonl
+  pageref analyze run.trace --threshold 250ms
+  pageref analyze run.trace --json | jq '.anomalies[] | select(.kind=="pin_leak")'
+
+\b
+TRACE is a Parquet trace (a file or a recording's directory of parts) or JSON
+Lines (docs/trace-format.md). The catalog of anomalies and what each means for
+the kernel is in docs/anomalies.md. Exit status is 0 whether or not anomalies
+are found; 2 when the trace cannot be read.
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("--threshold", "-t", type=Duration(), default="1s", show_default=True,
+              help="T: how long a busy page may stay referenced, or a woken truncate may "
+                   "take to check again, before it is an anomaly (1s, 500ms, 250us; a "
+                   "plain number is seconds).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON document on stdout.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Show at most this many anomalies in the table (0: all; --json shows all).")
+def analyze(trace: Path, threshold: int, as_json: bool, limit: int) -> None:
+    """Find refcount anomalies in TRACE: underflows, grabs on freed pages, pins
+    released with put_page, leaked pins, frees while pinned, double frees,
+    truncates stalled on busy pages, lost wake-ups, long-term pins on fsdax."""
+    from pageref.analysis.anomalies import anomalies_of_model, columns_of
+    from pageref.analysis.model import build
+    from pageref.analysis.summary import summarize
+
+    progress = Progress(f"reading {trace}")
+    cols = columns_of(trace, progress=progress)
+    progress.done()
+    anomalies = anomalies_of_model(build(cols, threshold))
+    doc = summarize(cols, anomalies)
+    if as_json:
+        doc["threshold_ns"] = threshold
+        click.echo(json.dumps(doc, indent=1))
+        return
+    from pageref.commands.analyze_text import render
+
+    click.echo(render(doc, threshold, limit, cols.header.start_ns
+                      if cols.header.start_ns is not None else
+                      (int(cols.ts.min()) if cols.n else 0)))
+    if progress.enabled and progress.elapsed >= 1:
+        rate = cols.n / progress.elapsed if progress.elapsed else 0
+        click.echo(f"analysed {cols.n:,} events in {progress.elapsed:.1f} s "
+                   f"({rate:,.0f} events/s)", err=True)

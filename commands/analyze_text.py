@@ -1,0 +1,55 @@
+"""The human-readable `pageref analyze` summary."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from pageref.analysis.fmt import fmt_ns
+
+
+def render(doc: dict[str, Any], threshold: int, limit: int, t0: int) -> str:
+    tr = doc["trace"]
+    idle = ", ".join(f"{k}={v}" for k, v in sorted(tr["idle_refcount"].items())) or "unknown"
+    lines = [
+        f"{tr['path']}: {doc['events']:,} events on {doc['pages']:,} pages, "
+        f"{doc['lost_events']:,} events lost",
+        f"  kernel {tr['kernel'] or 'unknown'}, pin bias {tr['pin_bias']}, idle refcount "
+        f"{idle}, threshold {fmt_ns(threshold)}",
+    ]
+    an = doc["anomalies"]
+    if doc["lost_events"]:
+        lines.append("  (events were lost: counts near the gaps are uncertain; "
+                     "`pageref history` marks them)")
+    if not an:
+        lines.append("")
+        lines.append("No anomalies found.")
+        return "\n".join(lines)
+    errors = sum(1 for a in an if a["severity"] == "error")
+    lines.append("")
+    lines.append(f"{len(an)} anomal{'y' if len(an) == 1 else 'ies'} "
+                 f"({errors} error{'s' if errors != 1 else ''}, {len(an) - errors} "
+                 f"warning{'s' if len(an) - errors != 1 else ''}): "
+                 + ", ".join(f"{k} {v}" for k, v in doc["by_kind"].items()))
+    lines.append("")
+    shown = an if not limit else an[:limit]
+    for a in shown:
+        who = f"{a['comm'] or '?'}[{a['pid'] if a['pid'] is not None else '?'}]"
+        lines.append(f"  {a['severity']:<7} {a['kind']:<26} pfn {a['pfn_hex'] or '-':<9} "
+                     f"+{fmt_ns(a['ts_ns'] - t0):<10} {who}")
+        lines.append(f"          {a['detail']}")
+        lines.append(f"          evidence: rows {_rows(a['evidence'])}")
+    if len(shown) < len(an):
+        lines.append(f"  ... {len(an) - len(shown)} more (--limit 0 shows all, --json for "
+                     f"machines)")
+    first = shown[0]
+    lines.append("")
+    lines.append("One page's history: pageref history "
+                 f"{shlex.quote(str(tr['path']))} --pfn {first['pfn_hex']}")
+    return "\n".join(lines)
+
+
+def _rows(rows: list[int]) -> str:
+    if len(rows) > 8:
+        return ", ".join(map(str, rows[:8])) + f", ... ({len(rows)} rows)"
+    return ", ".join(map(str, rows))
