@@ -1,0 +1,561 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pageref: who takes and drops references on ZONE_DEVICE pages.
+ *
+ * BCC program. It includes no kernel struct definitions: every field is read at
+ * a byte offset taken from the running kernel's BTF and passed as a -D define
+ * by pageref/tracer/defines.py (which validates every number). That keeps the
+ * compile short (no kernel headers to parse) and right on kernels whose layout
+ * moved (page->index -> __folio_index in 6.16, page->pgmap -> folio->pgmap).
+ *
+ * Probe handlers are named on_<function> (entry) and ret_<function> (return);
+ * the recorder attaches those its probe plan selected, nothing else.
+ */
+#include <uapi/linux/ptrace.h>
+#include "pageref.h"
+
+/* Required numbers: fail the compile, never read a wrong field. */
+#if !defined(OFF_PAGE_FLAGS) || !defined(OFF_PAGE_REFCOUNT) || !defined(OFF_PAGE_MAPPING) || \
+	!defined(OFF_PAGE_INDEX) || !defined(OFF_PAGE_COMPOUND_HEAD) || !defined(OFF_PGMAP) || \
+	!defined(OFF_PGMAP_TYPE) || !defined(SIZEOF_PAGE) || !defined(ZONES_PGSHIFT) || \
+	!defined(ZONES_MASK) || !defined(ZONE_DEVICE_ID) || !defined(PG_HEAD) || \
+	!defined(FOLL_GET_VAL) || !defined(FOLL_PIN_VAL) || !defined(PGMAP_FSDAX) || \
+	!defined(RET_OK_TRY_GRAB_PAGE) || !defined(RET_OK_TRY_GRAB_FOLIO)
+#error "pageref: a required -D define is missing (pageref/tracer/defines.py builds them)"
+#endif
+#if !defined(VMEMMAP_BASE_ADDR) && !defined(VMEMMAP_START)
+#error "pageref: need VMEMMAP_BASE_ADDR (address of vmemmap_base) or VMEMMAP_START"
+#endif
+#ifndef MAX_BATCH
+#define MAX_BATCH 64
+#endif
+#define BIO_MAX_VECS 16
+#define BIO_MAX_PAGES 16
+
+/* RET_OK_*: 1 = bool (nonzero is success), 2 = int (0 is success), 3 = pointer */
+#define RET_BOOL 1
+#define RET_ZERO_OK 2
+#define RET_PTR 3
+#define GRAB_OK(conv, rc) \
+	((conv) == RET_ZERO_OK ? ((int)(rc) == 0) : \
+	 (conv) == RET_BOOL ? (((rc) & 0xff) != 0) : ((rc) != 0))
+
+#ifdef USE_RINGBUF
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+#else
+BPF_PERF_OUTPUT(events);
+#endif
+
+BPF_PERCPU_ARRAY(lost, u64, 1);		/* events the buffer refused, per CPU */
+BPF_PERCPU_ARRAY(scratch, struct pageref_event, 1);
+/* grab entry -> return, keyed by tid << 8 | probe */
+BPF_TABLE("lru_hash", u64, struct pageref_event, pending, 16384);
+/* tid -> depth inside an outer drop function (nested drops are the same drop) */
+BPF_TABLE("lru_hash", u32, u32, depth, 16384);
+#ifdef FILTER_PIDS
+BPF_HASH(pids, u32, u8, 1024);
+#endif
+#ifdef WANT_STACKS
+BPF_STACK_TRACE(stacks, 16384);
+#endif
+
+static __always_inline u64 rd64(u64 addr)
+{
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline u32 rd32(u64 addr)
+{
+	u32 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline u8 rd8(u64 addr)
+{
+	u8 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline int task_ok(void)
+{
+#ifdef FILTER_PIDS
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!pids.lookup(&tgid))
+		return 0;
+#endif
+#ifdef CGROUP_ID
+	if (bpf_get_current_cgroup_id() != CGROUP_ID)
+		return 0;
+#endif
+	return 1;
+}
+
+static __always_inline u64 vmemmap(void)
+{
+#ifdef VMEMMAP_BASE_ADDR
+	return rd64(VMEMMAP_BASE_ADDR);	/* KASLR: the value of the variable vmemmap_base */
+#else
+	return VMEMMAP_START;
+#endif
+}
+
+/*
+ * Fill the page part of `e` from `page` (head page found through compound_head).
+ * Returns 0 if the page passes the in-kernel filters.
+ */
+static __always_inline int fill_page(struct pageref_event *e, u64 page)
+{
+	u64 ch = rd64(page + OFF_PAGE_COMPOUND_HEAD);
+	u64 fl;
+	u8 zd;
+
+	if (ch & 1)
+		page = ch - 1;	/* a tail page: its head holds the refcount */
+	fl = rd64(page + OFF_PAGE_FLAGS);
+	zd = ((fl >> ZONES_PGSHIFT) & ZONES_MASK) == ZONE_DEVICE_ID;
+#ifndef ALL_PAGES
+	if (!zd)
+		return -1;
+#endif
+	e->zone_device = zd;
+	e->pgmap_type = PAGEREF_NO_PGMAP;
+	if (zd) {
+		/* only ZONE_DEVICE pages have a pgmap; elsewhere the field is lru */
+		u64 pgmap = rd64(page + OFF_PGMAP);
+		if (pgmap)
+			e->pgmap_type = rd32(pgmap + OFF_PGMAP_TYPE) & 0xff;
+	}
+#ifdef PGMAP_MASK
+	if (e->pgmap_type == PAGEREF_NO_PGMAP || !((PGMAP_MASK >> e->pgmap_type) & 1))
+		return -1;
+#endif
+	e->page = page;
+	e->pfn = (page - vmemmap()) / SIZEOF_PAGE;
+	e->refcount = (s32)rd32(page + OFF_PAGE_REFCOUNT);
+	e->mapping = rd64(page + OFF_PAGE_MAPPING);
+	e->index = rd64(page + OFF_PAGE_INDEX);
+	e->pincount = -1;
+	e->order = 0;
+	if (fl & (1UL << PG_HEAD)) {
+#ifdef OFF_FOLIO_ORDER
+		e->order = rd8(page + OFF_FOLIO_ORDER);
+#endif
+#ifdef OFF_FOLIO_PINCOUNT
+		e->pincount = (s32)rd32(page + OFF_FOLIO_PINCOUNT);
+#endif
+	}
+	return 0;
+}
+
+static __always_inline void fill_task(struct pageref_event *e, void *ctx, u16 probe, u8 kind)
+{
+	u64 id = bpf_get_current_pid_tgid();
+
+	e->ts_ns = bpf_ktime_get_ns();
+	e->pid = id >> 32;
+	e->tid = (u32)id;
+	e->cpu = bpf_get_smp_processor_id();
+	e->probe = probe;
+	e->kind = kind;
+	e->refs = 1;
+	e->flags = 0;
+	e->ret = 0;
+	e->page = 0;
+	e->pfn = 0;
+	e->mapping = 0;
+	e->index = 0;
+	e->refcount = 0;
+	e->pincount = -1;
+	e->order = 0;
+	e->zone_device = 0;
+	e->pgmap_type = PAGEREF_NO_PGMAP;
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+#ifdef WANT_STACKS
+	e->stack_id = stacks.get_stackid(ctx, 0);
+#else
+	e->stack_id = -1;
+#endif
+}
+
+static __always_inline void submit(void *ctx, struct pageref_event *e)
+{
+	int rc;
+
+#ifdef USE_RINGBUF
+	rc = events.ringbuf_output(e, sizeof(*e), 0);
+#else
+	rc = events.perf_submit(ctx, e, sizeof(*e));
+#endif
+	if (rc < 0) {
+		int zero = 0;
+		u64 *n = lost.lookup(&zero);
+		if (n)
+			(*n)++;
+	}
+}
+
+static __always_inline struct pageref_event *scratch_event(void)
+{
+	int zero = 0;
+	return scratch.lookup(&zero);
+}
+
+/* ---- grab: entry saves the event, return decides get/pin or grab_failed ---- */
+
+static __always_inline int grab_entry(void *ctx, u16 probe, u64 page, s32 refs, u64 flags)
+{
+	struct pageref_event *e;
+	u64 key;
+
+	if (!(flags & (FOLL_GET_VAL | FOLL_PIN_VAL)))
+		return 0;	/* neither FOLL_GET nor FOLL_PIN: takes no reference */
+	if (!task_ok())
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_task(e, ctx, probe, (flags & FOLL_PIN_VAL) ? KIND_PIN : KIND_GET);
+	if (fill_page(e, page))
+		return 0;
+	e->refs = refs;
+	e->flags = flags;
+	key = ((u64)e->tid << 8) | probe;
+	pending.update(&key, e);
+	return 0;
+}
+
+static __always_inline int grab_return(void *ctx, u16 probe, int conv)
+{
+	u64 key = ((bpf_get_current_pid_tgid() & 0xffffffff) << 8) | probe;
+	struct pageref_event *e = pending.lookup(&key);
+	u64 rc = PT_REGS_RC((struct pt_regs *)ctx);
+
+	if (!e)
+		return 0;
+	e->ret = (s64)rc;
+	if (conv == RET_ZERO_OK)
+		e->ret = (s64)(int)rc;
+	else if (conv == RET_BOOL)
+		e->ret = rc & 0xff;
+	if (!GRAB_OK(conv, rc))
+		e->kind = KIND_GRAB_FAILED;
+	submit(ctx, e);
+	pending.delete(&key);
+	return 0;
+}
+
+/* try_grab_page(page, flags): 5.7-6.9; bool until 6.1, int (0 = ok) from 6.2 */
+int on_try_grab_page(struct pt_regs *ctx)
+{
+	return grab_entry(ctx, PROBE_TRY_GRAB_PAGE, PT_REGS_PARM1(ctx), 1, PT_REGS_PARM2(ctx));
+}
+int ret_try_grab_page(struct pt_regs *ctx)
+{
+	return grab_return(ctx, PROBE_TRY_GRAB_PAGE, RET_OK_TRY_GRAB_PAGE);
+}
+
+/* try_grab_folio(page, refs, flags) -> folio (5.18-6.9), or (folio, refs, flags) -> int (6.10+) */
+int on_try_grab_folio(struct pt_regs *ctx)
+{
+	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO, PT_REGS_PARM1(ctx), (s32)PT_REGS_PARM2(ctx),
+			  PT_REGS_PARM3(ctx));
+}
+int ret_try_grab_folio(struct pt_regs *ctx)
+{
+	return grab_return(ctx, PROBE_TRY_GRAB_FOLIO, RET_OK_TRY_GRAB_FOLIO);
+}
+
+/* try_grab_folio_fast(page, refs, flags) -> folio (static, 6.10+) */
+int on_try_grab_folio_fast(struct pt_regs *ctx)
+{
+	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO_FAST, PT_REGS_PARM1(ctx),
+			  (s32)PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx));
+}
+int ret_try_grab_folio_fast(struct pt_regs *ctx)
+{
+	return grab_return(ctx, PROBE_TRY_GRAB_FOLIO_FAST, RET_PTR);
+}
+
+/* ---- drops ---- */
+
+static __always_inline int nested(void)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u32 *d = depth.lookup(&tid);
+	return d && *d > 0;
+}
+
+static __always_inline void enter_outer(void)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u32 one = 1;
+	u32 *d = depth.lookup(&tid);
+	if (d)
+		(*d)++;
+	else
+		depth.update(&tid, &one);
+}
+
+static __always_inline int leave_outer(void)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u32 *d = depth.lookup(&tid);
+	if (d && *d > 1)
+		(*d)--;
+	else if (d)
+		depth.delete(&tid);
+	return 0;
+}
+
+/* refcount_bias: added to the observed refcount so the row holds the value
+ * before the drop (functions called after the last reference is gone see 0). */
+static __always_inline int emit_drop(void *ctx, u16 probe, u8 kind, u64 page, s32 refs,
+				     u64 flags, s32 refcount_bias, int fsdax_only)
+{
+	struct pageref_event *e = scratch_event();
+
+	if (!e)
+		return 0;
+	fill_task(e, ctx, probe, kind);
+	if (fill_page(e, page))
+		return 0;
+	if (fsdax_only && e->pgmap_type != PGMAP_FSDAX)
+		return 0;	/* the function returns false and put_page() goes on inline */
+	e->refs = refs;
+	e->flags = flags;
+	e->refcount += refcount_bias;
+	submit(ctx, e);
+	return 0;
+}
+
+static __always_inline int leaf_drop(void *ctx, u16 probe, u8 kind, u64 page, s32 refs,
+				     u64 flags, s32 bias, int fsdax_only)
+{
+	if (!task_ok() || nested())
+		return 0;
+	return emit_drop(ctx, probe, kind, page, refs, flags, bias, fsdax_only);
+}
+
+static __always_inline int outer_drop(void *ctx, u16 probe, u8 kind, u64 page, s32 refs,
+				      u64 flags)
+{
+	int inner = nested();
+
+	enter_outer();
+	if (inner || !task_ok())
+		return 0;
+	return emit_drop(ctx, probe, kind, page, refs, flags, 0, 0);
+}
+
+/* __put_page(page): <= 5.19, called once the refcount reached 0 */
+int on___put_page(struct pt_regs *ctx)
+{
+	return leaf_drop(ctx, PROBE___PUT_PAGE, KIND_PUT, PT_REGS_PARM1(ctx), 1, 0, 1, 0);
+}
+
+/* __folio_put(folio): 6.0+ (7f3e4ad2d9a6), called once the refcount reached 0 */
+int on___folio_put(struct pt_regs *ctx)
+{
+	return leaf_drop(ctx, PROBE___FOLIO_PUT, KIND_PUT, PT_REGS_PARM1(ctx), 1, 0, 1, 0);
+}
+
+/* __put_devmap_managed_page(page): 5.x fsdax put, one reference */
+int on___put_devmap_managed_page(struct pt_regs *ctx)
+{
+	return leaf_drop(ctx, PROBE___PUT_DEVMAP_MANAGED_PAGE, KIND_PUT, PT_REGS_PARM1(ctx), 1, 0,
+			 0, 1);
+}
+
+/* __put_devmap_managed_page_refs(page, refs): 5.19-6.7; _folio_refs(folio, refs): 6.8-6.14 */
+int on___put_devmap_managed_page_refs(struct pt_regs *ctx)
+{
+	return leaf_drop(ctx, PROBE___PUT_DEVMAP_MANAGED_PAGE_REFS, KIND_PUT, PT_REGS_PARM1(ctx),
+			 (s32)PT_REGS_PARM2(ctx), 0, 0, 1);
+}
+int on___put_devmap_managed_folio_refs(struct pt_regs *ctx)
+{
+	return leaf_drop(ctx, PROBE___PUT_DEVMAP_MANAGED_FOLIO_REFS, KIND_PUT,
+			 PT_REGS_PARM1(ctx), (s32)PT_REGS_PARM2(ctx), 0, 0, 1);
+}
+
+/* gup_put_folio(folio, refs, flags): static; every unpin and GUP put of 5.18+ */
+int on_gup_put_folio(struct pt_regs *ctx)
+{
+	u64 flags = PT_REGS_PARM3(ctx);
+
+	return outer_drop(ctx, PROBE_GUP_PUT_FOLIO, (flags & FOLL_PIN_VAL) ? KIND_UNPIN : KIND_PUT,
+			  PT_REGS_PARM1(ctx), (s32)PT_REGS_PARM2(ctx), flags);
+}
+int ret_gup_put_folio(struct pt_regs *ctx)
+{
+	return leave_outer();
+}
+
+/* unpin_user_page(page): one pin */
+int on_unpin_user_page(struct pt_regs *ctx)
+{
+	return outer_drop(ctx, PROBE_UNPIN_USER_PAGE, KIND_UNPIN, PT_REGS_PARM1(ctx), 1,
+			  FOLL_PIN_VAL);
+}
+int ret_unpin_user_page(struct pt_regs *ctx)
+{
+	return leave_outer();
+}
+
+/* unpin_user_folio(folio, npages): 6.11+, npages pins of one folio */
+int on_unpin_user_folio(struct pt_regs *ctx)
+{
+	return outer_drop(ctx, PROBE_UNPIN_USER_FOLIO, KIND_UNPIN, PT_REGS_PARM1(ctx),
+			  (s32)PT_REGS_PARM2(ctx), FOLL_PIN_VAL);
+}
+int ret_unpin_user_folio(struct pt_regs *ctx)
+{
+	return leave_outer();
+}
+
+/* unpin_user_pages(pages, npages): one unpin per page, at most MAX_BATCH reported */
+int on_unpin_user_pages(struct pt_regs *ctx)
+{
+	u64 pages = PT_REGS_PARM1(ctx);
+	u64 n = PT_REGS_PARM2(ctx);
+	int inner = nested();
+
+	enter_outer();
+	if (inner || !task_ok())
+		return 0;
+	for (int i = 0; i < MAX_BATCH; i++) {
+		if (i >= n)
+			break;
+		emit_drop(ctx, PROBE_UNPIN_USER_PAGES, KIND_UNPIN, rd64(pages + 8 * i), 1,
+			  FOLL_PIN_VAL, 0, 0);
+	}
+	return 0;
+}
+int ret_unpin_user_pages(struct pt_regs *ctx)
+{
+	return leave_outer();
+}
+
+#if defined(OFF_BIO_IO_VEC) && defined(OFF_BIO_VCNT) && defined(OFF_BVEC_PAGE) && \
+	defined(OFF_BVEC_LEN) && defined(OFF_BVEC_OFFSET) && defined(SIZEOF_BIO_VEC)
+/*
+ * __bio_release_pages(bio, mark_dirty): before BIO_PAGE_PINNED (6.5) it drops one
+ * reference per page with an inline put (no probe-able function below it), so
+ * walk the bio's vectors here: one put per page, at most MAX_BATCH per call.
+ */
+int on___bio_release_pages(struct pt_regs *ctx)
+{
+	u64 bio = PT_REGS_PARM1(ctx);
+	u64 vec = rd64(bio + OFF_BIO_IO_VEC);
+	u32 vcnt = rd32(bio + OFF_BIO_VCNT) & 0xffff;
+	int inner = nested();
+
+	enter_outer();
+	if (inner || !task_ok())
+		return 0;
+	/* Only the loop counters live across iterations, so the verifier's states
+	 * at each loop head compare equal and its work stays linear. */
+	for (int i = 0; i < BIO_MAX_VECS; i++) {
+		if (i >= vcnt)
+			break;
+		for (int j = 0; j < BIO_MAX_PAGES; j++) {
+			u64 bv = vec + (u64)i * SIZEOF_BIO_VEC;
+			u32 len = rd32(bv + OFF_BVEC_LEN);
+			u32 off = rd32(bv + OFF_BVEC_OFFSET);
+
+			if (!len || off / PAGE_SIZE_VAL + j > (off + len - 1) / PAGE_SIZE_VAL)
+				break;
+			emit_drop(ctx, PROBE___BIO_RELEASE_PAGES, KIND_PUT,
+				  rd64(bv + OFF_BVEC_PAGE) +
+				  (u64)(off / PAGE_SIZE_VAL + j) * SIZEOF_PAGE, 1, 0, 0, 0);
+		}
+	}
+	return 0;
+}
+int ret___bio_release_pages(struct pt_regs *ctx)
+{
+	return leave_outer();
+}
+#endif
+
+/* ---- free: the last reference is gone (never nested-suppressed) ---- */
+
+/* free_zone_device_page(page): 5.18 (80a72d0af8b8); renamed _folio in 6.9-6.10 */
+int on_free_zone_device_page(struct pt_regs *ctx)
+{
+	if (!task_ok())
+		return 0;
+	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_PAGE, KIND_FREE, PT_REGS_PARM1(ctx), 0, 0,
+			 0, 0);
+}
+int on_free_zone_device_folio(struct pt_regs *ctx)
+{
+	if (!task_ok())
+		return 0;
+	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_FOLIO, KIND_FREE, PT_REGS_PARM1(ctx), 0, 0,
+			 0, 0);
+}
+
+/* ---- busy: dax_layout_busy_page(_range) returns a page still referenced ---- */
+
+static __always_inline int busy_entry(void *ctx, u16 probe)
+{
+	struct pageref_event *e;
+	u64 key;
+
+	if (!task_ok())
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_task(e, ctx, probe, KIND_BUSY);
+	e->mapping = PT_REGS_PARM1((struct pt_regs *)ctx);	/* the address_space */
+	e->refs = 0;
+	key = ((u64)e->tid << 8) | probe;
+	pending.update(&key, e);
+	return 0;
+}
+
+static __always_inline int busy_return(void *ctx, u16 probe)
+{
+	u64 key = ((bpf_get_current_pid_tgid() & 0xffffffff) << 8) | probe;
+	struct pageref_event *e = pending.lookup(&key);
+	u64 page = PT_REGS_RC((struct pt_regs *)ctx);
+	u64 mapping;
+
+	if (!e)
+		return 0;
+	e->ret = page;
+	if (page) {
+		mapping = e->mapping;
+		if (fill_page(e, page)) {
+			pending.delete(&key);
+			return 0;
+		}
+		e->mapping = mapping ? mapping : e->mapping;
+	}
+	submit(ctx, e);
+	pending.delete(&key);
+	return 0;
+}
+
+int on_dax_layout_busy_page_range(struct pt_regs *ctx)
+{
+	return busy_entry(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE_RANGE);
+}
+int ret_dax_layout_busy_page_range(struct pt_regs *ctx)
+{
+	return busy_return(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE_RANGE);
+}
+int on_dax_layout_busy_page(struct pt_regs *ctx)
+{
+	return busy_entry(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE);
+}
+int ret_dax_layout_busy_page(struct pt_regs *ctx)
+{
+	return busy_return(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE);
+}

@@ -1,0 +1,340 @@
+"""What pageref needs to know about a kernel, gathered once: `KernelFacts`.
+
+Facts come from the running kernel (`KernelFacts.live()`: /proc/kallsyms,
+tracefs available_filter_functions, /sys/kernel/btf/vmlinux, the kernel's
+headers for the few numbers BTF lacks), from a kernel's files
+(`KernelFacts.from_files()`: System.map or an nm listing, raw BTF, headers), or
+from a small JSON extract kept as a test fixture (`KernelFacts.load()`). The
+probe plan and the BPF program's -D defines are computed from these facts only,
+so they can be tested on any kernel's extract without booting it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+from pageref.tracer.btf import BTF, BTFError
+
+# Every function pageref may probe, or whose presence tells something about the
+# kernel (see plan.py and idle.py for what each one means).
+WANTED_FUNCS = (
+    "try_grab_page", "try_grab_folio", "try_grab_folio_fast",
+    "__put_page", "__folio_put", "__put_devmap_managed_page",
+    "__put_devmap_managed_page_refs", "__put_devmap_managed_folio_refs",
+    "unpin_user_page", "unpin_user_pages", "unpin_user_pages_dirty_lock",
+    "unpin_user_page_range_dirty_lock", "unpin_user_folio", "unpin_folio", "gup_put_folio",
+    "put_user_page", "put_user_pages",
+    "__bio_release_pages", "bio_release_pages", "release_pages", "folios_put_refs",
+    "free_zone_device_page", "free_zone_device_folio",
+    "dax_layout_busy_page", "dax_layout_busy_page_range", "dax_break_layout",
+    "dax_break_layout_final",
+    "vmf_insert_page_mkwrite", "vmf_insert_folio_pmd", "vmf_insert_folio_pud",
+)
+WANTED_VARS = ("vmemmap_base", "page_offset_base")
+
+# struct member paths read by the BPF program (first found wins; see defines.py)
+WANTED_MEMBERS = (
+    ("page", "flags"), ("page", "_refcount"), ("page", "mapping"), ("page", "index"),
+    ("page", "__folio_index"), ("page", "compound_head"), ("page", "pgmap"),
+    ("folio", "pgmap"), ("folio", "_pincount"), ("folio", "_folio_order"),
+    ("folio", "_flags_1"), ("dev_pagemap", "type"),
+    ("bio", "bi_io_vec"), ("bio", "bi_vcnt"),
+    ("bio_vec", "bv_page"), ("bio_vec", "bv_len"), ("bio_vec", "bv_offset"),
+)
+WANTED_SIZES = ("page", "folio", "nodemask_t", "bio_vec")
+WANTED_ENUMS = ("zone_type", "memory_type")
+WANTED_PAGEFLAGS = ("PG_head", "__NR_PAGEFLAGS")
+FOLL_NAMES = ("FOLL_WRITE", "FOLL_GET", "FOLL_PIN", "FOLL_LONGTERM", "FOLL_FAST_ONLY")
+
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+
+@dataclasses.dataclass
+class KernelFacts:
+    """Facts about one kernel. JSON-serialisable (a fixture is `to_json()`)."""
+
+    release: str | None = None
+    machine: str = "x86_64"
+    # name -> {"addr": int (0 when hidden), "type": nm letter}
+    symbols: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # names (of WANTED_FUNCS) in available_filter_functions; None = not known
+    traceable: list[str] | None = None
+    # name -> {"ret": "int", "params": [[name, type], ...]} for BTF FUNC entries
+    btf_funcs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    has_btf: bool = False
+    offsets: dict[str, int] = dataclasses.field(default_factory=dict)   # "page.flags" -> 0
+    member_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    enums: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    pageflags: dict[str, int] = dataclasses.field(default_factory=dict)
+    foll: dict[str, int] = dataclasses.field(default_factory=dict)
+    foll_source: str | None = None        # "btf" | "headers"
+    pin_bias: int | None = None
+    pin_bias_source: str | None = None    # "btf" | "headers"
+    config: dict[str, str] = dataclasses.field(default_factory=dict)  # a few CONFIG_*
+    # capabilities of the running kernel; None where not known (fixtures)
+    caps: dict[str, bool | None] = dataclasses.field(default_factory=dict)
+    source: str = "live"
+
+    # --- queries used by plan/defines ---------------------------------------
+
+    def has_symbol(self, name: str) -> bool:
+        return name in self.symbols or name in self.btf_funcs
+
+    def is_traceable(self, name: str) -> bool | None:
+        """Whether `name` can be kprobed: in available_filter_functions where known,
+        else a text symbol in kallsyms. None if the kernel does not have it at all."""
+        if self.traceable is not None:
+            if name in self.traceable:
+                return True
+            return False if self.has_symbol(name) else None
+        sym = self.symbols.get(name)
+        if sym is not None:
+            return sym.get("type", "T").lower() == "t"
+        return False if name in self.btf_funcs else None
+
+    def offset(self, *paths: str) -> int | None:
+        for p in paths:
+            if p in self.offsets:
+                return self.offsets[p]
+        return None
+
+    # --- (de)serialisation ---------------------------------------------------
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KernelFacts:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def load(cls, path: str | Path) -> KernelFacts:
+        """Facts from a JSON extract (a file, or a directory holding facts.json)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "facts.json"
+        facts = cls.from_dict(json.loads(p.read_text()))
+        facts.source = str(path)
+        return facts
+
+    # --- gathering -----------------------------------------------------------
+
+    @classmethod
+    def from_files(cls, btf: str | Path | None, symbols: str | Path | None = None,
+                   headers: str | Path | None = None, config: str | Path | None = None,
+                   release: str | None = None, filter_functions: str | Path | None = None
+                   ) -> KernelFacts:
+        """Facts from a kernel's files: raw BTF, a System.map/kallsyms/nm listing,
+        its headers directory (linux-headers-*), its config file."""
+        facts = cls(release=release, source="files")
+        if symbols is not None:
+            facts.symbols = _read_symbols(Path(symbols).read_text(errors="replace"))
+        if filter_functions is not None:
+            facts.traceable = _read_filter_functions(Path(filter_functions))
+        if btf is not None:
+            facts._add_btf(BTF.from_file(btf))
+        if headers is not None:
+            facts._add_headers(Path(headers))
+        if config is not None:
+            facts._add_config(_read_config(Path(config)))
+        return facts
+
+    @classmethod
+    def live(cls) -> KernelFacts:
+        """Facts of the running kernel. Works without root (addresses then read 0)."""
+        release = platform.release()
+        facts = cls(release=release, machine=platform.machine(), source="live")
+        try:
+            facts.symbols = _read_symbols(Path("/proc/kallsyms").read_text(errors="replace"))
+        except OSError:
+            pass
+        for d in TRACEFS:
+            aff = Path(d) / "available_filter_functions"
+            try:
+                facts.traceable = _read_filter_functions(aff)
+                break
+            except OSError:
+                continue
+        try:
+            facts._add_btf(BTF.from_file("/sys/kernel/btf/vmlinux"))
+        except (OSError, BTFError):
+            pass
+        for hdr in (Path(f"/lib/modules/{release}/build"),
+                    Path(f"/usr/src/linux-headers-{release}")):
+            if (hdr / "include/linux/mm.h").exists() or hdr.is_dir():
+                facts._add_headers(hdr)
+        cfg = _live_config(release)
+        if cfg:
+            facts._add_config(cfg)
+        facts.caps = live_caps()
+        return facts
+
+    def _add_btf(self, btf: BTF) -> None:
+        self.has_btf = True
+        for name in WANTED_FUNCS:
+            proto = btf.func_proto(name)
+            if proto is not None:
+                self.btf_funcs[name] = {"ret": proto[0], "params": [list(p) for p in proto[1]]}
+        for struct_name, member in WANTED_MEMBERS:
+            m = btf.member(struct_name, member)
+            if m is not None:
+                key = f"{struct_name}.{member}"
+                self.offsets[key] = m[0]
+                size = btf.member_size(struct_name, member)
+                if size is not None:
+                    self.member_sizes[key] = size
+        for name in WANTED_SIZES:
+            size = btf.size_of(name)
+            if size is not None:
+                self.sizes[name] = size
+        for name in WANTED_ENUMS:
+            e = btf.enum(name)
+            if e is not None:
+                self.enums[name] = e
+        pf = btf.enum("pageflags") or {}
+        self.pageflags = {k: v for k, v in pf.items() if k in WANTED_PAGEFLAGS}
+        # FOLL_* became enums after 6.1 (public ones in mm_types.h, internal ones in
+        # mm/internal.h): take them from BTF where the kernel has them.
+        foll = btf.enumerators(names=set(FOLL_NAMES))
+        if "FOLL_PIN" in foll and "FOLL_GET" in foll:
+            self.foll, self.foll_source = foll, "btf"
+        # BIO_PAGE_PINNED (6.5) says bios unpin through unpin_user_page (plan.py)
+        self.enums["bio_flags"] = btf.enumerators(
+            names={"BIO_PAGE_PINNED", "BIO_PAGE_REFFED", "BIO_NO_PAGE_REF"})
+        bias = btf.enumerators(names={"GUP_PIN_COUNTING_BIAS"})
+        if bias:
+            self.pin_bias, self.pin_bias_source = bias["GUP_PIN_COUNTING_BIAS"], "btf"
+
+    def _add_headers(self, root: Path) -> None:
+        """FOLL_* and GUP_PIN_COUNTING_BIAS from include/linux/mm*.h (#defines before
+        6.2). Debian splits headers into -amd64 and -common: follow the include dir."""
+        texts = []
+        for d in _header_dirs(root):
+            for name in ("include/linux/mm.h", "include/linux/mm_types.h"):
+                try:
+                    texts.append((d / name).read_text(errors="replace"))
+                except OSError:
+                    pass
+        if not texts:
+            return
+        text = "\n".join(texts)
+        if self.foll_source is None:
+            foll = {}
+            for name in FOLL_NAMES:
+                v = _c_define(text, name)
+                if v is not None:
+                    foll[name] = v
+            if "FOLL_PIN" in foll and "FOLL_GET" in foll:
+                self.foll, self.foll_source = foll, "headers"
+        if self.pin_bias is None:
+            v = _c_define(text, "GUP_PIN_COUNTING_BIAS")
+            if v is not None:
+                self.pin_bias, self.pin_bias_source = v, "headers"
+
+    def _add_config(self, cfg: dict[str, str]) -> None:
+        for key in ("CONFIG_NODES_SHIFT", "CONFIG_RANDOMIZE_MEMORY", "CONFIG_X86_5LEVEL",
+                    "CONFIG_SPARSEMEM_VMEMMAP", "CONFIG_KPROBES", "CONFIG_DEBUG_PAGE_REF",
+                    "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS", "CONFIG_FS_DAX"):
+            if key in cfg:
+                self.config[key] = cfg[key]
+
+
+def _read_symbols(text: str) -> dict[str, dict[str, Any]]:
+    """WANTED symbols of a kallsyms/System.map/nm listing ("addr type name [module]")."""
+    wanted = set(WANTED_FUNCS) | set(WANTED_VARS)
+    out: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or parts[2] not in wanted or len(parts) > 3:
+            continue  # module symbols ("[mod]") are not what pageref wants
+        name = parts[2]
+        try:
+            addr = int(parts[0], 16)
+        except ValueError:
+            continue
+        # Keep the first; a static function can appear twice (.isra/.constprop
+        # clones have other names and are not matched).
+        out.setdefault(name, {"addr": addr, "type": parts[1]})
+    return out
+
+
+def _read_filter_functions(path: Path) -> list[str]:
+    wanted = set(WANTED_FUNCS)
+    found = set()
+    with open(path, errors="replace") as f:
+        for line in f:
+            name = line.split(None, 1)[0] if line.strip() else ""
+            if name in wanted:
+                found.add(name)
+    return sorted(found)
+
+
+def _header_dirs(root: Path) -> list[Path]:
+    dirs = [root]
+    # Debian: linux-headers-X-amd64/include -> its -common sibling holds the rest
+    m = re.match(r"(linux-headers-.*)-(amd64|arm64|cloud-amd64|rt-amd64)$", root.resolve().name)
+    if m:
+        dirs.append(root.resolve().parent / f"{m.group(1)}-common")
+    return dirs
+
+
+_DEFINE = r"^\s*#\s*define\s+{name}\s+(.+?)\s*(?:/\*.*)?$"
+
+
+def _c_define(text: str, name: str) -> int | None:
+    """The value of `#define name <int expr>` (hex, decimal, `(1U << n)`), else None."""
+    m = re.search(_DEFINE.format(name=re.escape(name)), text, re.M)
+    if not m:
+        return None
+    expr = m.group(1).strip()
+    expr = re.sub(r"(?<=\d)[uUlL]+\b", "", expr)
+    if not re.fullmatch(r"[\s()0-9a-fA-Fx<|+]+", expr):
+        return None
+    try:
+        return int(eval(expr, {"__builtins__": {}}, {}))  # noqa: S307 - digits/shifts only
+    except Exception:
+        return None
+
+
+def _read_config(path: Path) -> dict[str, str]:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    cfg = {}
+    for line in raw.decode(errors="replace").splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            k, v = line.split("=", 1)
+            cfg[k] = v.strip('"')
+    return cfg
+
+
+def _live_config(release: str) -> dict[str, str]:
+    for p in (Path(f"/boot/config-{release}"), Path("/proc/config.gz"),
+              Path(f"/lib/modules/{release}/build/.config")):
+        try:
+            return _read_config(p)
+        except OSError:
+            continue
+    return {}
+
+
+def live_caps() -> dict[str, bool | None]:
+    """What the running kernel offers to a tracer, from files only (no root needed)."""
+    caps: dict[str, bool | None] = {}
+    caps["btf"] = os.path.exists("/sys/kernel/btf/vmlinux")
+    caps["kprobes"] = os.path.exists("/sys/bus/event_source/devices/kprobe") or any(
+        os.path.exists(os.path.join(d, "kprobe_events")) for d in TRACEFS)
+    # fentry needs BTF and BPF trampolines; whether the kernel lets us attach is only
+    # known by trying (the recorder does, and falls back to kprobes).
+    caps["fentry"] = None if caps["btf"] else False
+    caps["bpf_syscall"] = os.path.exists("/proc/sys/kernel/unprivileged_bpf_disabled")
+    return caps

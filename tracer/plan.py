@@ -1,0 +1,260 @@
+"""The probe plan: which kernel functions carry pageref's four logical probes
+(grab, put, free, busy) on a given kernel, decided from what that kernel has
+(kallsyms, available_filter_functions, BTF), newest form first. No version
+numbers are compared anywhere.
+
+Each `Target` is one kernel function the BPF program has handlers for
+(bpf/pageref.bpf.c: on_<symbol> and ret_<symbol>; ids in bpf/pageref.h).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pageref.tracer.facts import KernelFacts
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    symbol: str
+    probe: str            # logical probe: grab | put | free | busy
+    id: int               # PROBE_* in bpf/pageref.h
+    entry: bool = True    # has on_<symbol>
+    ret: bool = False     # has ret_<symbol>
+    note: str = ""        # what it is and the kernel commit that made it so
+
+
+# Order within a logical probe: newest form first.
+TARGETS: tuple[Target, ...] = (
+    # grab -------------------------------------------------------------------
+    Target("try_grab_folio_fast", "grab", 3, ret=True,
+           note="gup-fast grab, static, 6.10+ ('mm: gup: stop abusing try_grab_folio', "
+                "f442fa614137)"),
+    Target("try_grab_folio", "grab", 2, ret=True,
+           note="(page, refs, flags) -> folio 5.18-6.9 ('mm/gup: Add try_get_folio() and "
+                "try_grab_folio()'); (folio, refs, flags) -> int 6.10+ (f442fa614137)"),
+    Target("try_grab_page", "grab", 1, ret=True,
+           note="(page, flags) 5.7-6.9 ('mm/gup: track FOLL_PIN pages', 3faa52c03f44); bool "
+                "until 6.1, int from 6.2 ('mm: allow multiple error returns in "
+                "try_grab_page()'); GUP of fsdax PMD mappings on 6.1"),
+    # put --------------------------------------------------------------------
+    Target("gup_put_folio", "put", 9, ret=True,
+           note="static; every unpin and GUP put since 5.18 ('mm/gup: Convert "
+                "put_compound_head() to gup_put_folio()'); inlined on newer kernels"),
+    Target("unpin_user_folio", "put", 12, ret=True, note="6.11+ ('mm: add unpin_user_folio')"),
+    Target("unpin_user_page", "put", 10, ret=True,
+           note="5.6+ ('mm/gup: introduce pin_user_pages*() and FOLL_PIN', fc1d8e7cca2d)"),
+    Target("unpin_user_pages", "put", 11, ret=True, note="5.6+ (fc1d8e7cca2d)"),
+    Target("__put_devmap_managed_folio_refs", "put", 8,
+           note="fsdax put, folio form of the next (6.8+); removed by the "
+                "'fs/dax: Fix ZONE_DEVICE page reference counts' (DAX-gup) series, 6.15"),
+    Target("__put_devmap_managed_page_refs", "put", 7,
+           note="fsdax put with a count, 5.19+ ('mm: add "
+                "__put_devmap_managed_page_refs')"),
+    Target("__put_devmap_managed_page", "put", 6, note="fsdax put before 5.19"),
+    Target("__bio_release_pages", "put", 13, ret=True,
+           note="O_DIRECT completion; before BIO_PAGE_PINNED ('block: Add BIO_PAGE_PINNED "
+                "and associated infrastructure', a8affc03a9b3, 6.5) it puts each page "
+                "inline: pageref walks the bio"),
+    Target("__folio_put", "put", 5,
+           note="last reference dropped, 6.0+ (the folio conversion replaced __put_page)"),
+    Target("__put_page", "put", 4, note="last reference dropped, <= 5.19"),
+    # free -------------------------------------------------------------------
+    Target("free_zone_device_folio", "free", 15,
+           note="folio form of free_zone_device_page (6.10+); on kernels where fsdax "
+                "mappings hold references it wakes layout waiters"),
+    Target("free_zone_device_page", "free", 14,
+           note="5.18-6.9 ('mm: simplify freeing of devmap managed pages')"),
+    # busy -------------------------------------------------------------------
+    Target("dax_layout_busy_page_range", "busy", 16, ret=True,
+           note="5.12+ ('dax: Create a range version of dax_layout_busy_page()'); "
+                "dax_layout_busy_page and dax_break_layout call it"),
+    Target("dax_layout_busy_page", "busy", 17, ret=True, note="before 5.12"),
+)
+BY_SYMBOL = {t.symbol: t for t in TARGETS}
+BY_ID = {t.id: t for t in TARGETS}
+LOGICAL = ("grab", "put", "free", "busy")
+
+# How a grab function says it succeeded (RET_* in bpf/pageref.bpf.c).
+RET_BOOL, RET_ZERO_OK, RET_PTR = 1, 2, 3
+RET_NAMES = {RET_BOOL: "bool (true = ok)", RET_ZERO_OK: "int (0 = ok)",
+             RET_PTR: "pointer (non-NULL = ok)"}
+
+
+def ret_convention(ret_type: str) -> int | None:
+    """RET_* for a BTF return type spelling, None if unknown."""
+    t = ret_type.strip()
+    if t.endswith("*"):
+        return RET_PTR
+    if t in ("bool", "_Bool"):
+        return RET_BOOL
+    if t in ("int", "long int", "long"):
+        return RET_ZERO_OK
+    return None
+
+
+@dataclasses.dataclass
+class ProbePlan:
+    """The resolved plan: what is attached, what is missing and why, which drop
+    paths are covered."""
+
+    kernel: str | None
+    attached: list[dict[str, Any]]
+    missing: list[dict[str, str]]
+    covered: list[str]
+    uncovered: list[str]
+    notes: list[str]
+
+    def symbols(self) -> list[str]:
+        return [a["symbol"] for a in self.attached]
+
+    def for_probe(self, probe: str) -> list[dict[str, Any]]:
+        return [a for a in self.attached if a["probe"] == probe]
+
+    def ret_conventions(self) -> dict[str, int]:
+        return {a["symbol"]: a["ret_conv"] for a in self.attached if "ret_conv" in a}
+
+    def header_plan(self) -> list[dict[str, Any]]:
+        """The `probe_plan` list written in the trace header."""
+        return [dict(a) for a in self.attached]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _signature(facts: KernelFacts, sym: str) -> str | None:
+    proto = facts.btf_funcs.get(sym)
+    if proto is None:
+        return None
+    params = ", ".join(f"{t} {n}".replace("* ", "*") for n, t in proto["params"])
+    ret = proto["ret"]
+    sep = "" if ret.endswith("*") else " "
+    return f"{ret}{sep}{sym}({params})"
+
+
+def resolve(facts: KernelFacts, method: str = "kprobe") -> ProbePlan:
+    """Resolve the probe plan on `facts`. `method` is what attaching will use
+    (kprobe, or fentry where the recorder found that the kernel allows it)."""
+    attached: list[dict[str, Any]] = []
+    missing: list[dict[str, str]] = []
+    notes: list[str] = []
+
+    def try_attach(t: Target, why_extra: str = "") -> bool:
+        traceable = facts.is_traceable(t.symbol)
+        if traceable is None:
+            missing.append({"probe": t.probe, "symbol": t.symbol,
+                            "why": "not in this kernel" + why_extra})
+            return False
+        if not traceable:
+            missing.append({"probe": t.probe, "symbol": t.symbol,
+                            "why": "present but not traceable (inlined, notrace or "
+                                   "not in available_filter_functions)"})
+            return False
+        entry: dict[str, Any] = {"probe": t.probe, "symbol": t.symbol, "method": method,
+                                 "id": t.id, "return": t.ret}
+        sig = _signature(facts, t.symbol)
+        if sig:
+            entry["signature"] = sig
+        if t.probe == "grab":
+            proto = facts.btf_funcs.get(t.symbol)
+            conv = RET_PTR if t.symbol == "try_grab_folio_fast" else None
+            if proto is not None:
+                conv = ret_convention(proto["ret"])
+            if conv is None:
+                missing.append({"probe": t.probe, "symbol": t.symbol,
+                                "why": "no BTF prototype: cannot tell a failed grab "
+                                       "from a successful one"})
+                return False
+            entry["ret_conv"] = conv
+            entry["returns"] = RET_NAMES[conv]
+        attached.append(entry)
+        return True
+
+    # grab: every grab function the kernel has is a separate path (on 6.1 GUP of
+    # fsdax PMD mappings uses try_grab_page, PTE mappings try_grab_folio).
+    for t in TARGETS:
+        if t.probe == "grab":
+            try_attach(t)
+
+    # put: gup_put_folio covers every unpin; without it, the unpin_user_* entry
+    # points (not both: they nest).
+    covered: list[str] = []
+    uncovered: list[str] = []
+    if try_attach(BY_SYMBOL["gup_put_folio"]):
+        covered.append("unpin_user_page(s)/unpin_user_folio/unpin_user_pages_dirty_lock/"
+                       "unpin_user_page_range_dirty_lock and GUP puts, through gup_put_folio")
+    else:
+        for sym in ("unpin_user_folio", "unpin_user_page", "unpin_user_pages"):
+            if try_attach(BY_SYMBOL[sym]):
+                covered.append(f"{sym}()")
+        for sym in ("unpin_user_pages_dirty_lock", "unpin_user_page_range_dirty_lock"):
+            if facts.has_symbol(sym):
+                uncovered.append(f"{sym}() with make_dirty: pins dropped by the inlined "
+                                 "gup_put_folio, no function to probe")
+        uncovered.append("other callers of the inlined gup_put_folio (e.g. failed "
+                         "GUP cleanup)")
+        covered.append(f"unpin_user_pages(): first {64} pages of each call")
+
+    devmap = [s for s in ("__put_devmap_managed_folio_refs", "__put_devmap_managed_page_refs",
+                          "__put_devmap_managed_page") if facts.has_symbol(s)]
+    for sym in devmap[:1]:
+        if try_attach(BY_SYMBOL[sym]):
+            covered.append(f"put_page() on fsdax pages, through {sym}")
+    for sym in devmap[1:]:
+        missing.append({"probe": "put", "symbol": sym, "why": f"superseded by {devmap[0]}"})
+    if not devmap:
+        notes.append("no __put_devmap_managed_*: fsdax pages are refcounted like any "
+                     "other folio ('Fix the DAX-gup mistake' series, 6.15)")
+
+    bio_pinned = facts.enums.get("bio_flags", {}).get("BIO_PAGE_PINNED") is not None
+    if facts.has_symbol("__bio_release_pages"):
+        if bio_pinned:
+            missing.append({"probe": "put", "symbol": "__bio_release_pages",
+                            "why": "not needed: BIO_PAGE_PINNED bios unpin through "
+                                   "unpin_user_page"})
+            uncovered.append("bio_release_page() put_page on BIO_PAGE_REFFED bios "
+                             "(inline put; only a last reference is seen)")
+        elif try_attach(BY_SYMBOL["__bio_release_pages"]):
+            covered.append("O_DIRECT bio completion (__bio_release_pages walks the bio: "
+                           "up to 16 pages in each of 16 vectors)")
+        else:
+            uncovered.append("O_DIRECT bio completion: __bio_release_pages not traceable")
+
+    final = "__folio_put" if facts.has_symbol("__folio_put") else "__put_page"
+    other = "__put_page" if final == "__folio_put" else "__folio_put"
+    if try_attach(BY_SYMBOL[final]):
+        covered.append(f"put_page()/folio_put() dropping the last reference, through {final}")
+    if facts.has_symbol(other):
+        missing.append({"probe": "put", "symbol": other, "why": f"superseded by {final}"})
+    uncovered.append("put_page()/folio_put()/folio_put_refs() that leave references "
+                     "(inline atomic decrement; nothing to probe" +
+                     (", except fsdax pages above)" if devmap else ")"))
+    if facts.has_symbol("folios_put_refs") or facts.has_symbol("release_pages"):
+        uncovered.append("batched releases (release_pages/folios_put_refs: munmap, zap, "
+                         "pagevec): decrements inline; a page freed there shows as 'free'")
+
+    # free: newest name first
+    for sym in ("free_zone_device_folio", "free_zone_device_page"):
+        if facts.has_symbol(sym):
+            try_attach(BY_SYMBOL[sym])
+            break
+    else:
+        missing.append({"probe": "free", "symbol": "free_zone_device_folio",
+                        "why": "not in this kernel (nor free_zone_device_page)"})
+
+    # busy: the _range form; dax_layout_busy_page calls it
+    if not try_attach(BY_SYMBOL["dax_layout_busy_page_range"]):
+        try_attach(BY_SYMBOL["dax_layout_busy_page"])
+    if facts.has_symbol("dax_break_layout"):
+        notes.append("dax_break_layout(_final) (6.15+) loops over "
+                     "dax_layout_busy_page_range: its busy pages are reported there")
+
+    # Remove 'missing' noise for optional targets the kernel simply does not have
+    # when another form was attached for the same logical probe.
+    have = {a["probe"] for a in attached}
+    for p in LOGICAL:
+        if p not in have:
+            notes.append(f"no {p} probe can be attached on this kernel")
+    return ProbePlan(kernel=facts.release, attached=attached, missing=missing,
+                     covered=covered, uncovered=uncovered, notes=notes)
