@@ -31,13 +31,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pageref.lab.paths import cache_dir
+
 from pageref.errors import PagerefError
 
 GENERATIONS: tuple[str, ...] = ("6.1", "6.12", "7.2")
 DEFAULT_GENERATION = "6.1"
 
 # Bump when the unpacked layout changes, so old caches are redone.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -99,17 +101,6 @@ _SPECS: dict[str, _Spec] = {
 
 def _progress(msg: str) -> None:
     print(f"pageref lab: {msg}", file=sys.stderr, flush=True)
-
-
-def cache_dir() -> Path:
-    """lab-cache/ at the repository root (gitignored), or $PAGEREF_LAB_CACHE."""
-    env = os.environ.get("PAGEREF_LAB_CACHE")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "pyproject.toml").exists():
-        return repo / "lab-cache"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pageref" / "lab"
 
 
 def kernel_dir(generation: str) -> Path:
@@ -478,22 +469,26 @@ def _bcc_cflags(headers_dir: Path | None) -> list[str]:
 
 
 def _fix_build_link(root: Path, release: str) -> None:
-    """Point lib/modules/<release>/build at the unpacked headers, relatively.
+    """Point lib/modules/<release>/{build,source} into the unpack root, relatively.
 
-    The package's link is absolute (/usr/src/...), which on the host would name
-    the host's (absent) headers. A relative link resolves inside the unpack root
+    The packages' links are absolute (/usr/src/linux-headers-<release> for the
+    generated half, /usr/src/linux-headers-<ver>-common for the rest; BCC needs
+    both, and uses `source` when it exists), which on the host would name the
+    host's own, absent, headers. Relative links resolve inside the unpack root
     both on the host and in the guest, which sees the cache over 9p.
     """
     mods = (root / "lib" / "modules" / release).resolve()
-    headers = root / "usr" / "src" / f"linux-headers-{release}"
     for name in ("build", "source"):
         link = mods / name
-        if link.is_symlink() or link.exists():
-            if link.is_dir() and not link.is_symlink():
-                continue
-            link.unlink()
-        if name == "build" and headers.is_dir():
-            link.symlink_to(os.path.relpath(headers.resolve(), mods))
+        if not link.is_symlink():
+            continue
+        target = os.readlink(link)
+        if not os.path.isabs(target):
+            continue
+        inside = root / target.lstrip("/")
+        link.unlink()
+        if inside.is_dir():
+            link.symlink_to(os.path.relpath(inside.resolve(), mods))
 
 
 def _decompress_one(path: Path) -> None:
