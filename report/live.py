@@ -257,7 +257,9 @@ class LiveView:
         if not s.anomalies:
             kinds.add_row(Text("none", style="green"), "0")
 
-        parts = [head, probes, kinds]
+        side = Table.grid(padding=(0, 2))
+        side.add_row(probes, kinds)
+        parts = [head, side]
         if s.latest:
             latest = Table(title="Latest anomalies", title_justify="left")
             for c in ("kind", "pfn", "task", "time"):

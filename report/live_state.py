@@ -107,7 +107,7 @@ class LiveState:
         self.by_kind.update(collections.Counter(kind.tolist()))
         probe = _col(df, "probe").astype(object)
         probe = probe.where(probe.notna(), pd.Series(kind, index=df.index)).astype(str)
-        self.by_probe.update(probe.value_counts().to_dict())
+        self.by_probe.update(probe[kind != "lost"].value_counts().to_dict())  # not a probe hit
         if "count" in df.columns:
             self.lost_from_events += int(_ints(df["count"], 0)[kind == "lost"].sum())
 

@@ -1,0 +1,192 @@
+"""The live view: its running numbers, cheap checks and the three output modes."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+import report_traces as rt
+from pageref.report.live import LiveView, safe_text
+from pageref.report.live_state import LiveState
+from pageref.report.replay import replay
+from pageref.trace.io import read_trace
+
+from pageref.errors import PagerefError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def known(tmp_path):
+    return read_trace(rt.write_known(tmp_path / "k.jsonl", "bad\x1b[2J[bold]x[/bold]"))
+
+
+def _state(events: pd.DataFrame, batch: int) -> LiveState:
+    s = LiveState(pin_bias=1024, idle_refcount={"fsdax": 1, "devdax": 1})
+    for i in range(0, len(events), batch):
+        s.feed(events.iloc[i:i + batch])
+    return s
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 100])
+def test_state_counts_whatever_the_batching(known, batch):
+    s = _state(known.events, batch)
+    assert s.events == 9
+    assert dict(s.by_kind) == {"get": 2, "put": 1, "pin": 2, "unpin": 1, "free": 2, "lost": 1}
+    assert dict(s.by_probe) == {"try_grab_folio": 4, "put_page": 1, "unpin_user_page": 1,
+                                "free_zone_device_page": 2}
+    assert s.lost_from_events == 3
+    assert s.pages == {0x1000, 0x1001, 0x1002, 0x1003, 0x1004}
+    assert (s.pins_outstanding, s.pages_pinned) == (1, 1)
+    assert dict(s.anomalies) == {"grab_on_free_page": 1, "double_free": 1,
+                                 "longterm_pin_fsdax": 1}
+    assert [(a.kind, a.pfn, a.pid) for a in s.latest] == [
+        ("grab_on_free_page", 0x1002, 666), ("double_free", 0x1003, 30),
+        ("longterm_pin_fsdax", 0x1004, 300)]
+
+
+def test_state_checks_and_near_misses():
+    ev = pd.DataFrame({
+        "ts_ns": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        "kind": ["put", "put", "unpin", "free", "get", "free", "pin", "free", "pin", "unpin",
+                 "free"],
+        "pfn": [1, 2, 3, 4, 4, 4, 5, 5, 6, 6, 6],
+        "refcount": [1, 2, 1024, 0, 0, 1, 1, 1025, 1, 1025, 1],
+        "pgmap_type": ["fsdax"] * 11,
+    })
+    s = LiveState(idle_refcount={"fsdax": 1})
+    s.feed(ev.sample(frac=1, random_state=3))  # arrival order does not matter
+    # pfn 1: put at rc 1 -> 0 < idle 1: underflow; pfn 2: put at rc 2: fine;
+    # pfn 3: unpin 1024 - 1024 = 0 < 1: underflow; pfn 4: free, get at 0
+    # (grab_on_free_page), free: not a double free (a get between);
+    # pfn 5: pin then free while pinned; pfn 6: pin, unpin, free: fine.
+    assert dict(s.anomalies) == {"refcount_underflow": 2, "grab_on_free_page": 1,
+                                 "free_while_referenced": 1}
+    assert [a.pfn for a in s.latest] == [1, 3, 4, 5]
+    assert (s.pins_outstanding, s.pages_pinned) == (1, 1)
+
+
+def test_double_free_across_batches():
+    s = LiveState()
+    s.feed(pd.DataFrame({"ts_ns": [1], "kind": ["free"], "pfn": [9]}))
+    s.feed(pd.DataFrame({"ts_ns": [2], "kind": ["free"], "pfn": [9]}))
+    s.feed(pd.DataFrame({"ts_ns": [3], "kind": ["pin"], "pfn": [9], "refcount": [1]}))
+    s.feed(pd.DataFrame({"ts_ns": [4, 5], "kind": ["unpin", "free"], "pfn": [9, 9],
+                         "refcount": [1025, 1]}))
+    assert dict(s.anomalies) == {"double_free": 1}
+    assert s.pins_outstanding == 0
+
+
+def test_plain_mode_lines(known):
+    out, clock = io.StringIO(), Clock()
+    v = LiveView("auto", stream=out, clock=clock, idle_refcount={"fsdax": 1})
+    assert v.mode == "plain"  # a StringIO is not a terminal
+    v.feed(known.events.iloc[:4])
+    v.refresh()
+    assert out.getvalue() == ""  # less than a second: nothing yet
+    clock.t += 2
+    v.refresh()
+    v.refresh()  # again at once: no second line
+    clock.t += 1
+    v.feed(known.events.iloc[4:])
+    v.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ("  anomaly grab_on_free_page: pfn 0x1002 by "
+                        "bad\\x1b[2J[bold]x[/bold][666] at +0.900s")
+    assert lines[1] == ("[    2.0s] events 4 (2.0/s) [put_page=0.5/s try_grab_folio=1.5/s] | "
+                        "pages 3 | pins 1 | lost 0 | anomalies grab_on_free_page=1")
+    assert lines[2].startswith("  anomaly double_free: pfn 0x1003")
+    assert lines[3].startswith("  anomaly longterm_pin_fsdax: pfn 0x1004")
+    assert lines[4] == ("pageref record: 9 events in 3.0s; 5 pages; 1 pins outstanding on "
+                        "1 pages; 3 lost; anomalies so far: double_free 1, "
+                        "grab_on_free_page 1, longterm_pin_fsdax 1 (run `pageref analyze` "
+                        "for the full analysis)")
+    assert len(lines) == 5
+    assert "\x1b" not in out.getvalue()
+
+
+def test_kernel_counters_take_precedence():
+    out, clock = io.StringIO(), Clock()
+    v = LiveView("plain", stream=out, clock=clock)
+    v.feed(pd.DataFrame({"ts_ns": [1], "kind": ["get"], "pfn": [1], "probe": ["x"]}))
+    v.set_counters({"grab": 1000, "put": 500}, {0: 7, 3: 5})
+    clock.t += 2
+    v.refresh()
+    assert v.events_total == 1500 and v.lost_total == 12
+    assert v.rates == {"grab": 500.0, "put": 250.0}
+    v.set_counters({"grab": 3000, "put": 500}, {0: 7, 3: 5})
+    clock.t += 1
+    v.refresh()
+    assert v.rates == {"grab": 2000.0, "put": 0.0}
+    assert "events 3,000+500" not in out.getvalue()
+    assert out.getvalue().splitlines()[-1].startswith(
+        "[    3.0s] events 3,500 (2,000/s) [grab=2,000/s put=0/s]")
+
+
+def test_quiet_mode_prints_nothing(known):
+    out = io.StringIO()
+    v = LiveView("quiet", stream=out, clock=Clock())
+    v.feed(known.events)
+    v.refresh(force=True)
+    v.close()
+    assert out.getvalue() == ""
+    assert v.state.anomalies["double_free"] == 1
+
+
+def test_rich_mode_shows_tables_and_no_markup_from_comms(known):
+    out, clock = io.StringIO(), Clock()
+    v = LiveView("rich", stream=out, clock=clock)
+    v.feed(known.events)
+    clock.t += 1.5
+    v.refresh()
+    v.close()
+    text = out.getvalue()
+    for s in ("Events by probe", "try_grab_folio", "Anomalies so far", "double_free",
+              "Latest anomalies", "0x1002"):
+        assert s in text
+    # the task's name is shown literally: its escape sequence and markup are inert
+    assert "bad\\x1b[2J[bold]x[/bold]" in text
+    assert "\x1b[2J" not in text
+
+
+def test_bad_mode():
+    with pytest.raises(PagerefError, match="unknown live view mode 'fancy'"):
+        LiveView("fancy")
+
+
+def test_safe_text():
+    assert safe_text("a\x07b\x9bc") == "a\\x07b\\x9bc"
+    assert safe_text("x" * 100, 10) == "x" * 9 + "…"
+
+
+def test_replay_fast(tmp_path):
+    path = rt.write_known(tmp_path / "k.jsonl", "fio")
+    out = io.StringIO()
+    v = LiveView("plain", stream=out, clock=Clock(), idle_refcount={"fsdax": 1})
+    replay(path, speed=0, view=v)
+    assert v.state.events == 9 and v.lost_total == 3
+    assert out.getvalue().splitlines()[-1].startswith("pageref record: 9 events")
+
+
+def test_replay_paced(tmp_path):
+    """At speed 2, a 4-second trace takes 2 seconds of (fake) wall time."""
+    path = rt.write_known(tmp_path / "k.jsonl", "fio")
+    clock = Clock()
+    slept = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock.t += s
+
+    v = LiveView("quiet", clock=clock)
+    replay(path, speed=2.0, view=v, sleep=sleep, clock=clock)
+    assert v.state.events == 9
+    # last event at 3.0 s after start_ns -> 1.5 s of wall time at speed 2
+    assert sum(slept) == pytest.approx(1.5, abs=0.06)
