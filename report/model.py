@@ -461,7 +461,8 @@ def _page_plot(trace: Trace, pfn: int, anomaly_ts: int, evidence: list[int], t0:
         "pin_bias": trace.header.pin_bias,
         "_points": int(len(idx)),
     }
-    note = f"downsampled from {n:,} events" if len(idx) < n else f"{n:,} events"
+    note = (f"downsampled from {n:,} events" if len(idx) < n
+            else f"{n:,} event" + ("" if n == 1 else "s"))
     return PlotSpec(id=f"page-{pfn:x}-{pid}", title=f"pfn {pfn:#x}: refcount and pins",
                     type="page_history", data=data, note=note,
                     alt=f"Refcount history of pfn {pfn:#x}")

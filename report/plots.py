@@ -66,14 +66,23 @@ def _page_history(spec: PlotSpec) -> Any:
     ax.axvline(d["anomaly_x"], color="#d62728", ls="--", lw=1.2, label="anomaly")
     ax.set_xlabel("seconds since trace start")
     ax.set_ylabel("refcount")
+    finite = [v for v in d["refcount"] if v is not None]
+    top = max(finite + [1.0])
+    bottom = min(finite + [0.0])
+    pad = max(1.0, (top - bottom) * 0.08)
+    ax.set_ylim(bottom - pad, top + pad)  # a flat history still gets a readable axis
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax2 = ax.twinx()
     ax2.step(x, held(d["pins"]), where="post",
              color="#2ca02c", lw=1, ls=":", label="pins (decoded)")
     ax2.set_ylabel("pins (decoded)", color="#2ca02c")
+    pins = [v for v in d["pins"] if v is not None]
+    ax2.set_ylim(-0.5, max(pins + [1.0]) + 0.5)
     ax2.yaxis.get_major_locator().set_params(integer=True)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left", bbox_to_anchor=(1.08, 1.0))
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+              ncol=min(8, len(l1) + len(l2)), frameon=False)
     ax.set_title(spec.title, fontsize=10)
     return fig
 
