@@ -17,27 +17,32 @@ committed; the tracer turns them into small fixtures under tests/fixtures/):
   -dbg package, about 1 GB) and the kallsyms tables inside the image are
   compressed in a kernel-version-specific layout.
 
-Judging kprobe-ability from a static image: a function can be kprobed when it
-has a text symbol (kallsyms 't'/'T'; an inlined function has none, and neither
-has a `static inline` like put_page) and is not on the kprobe blacklist
-(NOKPROBE_SYMBOL, __kprobes, noinstr sections). fentry/fexit needs more: the
-function must be in ftrace's mcount table (available_filter_functions) and
-have a BTF prototype. pahole emits BTF FUNC records only for functions with
-an mcount entry and a consistent prototype, so `btf_funcs.txt` is a static
-stand-in for available_filter_functions; a name with a text symbol but no BTF
-FUNC record is kprobe-only (or has a .isra/.constprop clone). The boot-time
-files settle it exactly.
+Judging kprobe-ability from a static image (docs/kernels.md has the measured
+comparison): a function can be kprobed when it has a text symbol (kallsyms
+'t'/'T') and is not on the kprobe blacklist (NOKPROBE_SYMBOL, __kprobes,
+noinstr). An inlined function has no symbol at all; a `static inline` may also
+have an out-of-line copy in a few files (Debian 6.1 and 6.12 have a `t put_page`
+and a `t folio_put`, with BTF, but not in available_filter_functions): a probe
+there sees only the callers of that one copy, so a symbol is necessary, not
+sufficient. fentry/fexit needs the function in ftrace's mcount table
+(available_filter_functions) and a BTF prototype. BTF FUNC records alone are
+not a stand-in for available_filter_functions (thousands differ each way:
+__init functions, notrace code, modules), so the static answer is "maybe" and
+the boot-time files settle it; `pageref lab kernels --boot` collects them.
 """
 
 from __future__ import annotations
 
 import bz2
+import json
 import lzma
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from pageref.lab.kernels import KernelFiles, kernel_dir
@@ -164,3 +169,70 @@ def save_boot_facts(generation: str, results: Path) -> list[str]:
             shutil.copyfile(src, fdir / name)
             saved.append(name)
     return saved
+
+
+# What the guest dumps for the facts: the exact traceability answers.
+_BOOT_FACTS_JOB = r"""
+cat /proc/kallsyms > /results/kallsyms
+for t in /sys/kernel/tracing /sys/kernel/debug/tracing; do
+    [ -r $t/available_filter_functions ] && {
+        cat $t/available_filter_functions > /results/available_filter_functions; break; }
+done
+cat /sys/kernel/debug/kprobes/blacklist > /results/kprobe_blacklist 2>/dev/null
+# BCC compile + attach of a trivial program, against this kernel's headers
+/usr/bin/python3 - <<'PY' > /results/bcc-time 2>/results/bcc-log
+import os, time
+import bcc
+t = time.monotonic()
+b = bcc.BPF(text="int on_folio_put(void *ctx) { return 0; }",
+            cflags=os.environ.get("PAGEREF_BCC_CFLAGS", "").split())
+b.attach_kprobe(event="__folio_put", fn_name="on_folio_put")
+print(f"{time.monotonic() - t:.1f}")
+PY
+"""
+
+
+def collect_boot_facts(kernel: KernelFiles, timeout_s: float = 600.0) -> dict[str, object]:
+    """Boot `kernel` in the lab, dump kallsyms, available_filter_functions and the
+    kprobe blacklist into its facts dir, and time the boot and a BCC compile.
+
+    Returns {"boot_s": guest uptime at "ready", "wall_s": host seconds of the
+    whole boot, "bcc_s": compile+attach seconds or None, "saved": [file names]}.
+    """
+    from pageref.lab import qemu
+    from pageref.lab.paths import cache_dir
+
+    gen = kernel.generation or "6.1"
+    run = qemu.new_run_dir(cache_dir(), f"facts-{gen}")
+    print(f"pageref lab: kernel {gen}: booting to collect its symbols", file=sys.stderr)
+    res = qemu.boot(kernel, cache_dir(), run, _BOOT_FACTS_JOB, timeout_s=timeout_s,
+                    env={"PAGEREF_BCC_CFLAGS": " ".join(kernel.bcc_cflags)})
+    if res.failure:
+        raise PagerefError(f"kernel {gen}: {res.failure}")
+    bcc_s = None
+    try:
+        bcc_s = float((run / "bcc-time").read_text().strip())
+    except (OSError, ValueError):
+        pass
+    out = {"boot_s": res.guest_time("ready"), "wall_s": round(res.wall_s, 1),
+           "bcc_s": bcc_s, "saved": save_boot_facts(gen, run), "run_dir": str(run)}
+    (facts_dir(gen) / "boot.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def prefetch(generations: Iterable[str], boot: bool = False) -> dict[str, dict[str, object]]:
+    """Download/unpack each generation, extract its static facts, and with
+    `boot` also its boot-time facts. Returns per generation what was done."""
+    from pageref.lab.kernels import ensure_kernel
+
+    done: dict[str, dict[str, object]] = {}
+    for gen in generations:
+        t = time.monotonic()
+        kernel = ensure_kernel(gen)
+        fdir = extract_facts(kernel)
+        info: dict[str, object] = {"release": kernel.release, "facts": str(fdir),
+                                   "fetch_s": round(time.monotonic() - t, 1)}
+        if boot:
+            info.update(collect_boot_facts(kernel))
+        done[gen] = info
+    return done
