@@ -1,0 +1,42 @@
+"""`pageref lab kernels`: fetch the lab's kernel generations ahead of time.
+
+A thin command over pageref.lab.kernel_facts.prefetch; the lab group adds it
+with `lab.add_command(kernels)`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from pageref.lab.kernels import GENERATIONS
+
+
+@click.command("kernels")
+@click.option("--kernel", "kernels", multiple=True, type=click.Choice(GENERATIONS),
+              help="Generation to fetch (repeatable; default: all three).")
+@click.option("--boot", is_flag=True,
+              help="Also boot each kernel once to record its kallsyms, "
+                   "available_filter_functions, kprobe blacklist and BCC compile time.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+def kernels(kernels: tuple[str, ...], boot: bool, as_json: bool) -> None:
+    """Download and unpack the lab's kernels (6.1 host, 6.12 trixie, 7.2 sid).
+
+    \b
+    6.12 and 7.2 come from the host's Debian mirror through a private apt
+    configuration under lab-cache/apt/ (the host's apt sources are never
+    changed, nothing is installed), unpacked into lab-cache/kernels/<gen>/.
+    A second run does nothing. Facts for the tracer's fixtures (raw BTF,
+    config; with --boot the symbols) go to lab-cache/kernels/<gen>/facts/.
+    """
+    from pageref.lab.kernel_facts import prefetch
+
+    done = prefetch(kernels or GENERATIONS, boot=boot)
+    if as_json:
+        click.echo(json.dumps(done, indent=1))
+        return
+    for gen, info in done.items():
+        line = f"{gen:5} {info['release']:24} facts {info['facts']}"
+        if boot:
+            line += f"  boot {info['boot_s']} s, BCC compile+attach {info['bcc_s']} s"
+        click.echo(line)
