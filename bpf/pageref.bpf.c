@@ -113,8 +113,14 @@ static __always_inline int fill_page(struct pageref_event *e, u64 page)
 	u64 fl;
 	u8 zd;
 
-	if (ch & 1)
-		page = ch - 1;	/* a tail page: its head holds the refcount */
+	if (ch & 1) {
+		/* a tail page: its head holds the refcount */
+#ifdef COMPOUND_INFO_MASK
+		page &= ch;	/* compound_info is a mask (HVO, 7.x) */
+#else
+		page = ch - 1;	/* compound_head: head pointer | 1 */
+#endif
+	}
 	fl = rd64(page + OFF_PAGE_FLAGS);
 	zd = ((fl >> ZONES_PGSHIFT) & ZONES_MASK) == ZONE_DEVICE_ID;
 #ifndef ALL_PAGES
@@ -413,6 +419,16 @@ int on_unpin_user_folio(struct pt_regs *ctx)
 			  (s32)PT_REGS_PARM2(ctx), FOLL_PIN_VAL);
 }
 int ret_unpin_user_folio(struct pt_regs *ctx)
+{
+	return leave_outer();
+}
+
+/* unpin_folio(folio): 6.11+, one pin */
+int on_unpin_folio(struct pt_regs *ctx)
+{
+	return outer_drop(ctx, PROBE_UNPIN_FOLIO, KIND_UNPIN, PT_REGS_PARM1(ctx), 1, FOLL_PIN_VAL);
+}
+int ret_unpin_folio(struct pt_regs *ctx)
 {
 	return leave_outer();
 }

@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("convert", "convert", "Convert a trace between Parquet and JSON Lines."),
     "report": ("report", "report", "Write an HTML report: anomalies, page histories, plots."),
     "watch": ("watch", "watch", "Replay a recorded trace through the live view."),
+    "record": ("record", "record", "Record references on ZONE_DEVICE pages (root, BPF)."),
+    "probes": ("probes", "probes", "Show the probe plan for this kernel (read-only)."),
+    "doctor": ("doctor", "doctor", "Check that recording can work on this machine."),
 }
 
 

@@ -108,14 +108,27 @@ def layout(facts: KernelFacts) -> Layout:
         # page->__folio_index")
         "OFF_PAGE_INDEX": _need(facts.offset("page.__folio_index", "page.index"),
                                 "struct page.index/__folio_index"),
-        "OFF_PAGE_COMPOUND_HEAD": _need(o.get("page.compound_head"),
-                                        "struct page.compound_head"),
+        # compound_head was renamed compound_info (7.x, "mm: Eliminate fake head
+        # pages from vmemmap optimization" series): see COMPOUND_INFO_MASK below
+        "OFF_PAGE_COMPOUND_HEAD": _need(facts.offset("page.compound_head",
+                                                     "page.compound_info"),
+                                        "struct page.compound_head/compound_info"),
         # pgmap moved from struct page to struct folio (7.x); read on the head page,
         # which is the folio, so one offset serves both
         "OFF_PGMAP": _need(facts.offset("folio.pgmap", "page.pgmap"), "pgmap member"),
         "OFF_PGMAP_TYPE": _need(o.get("dev_pagemap.type"), "struct dev_pagemap.type"),
     }
     notes: list[str] = []
+    if "page.compound_head" not in o and "page.compound_info" in o:
+        # include/linux/page-flags.h compound_info_has_mask(): with HVO and a
+        # power-of-two struct page, a tail's compound_info is a mask, not a pointer
+        size = facts.sizes.get("page", 0)
+        hvo = facts.config.get("CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP")
+        if hvo is None:
+            notes.append("config unknown: assuming compound_info holds a head mask "
+                         "(CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP=y, as distributions set)")
+        if hvo != "n" and size and size & (size - 1) == 0:
+            off["COMPOUND_INFO_MASK"] = 1
     # order: folio->_folio_order (6.1) or the low byte of folio->_flags_1 (6.6+)
     if "folio._folio_order" in o:
         off["OFF_FOLIO_ORDER"] = o["folio._folio_order"]

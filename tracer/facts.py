@@ -42,7 +42,8 @@ WANTED_VARS = ("vmemmap_base", "page_offset_base")
 # struct member paths read by the BPF program (first found wins; see defines.py)
 WANTED_MEMBERS = (
     ("page", "flags"), ("page", "_refcount"), ("page", "mapping"), ("page", "index"),
-    ("page", "__folio_index"), ("page", "compound_head"), ("page", "pgmap"),
+    ("page", "__folio_index"), ("page", "compound_head"), ("page", "compound_info"),
+    ("page", "pgmap"),
     ("folio", "pgmap"), ("folio", "_pincount"), ("folio", "_folio_order"),
     ("folio", "_flags_1"), ("dev_pagemap", "type"),
     ("bio", "bi_io_vec"), ("bio", "bi_vcnt"),
@@ -207,6 +208,7 @@ class KernelFacts:
         foll = btf.enumerators(names=set(FOLL_NAMES))
         if "FOLL_PIN" in foll and "FOLL_GET" in foll:
             self.foll, self.foll_source = foll, "btf"
+        self.enums["bpf_map_type"] = btf.enumerators(names={"BPF_MAP_TYPE_RINGBUF"})
         # BIO_PAGE_PINNED (6.5) says bios unpin through unpin_user_page (plan.py)
         self.enums["bio_flags"] = btf.enumerators(
             names={"BIO_PAGE_PINNED", "BIO_PAGE_REFFED", "BIO_NO_PAGE_REF"})
@@ -243,7 +245,8 @@ class KernelFacts:
     def _add_config(self, cfg: dict[str, str]) -> None:
         for key in ("CONFIG_NODES_SHIFT", "CONFIG_RANDOMIZE_MEMORY", "CONFIG_X86_5LEVEL",
                     "CONFIG_SPARSEMEM_VMEMMAP", "CONFIG_KPROBES", "CONFIG_DEBUG_PAGE_REF",
-                    "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS", "CONFIG_FS_DAX"):
+                    "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS", "CONFIG_FS_DAX",
+                    "CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP", "CONFIG_NUMA"):
             if key in cfg:
                 self.config[key] = cfg[key]
 

@@ -43,6 +43,7 @@ TARGETS: tuple[Target, ...] = (
            note="static; every unpin and GUP put since 5.18 ('mm/gup: Convert "
                 "put_compound_head() to gup_put_folio()'); inlined on newer kernels"),
     Target("unpin_user_folio", "put", 12, ret=True, note="6.11+ ('mm: add unpin_user_folio')"),
+    Target("unpin_folio", "put", 18, ret=True, note="6.11+ (memfd pins)"),
     Target("unpin_user_page", "put", 10, ret=True,
            note="5.6+ ('mm/gup: introduce pin_user_pages*() and FOLL_PIN', fc1d8e7cca2d)"),
     Target("unpin_user_pages", "put", 11, ret=True, note="5.6+ (fc1d8e7cca2d)"),
@@ -177,24 +178,28 @@ def resolve(facts: KernelFacts, method: str = "kprobe") -> ProbePlan:
         if t.probe == "grab":
             try_attach(t)
 
-    # put: gup_put_folio covers every unpin; without it, the unpin_user_* entry
-    # points (not both: they nest).
+    # put: gup_put_folio is every unpin's common path, but newer compilers inline
+    # it into the single-folio entry points (7.2: unpin_user_page, unpin_user_folio
+    # and unpin_folio hold inlined copies), so those are attached too, as outer
+    # probes: when they do call gup_put_folio, the nested event is suppressed.
     covered: list[str] = []
     uncovered: list[str] = []
-    if try_attach(BY_SYMBOL["gup_put_folio"]):
-        covered.append("unpin_user_page(s)/unpin_user_folio/unpin_user_pages_dirty_lock/"
-                       "unpin_user_page_range_dirty_lock and GUP puts, through gup_put_folio")
+    gup = try_attach(BY_SYMBOL["gup_put_folio"])
+    for sym in ("unpin_user_folio", "unpin_folio", "unpin_user_page"):
+        if facts.has_symbol(sym) and try_attach(BY_SYMBOL[sym]):
+            covered.append(f"{sym}()")
+    if gup:
+        covered.append("unpin_user_pages(_dirty_lock), unpin_user_page_range_dirty_lock and "
+                       "GUP puts, through gup_put_folio")
+        uncovered.append("copies of gup_put_folio inlined into other callers (e.g. the "
+                         "gup-fast undo of a racing grab)")
     else:
-        for sym in ("unpin_user_folio", "unpin_user_page", "unpin_user_pages"):
-            if try_attach(BY_SYMBOL[sym]):
-                covered.append(f"{sym}()")
+        if try_attach(BY_SYMBOL["unpin_user_pages"]):
+            covered.append("unpin_user_pages(): first 64 pages of each call")
         for sym in ("unpin_user_pages_dirty_lock", "unpin_user_page_range_dirty_lock"):
             if facts.has_symbol(sym):
                 uncovered.append(f"{sym}() with make_dirty: pins dropped by the inlined "
                                  "gup_put_folio, no function to probe")
-        uncovered.append("other callers of the inlined gup_put_folio (e.g. failed "
-                         "GUP cleanup)")
-        covered.append(f"unpin_user_pages(): first {64} pages of each call")
 
     devmap = [s for s in ("__put_devmap_managed_folio_refs", "__put_devmap_managed_page_refs",
                           "__put_devmap_managed_page") if facts.has_symbol(s)]
@@ -212,7 +217,7 @@ def resolve(facts: KernelFacts, method: str = "kprobe") -> ProbePlan:
         if bio_pinned:
             missing.append({"probe": "put", "symbol": "__bio_release_pages",
                             "why": "not needed: BIO_PAGE_PINNED bios unpin through "
-                                   "unpin_user_page"})
+                                   "unpin_user_folio/unpin_user_page"})
             uncovered.append("bio_release_page() put_page on BIO_PAGE_REFFED bios "
                              "(inline put; only a last reference is seen)")
         elif try_attach(BY_SYMBOL["__bio_release_pages"]):

@@ -1,0 +1,370 @@
+"""The recorder: compile the BPF program for this kernel, attach the probe
+plan, stream events into a directory of Parquet parts (one about every second,
+so a SIGKILL loses at most the last second), count what the buffers lost.
+
+Compile and attach are separate steps (`compile_program`, `Recorder.attach`)
+so the compile can be tested on a machine that cannot attach.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import datetime
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pageref.trace.header import TraceHeader
+from pageref.trace.parquet import PartWriter
+from pageref.tracer import kernel_rules
+from pageref.tracer.decode import DecodeContext, decode, lost_table
+from pageref.tracer.defines import Options, cflags, defines, layout
+from pageref.tracer.event import bpf_dir
+from pageref.tracer.facts import KernelFacts
+from pageref.tracer.plan import ProbePlan, resolve
+
+from pageref.errors import PagerefError
+
+PROGRAM = "pageref.bpf.c"
+FLUSH_S = 1.0
+
+
+def program_text() -> str:
+    return (bpf_dir() / PROGRAM).read_text()
+
+
+def compile_program(defs: dict[str, int]) -> Any:
+    """Compile (and load nothing): returns the bcc.BPF object. Raises PagerefError."""
+    try:
+        from bcc import BPF
+    except ImportError:
+        raise PagerefError("BCC is not importable (python3-bpfcc); install it: "
+                           "apt-get install python3-bpfcc bpfcc-tools") from None
+    from pageref.tracer.kheaders import bcc_environment
+
+    bcc_environment()
+    flags = cflags(defs) + [f"-I{bpf_dir()}", "-Wno-unused-function"]
+    try:
+        return BPF(text=program_text(), cflags=flags)
+    except Exception as e:  # bcc raises bare Exception
+        raise PagerefError(f"BPF compile failed ({e}); kernel headers for BCC missing? "
+                           f"install linux-headers-{os.uname().release} "
+                           "or run `pageref doctor`") from None
+
+
+@dataclasses.dataclass
+class RecordResult:
+    path: Path
+    events: int
+    lost: dict[int, int]
+    per_probe: dict[str, int]
+    compile_s: float
+    attach_s: float
+    duration_s: float
+    exit_code: int | None = None
+
+
+class Recorder:
+    """One recording. Usage: r = Recorder(out, opts); r.prepare(); r.attach(); r.run()."""
+
+    def __init__(self, out: Path, opts: Options, *, pids: tuple[int, ...] = (),
+                 duration_s: float | None = None, command: list[str] | None = None,
+                 live_mode: str = "auto", facts: KernelFacts | None = None) -> None:
+        self.out = Path(out)
+        self.opts = opts
+        self.pids = pids
+        self.duration_s = duration_s
+        self.command = command
+        self.live_mode = live_mode
+        self.facts = facts
+        self.plan: ProbePlan | None = None
+        self.bpf: Any = None
+        self.attached: list[tuple[str, str]] = []   # (kind, symbol) to detach
+        self._raw: list[bytes] = []
+        self._lost_seen: dict[int, int] = {}
+        self._lost_warned = 0
+        self.per_probe: dict[str, int] = {}
+        self._stack_cache: dict[int, list[str]] = {}
+        self._stop = False
+        self.compile_s = 0.0
+        self.attach_s = 0.0
+
+    # -- set-up ---------------------------------------------------------------
+    def prepare(self) -> None:
+        """Facts, plan, defines, header; compile. No probes attached yet."""
+        if os.geteuid() != 0:
+            raise PagerefError("recording needs root (or CAP_BPF+CAP_PERFMON); run with sudo")
+        if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise PagerefError(f"{self.out} already exists; choose a new -o path")
+        self.facts = self.facts or KernelFacts.live()
+        caps = self.facts.caps
+        if caps.get("kprobes") is False:
+            raise PagerefError("this kernel has no kprobes (CONFIG_KPROBES off or no "
+                               "kprobe PMU); pageref cannot attach here. Run `pageref doctor`")
+        self.plan = resolve(self.facts, method="kprobe")
+        if not self.plan.attached:
+            raise PagerefError("no probe target found on this kernel; see `pageref probes`")
+        self.layout = layout(self.facts)
+        if self.opts.ringbuf and not has_ringbuf(self.facts):
+            self.opts.ringbuf = False
+        self.defs = defines(self.facts, self.plan, self.opts, page_size=os.sysconf("SC_PAGE_SIZE"))
+        t0 = time.monotonic()
+        self.bpf = compile_program(self.defs)
+        self.compile_s = time.monotonic() - t0
+        if self.pids:
+            table = self.bpf["pids"]
+            for pid in self.pids:
+                table[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+        self.decode_ctx = DecodeContext(
+            pgmap_names=kernel_rules.pgmap_type_names(self.facts),
+            foll_longterm=self.facts.foll.get("FOLL_LONGTERM", 0),
+            stack_of=self._stack if self.opts.stacks else None,
+        )
+
+    def attach(self) -> None:
+        """Attach every probe of the plan (kprobe + kretprobe where it has a return)."""
+        assert self.plan is not None and self.bpf is not None
+        t0 = time.monotonic()
+        for entry in self.plan.attached:
+            sym = entry["symbol"]
+            try:
+                self.bpf.attach_kprobe(event=sym, fn_name=f"on_{sym}")
+                self.attached.append(("kprobe", sym))
+                if entry.get("return"):
+                    self.bpf.attach_kretprobe(event=sym, fn_name=f"ret_{sym}", maxactive=64)
+                    self.attached.append(("kretprobe", sym))
+            except Exception as e:
+                self.detach()
+                raise PagerefError(f"cannot attach a kprobe to {sym} ({e}); "
+                                   "run `pageref doctor` and `pageref probes`") from None
+        self.attach_s = time.monotonic() - t0
+
+    def detach(self) -> None:
+        if self.bpf is None:
+            return
+        for kind, sym in reversed(self.attached):
+            with contextlib.suppress(Exception):
+                if kind == "kprobe":
+                    self.bpf.detach_kprobe(event=sym)
+                else:
+                    self.bpf.detach_kretprobe(event=sym)
+        self.attached = []
+
+    # -- header -----------------------------------------------------------------
+    def header(self, start_ns: int, start_time: str) -> TraceHeader:
+        assert self.plan is not None and self.facts is not None
+        idle, idle_why = kernel_rules.idle_refcount(self.facts)
+        bias, bias_src = kernel_rules.pin_bias(self.facts)
+        return TraceHeader(
+            kernel=self.facts.release,
+            pin_bias=bias,
+            page_size=os.sysconf("SC_PAGE_SIZE"),
+            idle_refcount=idle,
+            probe_plan=self.plan.header_plan(),
+            start_ns=start_ns,
+            start_time=start_time,
+            host=socket.gethostname(),
+            command=list(self.command) if self.command else None,
+            extra={"tracer": {
+                "idle_refcount_reason": idle_why,
+                "pin_bias_source": bias_src,
+                "drop_paths_covered": self.plan.covered,
+                "drop_paths_uncovered": self.plan.uncovered,
+                "probes_missing": self.plan.missing,
+                "notes": self.plan.notes + self.layout.notes,
+                "foll": self.facts.foll,
+                "foll_source": self.facts.foll_source,
+                "pgmap_types": {str(k): v for k, v in
+                                kernel_rules.pgmap_type_names(self.facts).items()},
+                "filters": {"all_pages": self.opts.all_pages, "pids": list(self.pids),
+                            "pgmap_types": list(self.opts.pgmap_types),
+                            "cgroup_id": self.opts.cgroup_id, "stacks": self.opts.stacks},
+                "buffer": "ringbuf" if self.opts.ringbuf else "perf",
+                "compile_s": round(self.compile_s, 3),
+                "attach_s": round(self.attach_s, 3),
+                "defines": self.defs,
+            }},
+        )
+
+    # -- streaming ------------------------------------------------------------
+    def _on_event(self, _cpu: Any, data: Any, size: int) -> int:
+        self._raw.append(ctypes.string_at(data, size))
+        return 0
+
+    def _stack(self, stack_id: int) -> list[str] | None:
+        frames = self._stack_cache.get(stack_id)
+        if frames is None:
+            try:
+                frames = [self.bpf.ksym(a, show_offset=True).decode("utf-8", "replace")
+                          for a in self.bpf["stacks"].walk(stack_id)]
+            except Exception:
+                return None
+            self._stack_cache[stack_id] = frames
+        return frames
+
+    def _read_lost(self) -> dict[int, int]:
+        total: dict[int, int] = {}
+        try:
+            values = self.bpf["lost"][ctypes.c_int(0)]
+        except Exception:
+            return total
+        for cpu, n in enumerate(values):
+            if n:
+                total[cpu] = int(n)
+        return total
+
+    def _flush(self, writer: PartWriter, view: Any) -> None:
+        raw, self._raw = b"".join(self._raw), []
+        tables = []
+        if raw:
+            t = decode(raw, self.decode_ctx)
+            for sym, n in zip(*_value_counts(t.column("probe"))):
+                self.per_probe[sym] = self.per_probe.get(sym, 0) + n
+            tables.append(t)
+        lost_now = self._read_lost()
+        delta = {c: n - self._lost_seen.get(c, 0) for c, n in lost_now.items()
+                 if n > self._lost_seen.get(c, 0)}
+        if delta:
+            self._lost_seen = lost_now
+            tables.append(lost_table(time.monotonic_ns(), delta))
+            print(f"pageref: warning: {sum(delta.values())} events lost "
+                  f"(CPUs {', '.join(map(str, sorted(delta)))}); the buffer is too small "
+                  "or the consumer too slow", file=sys.stderr)
+        writer.header.lost = {str(c): n for c, n in self._lost_seen.items()}
+        writer.header.end_ns = time.monotonic_ns()
+        if tables:
+            table = pa.concat_tables([_conform(t) for t in tables])
+            writer.write(table)
+            if view is not None:
+                view.feed(table.to_pandas())
+        if view is not None:
+            view.set_counters(self.per_probe, dict(self._lost_seen))
+            view.refresh()
+
+    def _signal(self, signum: int, _frame: Any) -> None:
+        self._stop = True
+
+    def run(self) -> RecordResult:
+        """Stream until the duration ends, a signal, or the command exits."""
+        assert self.bpf is not None
+        start_ns = time.monotonic_ns()
+        start_time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        header = self.header(start_ns, start_time)
+        writer = PartWriter(self.out, header)
+        view = _live_view(self.live_mode, header)
+        events = self.bpf["events"]
+        if self.opts.ringbuf:
+            events.open_ring_buffer(self._on_event)
+            poll = lambda: self.bpf.ring_buffer_poll(100)  # noqa: E731
+        else:
+            events.open_perf_buffer(self._on_event, page_cnt=256)
+            poll = lambda: self.bpf.perf_buffer_poll(100)  # noqa: E731
+        old = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        child = None
+        exit_code = None
+        try:
+            if self.command:
+                try:
+                    child = subprocess.Popen(self.command)
+                except OSError as e:
+                    raise PagerefError(f"cannot run {self.command[0]}: {e.strerror}") from None
+            deadline = None if self.duration_s is None else time.monotonic() + self.duration_s
+            next_flush = time.monotonic() + FLUSH_S
+            while not self._stop:
+                poll()
+                now = time.monotonic()
+                if child is not None and child.poll() is not None:
+                    exit_code = child.returncode
+                    break
+                if deadline is not None and now >= deadline:
+                    break
+                if now >= next_flush:
+                    self._flush(writer, view)
+                    next_flush = now + FLUSH_S
+            # drain what is already in the buffer
+            poll()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self.detach()
+            if child is not None and child.poll() is None:
+                child.terminate()
+                try:
+                    exit_code = child.wait(5)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    exit_code = child.wait()
+            with contextlib.suppress(Exception):
+                poll()
+            self._flush(writer, None)
+            writer.header.end_ns = time.monotonic_ns()
+            writer.close()
+            if view is not None:
+                view.set_counters(self.per_probe, dict(self._lost_seen))
+                view.close()
+            with contextlib.suppress(Exception):
+                self.bpf.cleanup()
+        lost_total = sum(self._lost_seen.values())
+        print(f"pageref: {writer.events} events in {writer.parts} parts written to "
+              f"{self.out}; {lost_total} lost"
+              + (f" (per CPU: {dict(sorted(self._lost_seen.items()))})" if lost_total else ""),
+              file=sys.stderr)
+        return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
+                            self.compile_s, self.attach_s,
+                            (time.monotonic_ns() - start_ns) / 1e9, exit_code)
+
+
+def has_ringbuf(facts: KernelFacts) -> bool:
+    """BPF_MAP_TYPE_RINGBUF (5.8+) in the kernel's enum bpf_map_type."""
+    return "BPF_MAP_TYPE_RINGBUF" in (facts.enums.get("bpf_map_type") or {})
+
+
+def _value_counts(col: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]]:
+    vc = col.value_counts() if isinstance(col, pa.Array) else col.combine_chunks().value_counts()
+    vals = vc.field("values").to_pylist()
+    counts = vc.field("counts").to_pylist()
+    return [v for v in vals if v is not None], [c for v, c in zip(vals, counts) if v is not None]
+
+
+def _conform(t: pa.Table) -> pa.Table:
+    from pageref.trace.frame import conform
+    return conform(t)
+
+
+def _live_view(mode: str, header: TraceHeader) -> Any:
+    try:
+        from pageref.report.live import LiveView
+        return LiveView(mode, pin_bias=header.pin_bias, idle_refcount=header.idle_refcount)
+    except ImportError:
+        return _PlainLine()
+
+
+class _PlainLine:
+    """Fallback live line with LiveView's calls (used if pageref.report is absent)."""
+
+    def __init__(self) -> None:
+        self.t = time.monotonic()
+        self.counts: dict[str, int] = {}
+        self.lost: dict[int, int] = {}
+
+    def feed(self, events: Any) -> None:
+        pass
+
+    def set_counters(self, per_probe: dict[str, int], lost: dict[int, int]) -> None:
+        self.counts, self.lost = per_probe, lost
+
+    def refresh(self) -> None:
+        print(f"pageref: {sum(self.counts.values())} events, {sum(self.lost.values())} lost "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(self.counts.items()))})",
+              file=sys.stderr)
+
+    def close(self) -> None:
+        self.refresh()
