@@ -227,10 +227,6 @@ def _ev_col(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series([None] * len(df), index=df.index, dtype=object)
 
 
-def _as_str(s: pd.Series) -> pd.Series:
-    return s.astype(object).where(s.notna(), None)
-
-
 def minmax_indices(y: np.ndarray, max_points: int, keep: np.ndarray | None = None) -> np.ndarray:
     """Indices of at most ~max_points points of series y keeping its shape: the
     first, last, min and max of each of max_points/4 buckets, plus `keep`."""
@@ -284,7 +280,7 @@ def _facts(trace: Trace, threshold_ns: int) -> tuple[list[Fact], list[str]]:
     start = h.start_ns if h.start_ns is not None else first
     end = h.end_ns if h.end_ns is not None else last
     facts.append(Fact("Duration", fmt_duration(max(0, end - start))))
-    kinds = ev["kind"].astype(str).value_counts() if len(ev) else pd.Series(dtype=int)
+    kinds = hist.kind_counts(ev)
     by_kind = ", ".join(f"{k} {int(n):,}" for k, n in kinds.items())
     facts.append(Fact("Events", f"{len(ev):,}" + (f" ({by_kind})" if by_kind else "")))
     pfn = ev["pfn"] if "pfn" in ev.columns else pd.Series(dtype="Int64")
@@ -299,7 +295,7 @@ def _facts(trace: Trace, threshold_ns: int) -> tuple[list[Fact], list[str]]:
     lost_hdr = h.lost_total
     lost_ev = 0
     if "count" in ev.columns and len(ev):
-        lost_ev = int(pd.to_numeric(ev.loc[ev["kind"].astype(str) == "lost", "count"],
+        lost_ev = int(pd.to_numeric(ev.loc[hist.values(ev["kind"]) == "lost", "count"],
                                     errors="coerce").fillna(0).sum())
     lost = max(lost_hdr, lost_ev)
     if lost_hdr and lost_ev and lost_hdr != lost_ev:
@@ -349,7 +345,8 @@ def _probes(trace: Trace) -> tuple[list[ProbeRow], list[DropPath], list[str]]:
     notes: list[str] = []
     by_symbol: dict[str, pd.Series] = {}
     if len(ev) and "probe" in ev.columns:
-        g = ev[["probe", "kind"]].astype(str)[ev["probe"].notna()]
+        g = pd.DataFrame({"probe": hist.values(ev["probe"]), "kind": hist.values(ev["kind"])})
+        g = g[ev["probe"].notna().to_numpy()]
         for sym, kinds in g.groupby("probe")["kind"]:
             by_symbol[str(sym)] = kinds.value_counts()
     rows: list[ProbeRow] = []
@@ -373,7 +370,7 @@ def _probes(trace: Trace) -> tuple[list[ProbeRow], list[DropPath], list[str]]:
         for k in DROP_KINDS:
             if k in roles and alive:
                 covered[k].append(sym or str(entry.get("probe", "")))
-    kinds = ev["kind"].astype(str).value_counts() if len(ev) else pd.Series(dtype=int)
+    kinds = hist.kind_counts(ev)
     drops = []
     for k in DROP_KINDS:
         n = int(kinds.get(k, 0))
@@ -539,7 +536,7 @@ def _rate_plot(trace: Trace, t0: int, limits: Limits) -> PlotSpec | None:
     ev = trace.events
     if not len(ev):
         return None
-    ev = ev[ev["kind"].astype(str) != "lost"]  # lost records are not probe hits
+    ev = ev[hist.values(ev["kind"]) != "lost"]  # lost records are not probe hits
     if not len(ev):
         return None
     ts = ev["ts_ns"].to_numpy(dtype=np.int64)
@@ -548,8 +545,8 @@ def _rate_plot(trace: Trace, t0: int, limits: Limits) -> PlotSpec | None:
     width = max(span / limits.rate_bins, 1e6)  # at least 1 ms per bin
     nbins = max(1, int(np.ceil(span / width)))
     b = np.minimum(((ts - lo) / width).astype(np.int64), nbins - 1)
-    probe = _as_str(_ev_col(ev, "probe"))
-    label = probe.where(probe.notna(), ev["kind"].astype(str)).astype(str).to_numpy()
+    probe = hist.values(_ev_col(ev, "probe"))
+    label = np.where(pd.isna(probe), hist.values(ev["kind"]), probe).astype(str)
     totals = pd.Series(label).value_counts()
     top = list(totals.index[: limits.probes_plotted])
     if len(totals) > len(top):
