@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pageref.lab.paths import cache_dir
+from pageref.tracer.build_cflags import build_cflags
 
 from pageref.errors import PagerefError
 
@@ -448,24 +449,9 @@ def _first(*paths: Path) -> Path | None:
 
 
 def _bcc_cflags(headers_dir: Path | None) -> list[str]:
-    """Extra clang flags the kernel's own build uses that BCC must repeat.
-
-    Linux 6.19+ builds with -fms-extensions (anonymous struct members named by
-    type; Kconfig CONFIG_CC_MS_EXTENSIONS, added to CC_FLAGS_DIALECT in the top
-    Makefile together with -Wno-microsoft-anon-tag for clang), and its headers
-    do not parse without it. BCC does not read the kernel's Makefile, so the
-    flags are read from the headers' configuration here, not from a version.
-    """
-    if headers_dir is None:
-        return []
-    try:
-        auto_conf = (headers_dir / "include" / "config" / "auto.conf").read_text(errors="replace")
-    except OSError:
-        return []
-    m = re.search(r"^CONFIG_CC_MS_EXTENSIONS=\"?([^\"\n]+)", auto_conf, re.M)
-    if not m:
-        return []
-    return [*m.group(1).split(), "-Wno-microsoft-anon-tag"]
+    # The same detection the recorder does on the running kernel (7.2's headers
+    # need -fms-extensions); see pageref.tracer.build_cflags.
+    return build_cflags(headers_dir) if headers_dir is not None else []
 
 
 def _fix_build_link(root: Path, release: str) -> None:
