@@ -60,7 +60,7 @@ class ProbeRow:
 @dataclasses.dataclass
 class DropPath:
     kind: str          # put / unpin / free
-    covered: bool
+    covered: bool | None  # None: unknown (no probe plan and no such events)
     by: list[str]      # probe symbols covering it
     events: int        # events of this kind in the trace
 
@@ -374,8 +374,12 @@ def _probes(trace: Trace) -> tuple[list[ProbeRow], list[DropPath], list[str]]:
     drops = []
     for k in DROP_KINDS:
         n = int(kinds.get(k, 0))
-        drops.append(DropPath(kind=k, covered=bool(covered[k]) or n > 0,
-                              by=[clean_text(s) for s in covered[k]], events=n))
+        if covered[k] or n > 0:
+            state: bool | None = True
+        else:
+            state = False if trace.header.probe_plan else None
+        drops.append(DropPath(kind=k, covered=state, by=[clean_text(s) for s in covered[k]],
+                              events=n))
     if not trace.header.probe_plan:
         notes.append("The trace header has no probe plan (a converted or hand-written trace): "
                      "drop-path coverage is judged from the events alone.")
@@ -635,10 +639,10 @@ def build_report(
     facts, warnings = _facts(trace, threshold_ns)
     probes, drops, notes = _probes(trace)
     for d in drops:
-        if not d.covered:
+        if d.covered is False:
             warnings.append(
-                f"No probe covered the {d.kind} path and the trace has no {d.kind} events: "
-                "anomalies that depend on it cannot be seen in this trace.")
+                f"The probe plan has no live probe on the {d.kind} path and the trace has no "
+                f"{d.kind} events: anomalies that depend on it cannot be seen in this trace.")
     verdict, sections = _sections(trace, anomalies if anomalies is not None
                                   else pd.DataFrame(), t0, limits)
     overview = [p for p in (_rate_plot(trace, t0, limits), _refcount_hist(trace, limits),

@@ -130,9 +130,10 @@ def test_no_anomalies_no_lost_no_plan(tmp_path):
     assert dict((f.label, f.warn) for f in r.facts)["Lost events"] is False
     assert r.notes == ["The trace header has no probe plan (a converted or hand-written "
                        "trace): drop-path coverage is judged from the events alone."]
+    # no plan and no unpin events: unknown, not a warning (the note says why)
     assert [(d.kind, d.covered) for d in r.drop_paths] == [
-        ("put", True), ("unpin", False), ("free", True)]
-    assert len(r.warnings) == 1 and "No probe covered the unpin path" in r.warnings[0]
+        ("put", True), ("unpin", None), ("free", True)]
+    assert r.warnings == []
 
 
 def test_dead_probe_does_not_cover(tmp_path):
@@ -144,6 +145,9 @@ def test_dead_probe_does_not_cover(tmp_path):
     r = build_report(trace, None)
     assert r.probes[0].notes == "reason=symbol not found"
     assert [(d.kind, d.covered) for d in r.drop_paths][1] == ("unpin", False)
+    assert r.warnings[-1] == ("The probe plan has no live probe on the unpin path and the "
+                              "trace has no unpin events: anomalies that depend on it "
+                              "cannot be seen in this trace.")
 
 
 def test_tables_capped_and_worst_on_distinct_pages(known):
