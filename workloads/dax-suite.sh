@@ -1,0 +1,54 @@
+#!/bin/sh
+# Run pageref's DAX workloads on each DAX directory given, one after another.
+# Each workload prints one JSON line (what it did, its pid, its CLOCK_MONOTONIC
+# window, the pfns of its DAX buffer); they are collected in $PAGEREF_WORKLOADS_OUT
+# (default ./workloads.jsonl). Progress lines "@@pageref-lab workload ..." let the
+# lab host show what runs. A failing workload is recorded and the suite goes on;
+# the exit status is non-zero if any failed.
+#
+# Usage: dax-suite.sh BINDIR SCRATCHDIR SLOWDEV DAXDIR...
+#   BINDIR      the compiled workloads (pageref lab builds them)
+#   SCRATCHDIR  a directory on a non-DAX file system (O_DIRECT side)
+#   SLOWDEV     a slow block device (dm-delay) for I/O held in flight
+set -u
+bin=$1 scratch=$2 slow=$3
+shift 3
+out=${PAGEREF_WORKLOADS_OUT:-./workloads.jsonl}
+here=$(dirname "$0")
+failed=0
+
+mark() { echo "@@pageref-lab workload $(cut -d' ' -f1 /proc/uptime 2>/dev/null || echo 0) $*"; }
+
+run() {
+    name=$1 fs=$2
+    shift 2
+    mark "$name $fs"
+    res=$("$@")
+    rc=$?
+    if [ -n "$res" ]; then
+        printf '%s\n' "$res" | sed "s/^{/{\"fs\": \"$fs\", \"rc\": $rc, /" >> "$out"
+    else
+        printf '{"fs": "%s", "rc": %d, "workload": "%s"}\n' "$fs" "$rc" "$name" >> "$out"
+    fi
+    if [ $rc -ne 0 ]; then
+        echo "dax-suite: $name on $fs failed (exit $rc)" >&2
+        failed=1
+    fi
+}
+
+for dax in "$@"; do
+    fs=$(awk -v d="$dax" '$2 == d { t = $3 } END { print t ? t : "unknown" }' /proc/mounts)
+    run odirect "$fs" "$bin/dax_odirect" "$dax" "$scratch" 8
+    run pvm "$fs" "$bin/dax_pvm" "$dax" 8
+    run vmsplice "$fs" "$bin/dax_vmsplice" "$dax" 4 1000
+    run punch "$fs" "$bin/dax_punch" "$dax" "$slow" 4
+    run uring "$fs" "$bin/dax_uring" "$dax" 4
+    if command -v fio >/dev/null; then
+        mark "fio $fs"
+        if PAGEREF_FIO_DAX=$dax PAGEREF_FIO_SCRATCH=$scratch \
+            fio --output-format=terse --minimal "$here/fio-dax.fio" > /dev/null; then rc=0; else rc=$?; fi
+        printf '{"fs": "%s", "rc": %d, "workload": "fio", "dir": "%s"}\n' "$fs" "$rc" "$dax" >> "$out"
+        [ $rc -eq 0 ] || { echo "dax-suite: fio on $fs failed (exit $rc)" >&2; failed=1; }
+    fi
+done
+exit $failed
