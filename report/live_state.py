@@ -49,6 +49,24 @@ def _col(df: pd.DataFrame, name: str, default: object = None) -> pd.Series:
     return pd.Series([default] * len(df), index=df.index, dtype=object)
 
 
+_USED = ("ts_ns", "kind", "probe", "count", "pfn", "refs", "refcount", "order", "pgmap_type",
+         "longterm", "pid", "comm")
+
+
+def _counts(a: np.ndarray) -> dict[str, int]:
+    return {str(k): int(v) for k, v in pd.Series(a, dtype=object).value_counts().items()}
+
+
+def _strs(s: pd.Series, fill: object) -> np.ndarray:
+    """A string column as an object array (`fill` for null); categoricals by code,
+    which is what keeps a 100k-event batch cheap."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = np.append(np.asarray(s.cat.categories.astype(object), dtype=object), fill)
+        return cats[s.cat.codes.to_numpy()]
+    a = s.to_numpy(dtype=object)
+    return np.where(pd.isna(a), fill, a)
+
+
 def _ints(s: pd.Series, fill: int) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").fillna(fill).to_numpy(dtype=np.int64)
 
@@ -94,7 +112,8 @@ class LiveState:
     def feed(self, events: pd.DataFrame) -> None:
         if events is None or len(events) == 0:
             return
-        df = events.reset_index(drop=True)
+        # Only the columns the checks read (sorting stacks around costs time).
+        df = events[[c for c in _USED if c in events.columns]].reset_index(drop=True)
         if "ts_ns" in df.columns:
             # Per-CPU buffers deliver batches out of order; checks need time order.
             df = df.sort_values("ts_ns", kind="stable").reset_index(drop=True)
@@ -102,14 +121,16 @@ class LiveState:
             lo, hi = int(ts.min()), int(ts.max())
             self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
             self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
-        kind = _col(df, "kind").astype(object).fillna("?").astype(str).to_numpy()
+        kind = _strs(_col(df, "kind"), "?")
         self.events += len(df)
-        self.by_kind.update(collections.Counter(kind.tolist()))
-        probe = _col(df, "probe").astype(object)
-        probe = probe.where(probe.notna(), pd.Series(kind, index=df.index)).astype(str)
-        self.by_probe.update(probe[kind != "lost"].value_counts().to_dict())  # not a probe hit
+        self.by_kind.update(_counts(kind))
+        # Boolean masks per kind, computed once (object-array compares are slow).
+        is_k = {k: kind == k for k in ("get", "pin", "put", "unpin", "free", "lost")}
+        probe = _strs(_col(df, "probe"), None)
+        probe = np.where(pd.isna(probe), kind, probe)
+        self.by_probe.update(_counts(probe[~is_k["lost"]]))  # a lost record is not a hit
         if "count" in df.columns:
-            self.lost_from_events += int(_ints(df["count"], 0)[kind == "lost"].sum())
+            self.lost_from_events += int(_ints(df["count"], 0)[is_k["lost"]].sum())
 
         pfn_s = pd.to_numeric(_col(df, "pfn"), errors="coerce")
         has_pfn = pfn_s.notna().to_numpy()
@@ -122,23 +143,25 @@ class LiveState:
         refcount = refcount_s.fillna(0).to_numpy(dtype=np.int64)
         order = _ints(_col(df, "order"), 0)
         weight = np.where(order > 0, 1, self.pin_bias)
-        pgmap = _col(df, "pgmap_type").astype(object)
-        idle = pgmap.map(lambda t: self.idle_refcount.get(t, 0) if isinstance(t, str) else 0)
-        idle = idle.to_numpy(dtype=np.int64)
+        pgmap = _strs(_col(df, "pgmap_type"), None)
+        idle = np.zeros(len(df), dtype=np.int64)
+        for name, value in self.idle_refcount.items():
+            if value:
+                idle[pgmap == name] = int(value)
         longterm = _col(df, "longterm").astype(object).fillna(False).astype(bool).to_numpy()
-        is_fsdax = (pgmap == "fsdax").to_numpy(dtype=bool)
+        is_fsdax = pgmap == "fsdax"
 
-        grab = np.isin(kind, ("get", "pin")) & has_pfn
+        grab = (is_k["get"] | is_k["pin"]) & has_pfn
         found: list[tuple[str, np.ndarray]] = [
             ("grab_on_free_page", grab & has_rc & (refcount == 0)),
             ("refcount_underflow", has_pfn & has_rc & (
-                ((kind == "put") & (refcount - refs < idle))
-                | ((kind == "unpin") & (refcount - refs * weight < idle)))),
-            ("longterm_pin_fsdax", (kind == "pin") & longterm & is_fsdax),
+                (is_k["put"] & (refcount - refs < idle))
+                | (is_k["unpin"] & (refcount - refs * weight < idle)))),
+            ("longterm_pin_fsdax", is_k["pin"] & longterm & is_fsdax),
         ]
 
         # Pins outstanding before each row: carried state + running sum in the batch.
-        delta = np.where(kind == "pin", refs, 0) - np.where(kind == "unpin", refs, 0)
+        delta = np.where(is_k["pin"], refs, 0) - np.where(is_k["unpin"], refs, 0)
         delta = np.where(has_pfn, delta, 0)
         frame = pd.DataFrame({"pfn": pfn, "delta": delta})[has_pfn]
         before = np.zeros(len(df), dtype=np.int64)
@@ -151,12 +174,12 @@ class LiveState:
                 if d:
                     # Unpins of pins taken before the trace began must not go negative.
                     self.pins[int(p)] = max(0, self.pins.get(int(p), 0) + int(d))
-        found.append(("free_while_referenced", (kind == "free") & has_pfn & (before > 0)))
+        found.append(("free_while_referenced", is_k["free"] & has_pfn & (before > 0)))
 
         # double free: previous free/get/pin on the same pfn was a free.
-        sel = (np.isin(kind, ("free", "get", "pin")) & has_pfn)
+        sel = (is_k["free"] | grab) & has_pfn
         if sel.any():
-            sub = pd.DataFrame({"pfn": pfn[sel], "k": np.where(kind[sel] == "free", "free",
+            sub = pd.DataFrame({"pfn": pfn[sel], "k": np.where(is_k["free"][sel], "free",
                                                                "grab")}, index=np.flatnonzero(sel))
             prev = sub.groupby("pfn")["k"].shift().astype(object)
             carried = sub["pfn"].map(self._last_grab_or_free).astype(object)
