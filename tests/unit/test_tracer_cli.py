@@ -1,0 +1,85 @@
+"""`pageref probes`, `pageref doctor`, `pageref record` from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pageref.cli import cli
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "kernels"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pageref", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("gen, must", [
+    ("6.1", ["bool try_grab_page", "__put_devmap_managed_page_refs", "__bio_release_pages",
+             "fsdax 1"]),
+    ("7.2", ["int try_grab_folio(struct folio *folio", "unpin_user_folio", "fsdax 0",
+             "NOT covered"]),
+])
+def test_probes_from_fixture(gen, must):
+    r = CliRunner().invoke(cli, ["probes", "--kernel-facts", str(FIX / gen)])
+    assert r.exit_code == 0, r.output
+    for m in must:
+        assert m in r.output
+
+
+def test_probes_json():
+    r = CliRunner().invoke(cli, ["probes", "--kernel-facts", str(FIX / "6.12"), "--json"])
+    d = json.loads(r.output)
+    assert d["idle_refcount"]["fsdax"] == 1
+    assert any(a["symbol"] == "__put_devmap_managed_folio_refs" for a in d["plan"]["attached"])
+    assert d["layout"]["zones_pgshift"] == 51
+
+
+def test_probes_live_no_root_needed():
+    r = run("probes")
+    assert r.returncode == 0, r.stderr
+    assert "grab:" in r.stdout and "drop paths NOT covered" in r.stdout
+
+
+def test_doctor_verdicts():
+    r = run("doctor")
+    lines = r.stdout.splitlines()
+    names = [ln.split()[1] for ln in lines if ln.split()]
+    for n in ("privileges", "bpf", "kprobes", "bcc", "BTF", "pmem"):
+        assert n in names
+    assert all(ln.split()[0] in ("OK", "WARN", "FAIL", "INFO") for ln in lines if ln.strip())
+    if not os.path.exists("/sys/bus/event_source/devices/kprobe"):
+        assert r.returncode == 1 and "cannot work" in r.stderr
+
+
+@pytest.mark.skipif(os.path.exists("/sys/bus/event_source/devices/kprobe"),
+                    reason="this kernel has kprobes")
+def test_record_without_kprobes_is_one_line(tmp_path):
+    r = run("record", "-o", str(tmp_path / "t"), "--duration", "1s")
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "kprobes" in err[0] and "Traceback" not in r.stderr
+
+
+def test_record_bad_duration(tmp_path):
+    r = CliRunner().invoke(cli, ["record", "-o", str(tmp_path / "t"), "--duration", "soon"])
+    assert r.exit_code != 0 and "duration" in r.output
+
+
+def test_duration_parse():
+    from pageref.commands.record import parse_duration
+    assert parse_duration("30s") == 30 and parse_duration("2m") == 120
+    assert parse_duration("500ms") == 0.5 and parse_duration("7") == 7
+
+
+def test_record_help_lists_options():
+    r = CliRunner().invoke(cli, ["record", "--help"])
+    for opt in ("--duration", "--pid", "--all-pages", "--stacks", "--pgmap-type", "--cgroup"):
+        assert opt in r.output

@@ -1,0 +1,169 @@
+"""The recorder's streaming loop, end to end with a stand-in for bcc.BPF (no kernel):
+parts on disk, header facts, lost rows, signals, the command's exit."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from pageref.trace.io import read_trace
+from pageref.tracer import recorder as rec_mod
+from pageref.tracer.defines import Options
+from pageref.tracer.event import PagerefEvent
+from pageref.tracer.facts import KernelFacts
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "kernels"
+
+
+class FakeTable(dict):
+    def __init__(self, owner: FakeBPF, name: str) -> None:
+        super().__init__()
+        self.owner, self.name = owner, name
+
+    def open_ring_buffer(self, cb):
+        self.owner.cb = cb
+
+    def open_perf_buffer(self, cb, page_cnt=64):
+        self.owner.cb = cb
+
+    def __getitem__(self, key):
+        if self.name == "lost":
+            return list(self.owner.lost)
+        return super().__getitem__(key)
+
+
+class FakeBPF:
+    """Queued events are handed to the callback on poll; `lost` counts per CPU."""
+
+    def __init__(self, events: list[PagerefEvent], lost: list[int]) -> None:
+        self.queue = list(events)
+        self.lost = lost
+        self.cb = None
+        self.tables: dict[str, FakeTable] = {}
+        self.attached: list[tuple[str, str, str]] = []
+        self.cleaned = False
+
+    def __getitem__(self, name):
+        return self.tables.setdefault(name, FakeTable(self, name))
+
+    def attach_kprobe(self, event, fn_name):
+        self.attached.append(("kprobe", event, fn_name))
+
+    def attach_kretprobe(self, event, fn_name, maxactive=0):
+        self.attached.append(("kretprobe", event, fn_name))
+
+    def detach_kprobe(self, event):
+        self.attached = [a for a in self.attached if not (a[0] == "kprobe" and a[1] == event)]
+
+    def detach_kretprobe(self, event):
+        self.attached = [a for a in self.attached
+                         if not (a[0] == "kretprobe" and a[1] == event)]
+
+    def _poll(self, timeout_ms):
+        import time
+        while self.queue:
+            e = self.queue.pop(0)
+            buf = ctypes.create_string_buffer(bytes(e))
+            self.cb(0, ctypes.addressof(buf), ctypes.sizeof(e))
+        time.sleep(timeout_ms / 1000 / 10)
+
+    ring_buffer_poll = _poll
+    perf_buffer_poll = _poll
+
+    def cleanup(self):
+        self.cleaned = True
+
+
+def _events() -> list[PagerefEvent]:
+    base = dict(page=0xFFFFEA0004000000, zone_device=1, pgmap_type=3, pincount=-1,
+                comm=b"fio", pid=42, tid=42)
+    return [
+        PagerefEvent(ts_ns=10, pfn=0x100000, refcount=1, refs=1, kind=1, probe=2,
+                     flags=0x40000, ret=1, **base),
+        PagerefEvent(ts_ns=20, pfn=0x100000, refcount=1025, refs=1, kind=3, probe=9,
+                     flags=0x40000, **base),
+        PagerefEvent(ts_ns=30, pfn=0x100000, refcount=1, refs=1, kind=6, probe=1,
+                     flags=0x10004, ret=0, **base),
+    ]
+
+
+@pytest.fixture
+def recorder(monkeypatch, tmp_path):
+    fake = FakeBPF(_events(), lost=[0, 3])
+    monkeypatch.setattr(rec_mod, "compile_program", lambda defs: fake)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    facts = KernelFacts.load(FIX / "6.1")
+
+    def make(**kw):
+        r = rec_mod.Recorder(tmp_path / "t", Options(), live_mode="quiet", facts=facts, **kw)
+        r.prepare()
+        r.attach()
+        return r
+    return make, fake, tmp_path / "t"
+
+
+def test_records_events_header_and_lost(recorder):
+    make, fake, out = recorder
+    r = make(duration_s=0.3)
+    assert ("kretprobe", "try_grab_page", "ret_try_grab_page") in fake.attached
+    res = r.run()
+    assert fake.attached == [] and fake.cleaned
+    t = read_trace(out)
+    ev = t.events
+    assert list(ev[ev.kind != "lost"].kind) == ["pin", "unpin", "grab_failed"]
+    assert list(ev[ev.kind != "lost"].probe) == ["try_grab_folio", "gup_put_folio",
+                                                 "try_grab_page"]
+    row = ev.iloc[0]
+    assert row.pfn == 0x100000 and row.pgmap_type == "fsdax" and bool(row.longterm) is False
+    assert bool(ev.iloc[2].longterm) is True  # FOLL_LONGTERM 0x10000 on 6.1
+    lost = ev[ev.kind == "lost"]
+    assert list(lost.cpu) == [1] and list(lost["count"]) == [3]
+    h = t.header
+    assert h.kernel == "6.1.0-56-amd64" and h.idle_refcount["fsdax"] == 1
+    assert h.pin_bias == 1024 and h.lost == {"1": 3}
+    assert {p["symbol"] for p in h.probe_plan} >= {"try_grab_page", "gup_put_folio"}
+    assert h.end_ns and h.start_ns and h.end_ns >= h.start_ns
+    assert h.extra["tracer"]["drop_paths_uncovered"]
+    assert res.events == 4 and res.lost == {1: 3}
+
+
+def test_stops_when_command_exits(recorder):
+    make, fake, out = recorder
+    r = make(command=[sys.executable, "-c", "raise SystemExit(3)"])
+    res = r.run()
+    assert res.exit_code == 3
+    assert read_trace(out).header.command[-1] == "raise SystemExit(3)"
+
+
+def test_sigterm_detaches_and_closes(recorder):
+    make, fake, out = recorder
+    r = make(duration_s=30)
+    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+    res = r.run()
+    assert res.duration_s < 10
+    assert fake.attached == []
+    assert len(read_trace(out).events) == 4
+
+
+def test_refuses_existing_output(recorder, tmp_path):
+    make, fake, out = recorder
+    out.mkdir()
+    (out / "x").write_text("x")
+    from pageref.errors import PagerefError
+    with pytest.raises(PagerefError, match="already exists"):
+        make(duration_s=0.1)
+
+
+def test_no_kprobes_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    facts = KernelFacts.load(FIX / "6.1")
+    facts.caps = {"kprobes": False}
+    from pageref.errors import PagerefError
+    r = rec_mod.Recorder(tmp_path / "t", Options(), facts=facts)
+    with pytest.raises(PagerefError, match="no kprobes"):
+        r.prepare()
