@@ -140,3 +140,26 @@ def test_report_with_the_real_analysis(tmp_path):
     kinds = {v.kind for v in model.verdict}
     assert {"grab_on_free_page", "double_free", "pin_leak", "longterm_pin_fsdax"} <= kinds
     assert "<script>document" not in html
+
+
+def test_report_open(tmp_path, monkeypatch):
+    trace = rt.write_known(tmp_path / "k.jsonl", "fio")
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(cli, ["report", str(trace), "-o", str(out), "--open"])
+    assert res.exit_code == 0, res.output
+    assert opened == [out.resolve().as_uri()]
+
+
+def test_report_missing_trace_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pageref = str(Path(sys.executable).with_name("pageref"))
+    res = subprocess.run([pageref, "report", str(tmp_path / "nope.parquet"), "-o",
+                          str(tmp_path / "r.html")], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    assert res.stderr == f"pageref: error: {tmp_path / 'nope.parquet'}: no such file or directory\n"
+    assert not (tmp_path / "r.html").exists()
