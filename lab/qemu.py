@@ -63,9 +63,11 @@ def qemu_binary() -> str:
 def kernel_cmdline(stage2: str) -> str:
     memmap = " ".join(f"memmap={size >> 20}M!{start >> 30}G" for start, size in PMEM_RANGES)
     # mitigations=off and tsc=reliable: TCG is slow enough already; panic=-1 with
-    # QEMU's -no-reboot turns a kernel panic into QEMU exiting.
+    # QEMU's -no-reboot turns a kernel panic into QEMU exiting. no_timer_check:
+    # on a loaded host the TCG guest's early IO-APIC timer check can fail and
+    # panic ("IO-APIC + timer doesn't work"); seen here with two guests on 2 cores.
     return (
-        f"console=ttyS0 {memmap} panic=-1 oops=panic mitigations=off tsc=reliable "
+        f"console=ttyS0 {memmap} panic=-1 oops=panic mitigations=off tsc=reliable no_timer_check "
         f"quiet loglevel=4 pageref.stage2={stage2}"
     )
 
