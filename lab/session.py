@@ -1,0 +1,167 @@
+"""One lab boot, seen from the host: run a command (usually under `pageref
+record`) in the guest and bring its trace and results out.
+
+Guest paths (documented in docs/lab.md, exported to the command as environment):
+
+    /mnt/ext4          ext4 -o dax on /dev/pmem0        PAGEREF_LAB_EXT4
+    /mnt/xfs           xfs -o dax=always on /dev/pmem1  PAGEREF_LAB_XFS
+    (the --fs one)                                       PAGEREF_LAB_DAX
+    /mnt/scratch       ext4 on /dev/ram0 (brd), no DAX   PAGEREF_LAB_SCRATCH
+    /dev/mapper/slow   dm-delay over /dev/ram1           PAGEREF_LAB_SLOW_DEV
+    /results           writable share = the run dir      PAGEREF_LAB_RESULTS
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pageref.lab import qemu
+from pageref.lab.kernels import ensure_kernel
+from pageref.lab.paths import cache_dir
+
+from pageref.errors import PagerefError
+
+DAX_MOUNTS = {"ext4": "/mnt/ext4", "xfs": "/mnt/xfs"}
+SCRATCH = "/mnt/scratch"
+SLOW_DEV = "/dev/mapper/slow"
+RESULTS = "/results"
+GUEST_TRACE = f"{RESULTS}/trace"
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class LabRun:
+    guest: qemu.GuestResult
+    run_dir: Path
+    trace: Path | None              # where the trace is on the host, if one was written
+    workloads: list[dict]           # workloads.jsonl lines (suite runs)
+    timings: dict[str, float]       # boot_s, ready_s, compile_s, job_s, wall_s
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.guest.exit_code
+
+
+def pageref_in_guest() -> list[str]:
+    """How the guest starts this very pageref: the host's interpreter, seen over 9p."""
+    return [sys.executable, "-m", "pageref"]
+
+
+def record_command(command: Sequence[str], record_args: Sequence[str] = ()) -> list[str]:
+    return [*pageref_in_guest(), "record", "-o", GUEST_TRACE, "--live", "plain",
+            *record_args, "--", *command]
+
+
+def job_script(command: Sequence[str], record: bool, record_args: Sequence[str] = ()) -> str:
+    """The guest's job: mark when the recorder starts, run, keep its exit status."""
+    argv = record_command(command, record_args) if record else list(command)
+    return "\n".join([
+        "mark() { echo \"@@pageref-lab $1 $(cut -d' ' -f1 /proc/uptime) $2\"; }",
+        "mark record-start ''" if record else "mark command-start ''",
+        shlex.join(argv),
+        "rc=$?",
+        "mark command-end \"$rc\"",
+        "exit $rc",
+        "",
+    ])
+
+
+def run(
+    command: Sequence[str],
+    kernel: str = "6.1",
+    fs: str = "ext4",
+    record: bool = True,
+    record_args: Sequence[str] = (),
+    timeout_s: float = 900.0,
+    progress: Progress | None = None,
+    output: Callable[[str], None] | None = None,
+    label: str = "run",
+    env: dict[str, str] | None = None,
+) -> LabRun:
+    """Boot the lab with `kernel`, run `command` (under `pageref record` if `record`)."""
+    if fs not in DAX_MOUNTS:
+        raise PagerefError(f"unknown --fs {fs!r}; choose ext4 or xfs")
+    kf = ensure_kernel(kernel)
+    cache = cache_dir()
+    run_dir = qemu.new_run_dir(cache, f"{label}-{kernel}")
+    say = progress or (lambda s: None)
+    seen: dict[str, float] = {}
+
+    def on_mark(event: str, uptime: float, detail: str) -> None:
+        seen[event] = uptime
+        if event == "stage1":
+            say(f"booting {kf.release} (guest {uptime:.1f} s)")
+        elif event == "ready":
+            say(f"guest ready: pmem, DAX ext4 and xfs mounted (guest {uptime:.1f} s)")
+        elif event == "record-start":
+            say("pageref record: compiling and attaching the BPF program")
+        elif event == "workload":
+            if "compile" not in seen and "record-start" in seen:
+                seen["compile"] = uptime - seen["record-start"]
+                say(f"probes attached after {seen['compile']:.1f} s")
+            say(f"workload {detail}")
+        elif event == "fail":
+            say(f"lab failed: {detail}")
+
+    environ = {"PAGEREF_LAB_FS": fs, "PAGEREF_WORKLOADS_OUT": f"{RESULTS}/workloads.jsonl"}
+    environ.update(env or {})
+    say(f"run directory {run_dir}")
+    result = qemu.boot(kf, cache, run_dir, job_script(command, record, record_args),
+                       env=environ, timeout_s=timeout_s, on_mark=on_mark, on_output=output)
+    timings = {"wall_s": round(result.wall_s, 1)}
+    for name, event in (("boot_s", "stage2"), ("ready_s", "ready")):
+        t = result.guest_time(event)
+        if t is not None:
+            timings[name] = t
+    if "compile" in seen:
+        timings["compile_s"] = round(seen["compile"], 1)
+    start, end = result.guest_time("job-start"), result.guest_time("job-end")
+    if start is not None and end is not None:
+        timings["job_s"] = round(end - start, 1)
+    (run_dir / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    if result.failure:
+        raise PagerefError(f"{result.failure}; run directory {run_dir}")
+    trace = run_dir / "trace"
+    return LabRun(result, run_dir, trace if trace.exists() else None,
+                  read_workloads(run_dir / "workloads.jsonl"), timings)
+
+
+def read_workloads(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise PagerefError(f"{path}:{n}: bad workload line ({e})") from None
+    return rows
+
+
+def suite_command(fss: Sequence[str] = ("ext4", "xfs")) -> list[str]:
+    """The guest command running the shipped DAX workloads on each file system."""
+    from pageref.workloads.build import build, source_dir
+
+    bin_dir = build(cache_dir())
+    return ["/bin/sh", str(source_dir() / "dax-suite.sh"), str(bin_dir), SCRATCH, SLOW_DEV,
+            *(DAX_MOUNTS[f] for f in fss)]
+
+
+def move_trace(trace: Path, dest: Path) -> Path:
+    """Move the trace out of the run directory to `dest` (replacing an older one)."""
+    if dest.exists():
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        else:
+            dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(trace), str(dest))
+    return dest
