@@ -32,6 +32,13 @@
 #define BIO_MAX_VECS 16
 #define BIO_MAX_PAGES 16
 
+/*
+ * Keep a loop counter opaque to clang, so it is not merged into another
+ * induction variable: older verifiers (6.1) then see a precise counter and
+ * accept the loop instead of reporting "infinite loop detected".
+ */
+#define barrier_var(v) asm volatile("" : "+r"(v))
+
 /* RET_OK_*: 1 = bool (nonzero is success), 2 = int (0 is success), 3 = pointer */
 #define RET_BOOL 1
 #define RET_ZERO_OK 2
@@ -319,13 +326,10 @@ static __always_inline int leave_outer(void)
 
 /* refcount_bias: added to the observed refcount so the row holds the value
  * before the drop (functions called after the last reference is gone see 0). */
-static __always_inline int emit_drop(void *ctx, u16 probe, u8 kind, u64 page, s32 refs,
-				     u64 flags, s32 refcount_bias, int fsdax_only)
+static __always_inline int emit_drop_into(struct pageref_event *e, void *ctx, u16 probe,
+					  u8 kind, u64 page, s32 refs, u64 flags,
+					  s32 refcount_bias, int fsdax_only)
 {
-	struct pageref_event *e = scratch_event();
-
-	if (!e)
-		return 0;
 	fill_task(e, ctx, probe, kind);
 	if (fill_page(e, page))
 		return 0;
@@ -336,6 +340,16 @@ static __always_inline int emit_drop(void *ctx, u16 probe, u8 kind, u64 page, s3
 	e->refcount += refcount_bias;
 	submit(ctx, e);
 	return 0;
+}
+
+static __always_inline int emit_drop(void *ctx, u16 probe, u8 kind, u64 page, s32 refs,
+				     u64 flags, s32 refcount_bias, int fsdax_only)
+{
+	struct pageref_event *e = scratch_event();
+
+	if (!e)
+		return 0;
+	return emit_drop_into(e, ctx, probe, kind, page, refs, flags, refcount_bias, fsdax_only);
 }
 
 static __always_inline int leaf_drop(void *ctx, u16 probe, u8 kind, u64 page, s32 refs,
@@ -439,15 +453,20 @@ int on_unpin_user_pages(struct pt_regs *ctx)
 	u64 pages = PT_REGS_PARM1(ctx);
 	u64 n = PT_REGS_PARM2(ctx);
 	int inner = nested();
+	struct pageref_event *e;
 
 	enter_outer();
 	if (inner || !task_ok())
 		return 0;
-	for (int i = 0; i < MAX_BATCH; i++) {
+	e = scratch_event();
+	if (!e)
+		return 0;
+	for (u32 i = 0; i < MAX_BATCH; i++) {
+		barrier_var(i);
 		if (i >= n)
 			break;
-		emit_drop(ctx, PROBE_UNPIN_USER_PAGES, KIND_UNPIN, rd64(pages + 8 * i), 1,
-			  FOLL_PIN_VAL, 0, 0);
+		emit_drop_into(e, ctx, PROBE_UNPIN_USER_PAGES, KIND_UNPIN, rd64(pages + 8 * i), 1,
+			       FOLL_PIN_VAL, 0, 0);
 	}
 	return 0;
 }
@@ -469,25 +488,37 @@ int on___bio_release_pages(struct pt_regs *ctx)
 	u64 vec = rd64(bio + OFF_BIO_IO_VEC);
 	u32 vcnt = rd32(bio + OFF_BIO_VCNT) & 0xffff;
 	int inner = nested();
+	struct pageref_event *e;
 
 	enter_outer();
 	if (inner || !task_ok())
 		return 0;
-	/* Only the loop counters live across iterations, so the verifier's states
-	 * at each loop head compare equal and its work stays linear. */
-	for (int i = 0; i < BIO_MAX_VECS; i++) {
+	e = scratch_event();
+	if (!e)
+		return 0;
+	/* Only the loop counters live across iterations (barrier_var keeps them
+	 * precise), so every verifier's work stays linear. */
+	for (u32 i = 0; i < BIO_MAX_VECS; i++) {
+		u64 bv, page;
+		u32 len, off, first, last;
+
+		barrier_var(i);
 		if (i >= vcnt)
 			break;
-		for (int j = 0; j < BIO_MAX_PAGES; j++) {
-			u64 bv = vec + (u64)i * SIZEOF_BIO_VEC;
-			u32 len = rd32(bv + OFF_BVEC_LEN);
-			u32 off = rd32(bv + OFF_BVEC_OFFSET);
-
-			if (!len || off / PAGE_SIZE_VAL + j > (off + len - 1) / PAGE_SIZE_VAL)
+		bv = vec + (u64)i * SIZEOF_BIO_VEC;
+		len = rd32(bv + OFF_BVEC_LEN);
+		off = rd32(bv + OFF_BVEC_OFFSET);
+		page = rd64(bv + OFF_BVEC_PAGE);
+		if (!len)
+			continue;
+		first = off / PAGE_SIZE_VAL;
+		last = (off + len - 1) / PAGE_SIZE_VAL;
+		for (u32 j = 0; j < BIO_MAX_PAGES; j++) {
+			barrier_var(j);
+			if (first + j > last)
 				break;
-			emit_drop(ctx, PROBE___BIO_RELEASE_PAGES, KIND_PUT,
-				  rd64(bv + OFF_BVEC_PAGE) +
-				  (u64)(off / PAGE_SIZE_VAL + j) * SIZEOF_PAGE, 1, 0, 0, 0);
+			emit_drop_into(e, ctx, PROBE___BIO_RELEASE_PAGES, KIND_PUT,
+				       page + (u64)(first + j) * SIZEOF_PAGE, 1, 0, 0, 0);
 		}
 	}
 	return 0;
