@@ -66,6 +66,23 @@ class DropPath:
 
 
 @dataclasses.dataclass
+class MissingProbe:
+    probe: str
+    symbol: str
+    why: str
+
+
+@dataclasses.dataclass
+class RecorderNotes:
+    """What the recorder wrote about its own coverage (header extra "tracer")."""
+
+    covered: list[str]
+    uncovered: list[str]
+    missing: list[MissingProbe]
+    notes: list[str]
+
+
+@dataclasses.dataclass
 class VerdictRow:
     kind: str
     count: int
@@ -151,6 +168,7 @@ class Report:
     sections: list[KindSection]
     overview: list[PlotSpec]
     notes: list[str]
+    recorder: RecorderNotes | None = None
 
     @property
     def plots(self) -> list[PlotSpec]:
@@ -290,7 +308,12 @@ def _facts(trace: Trace, threshold_ns: int) -> tuple[list[Fact], list[str]]:
     facts.append(Fact("Pin bias", str(h.pin_bias)))
     facts.append(Fact("Page size", str(h.page_size)))
     idle = ", ".join(f"{k} {v}" for k, v in sorted(h.idle_refcount.items()))
-    facts.append(Fact("Idle refcount", idle or "not in the header (0 assumed)"))
+    tracer = h.extra.get("tracer") if isinstance(h.extra.get("tracer"), dict) else {}
+    why = tracer.get("idle_refcount_reason")
+    idle = idle or "not in the header (0 assumed)"
+    if isinstance(why, str) and why:
+        idle += f" ({clean_text(why, 300)})"
+    facts.append(Fact("Idle refcount", idle))
     facts.append(Fact("Threshold", fmt_duration(threshold_ns)))
     lost_hdr = h.lost_total
     lost_ev = 0
@@ -317,7 +340,15 @@ def _facts(trace: Trace, threshold_ns: int) -> tuple[list[Fact], list[str]]:
     return facts, warnings
 
 
+# The recorder's logical probes (tracer/plan.py) and the event kinds each yields.
+# "put" is every drop function: the unpin_* ones yield unpins, gup_put_folio
+# both (its flags say which), the rest puts.
+_LOGICAL = {"grab": {"get", "pin"}, "free": {"free"}, "busy": {"busy"}}
+_PUT_AND_UNPIN = {"gup_put_folio"}
+
+
 def _role_of(entry: dict[str, Any], kinds_seen: set[str]) -> set[str]:
+    """The event kinds a probe plan entry produces."""
     for key in ("kinds", "kind", "produces"):
         v = entry.get(key)
         if isinstance(v, str):
@@ -327,7 +358,16 @@ def _role_of(entry: dict[str, Any], kinds_seen: set[str]) -> set[str]:
     roles = set(kinds_seen)
     name = str(entry.get("probe", "")).lower()
     sym = str(entry.get("symbol", "")).lower()
-    if name in ROLE_WORDS:
+    if name in _LOGICAL:
+        roles |= _LOGICAL[name]
+    elif name == "put":
+        if sym in _PUT_AND_UNPIN:
+            roles |= {"put", "unpin"}
+        elif "unpin" in sym:
+            roles.add("unpin")
+        else:
+            roles.add("put")
+    elif name in ROLE_WORDS:
         roles.add(name)
     elif not roles:
         for word in ("unpin", "free", "busy", "put", "pin", "get"):
@@ -357,8 +397,10 @@ def _probes(trace: Trace) -> tuple[list[ProbeRow], list[DropPath], list[str]]:
         roles = _role_of(entry, set(counts.index))
         method = str(entry.get("method", ""))
         alive = method.lower() not in _DEAD_METHODS and entry.get("attached", True) is not False
+        # (id, return, ret_conv: the recorder's internal numbers, not for people)
         others = {k: v for k, v in entry.items()
-                  if k not in ("probe", "symbol", "method", "kinds", "kind", "produces")}
+                  if k not in ("probe", "symbol", "method", "kinds", "kind", "produces", "id",
+                               "return", "ret_conv")}
         rows.append(ProbeRow(
             probe=clean_text(entry.get("probe", "")),
             symbol=clean_text(sym),
@@ -384,6 +426,28 @@ def _probes(trace: Trace) -> tuple[list[ProbeRow], list[DropPath], list[str]]:
         notes.append("The trace header has no probe plan (a converted or hand-written trace): "
                      "drop-path coverage is judged from the events alone.")
     return rows, drops, notes
+
+
+def _strings(v: Any, limit: int = 400) -> list[str]:
+    if isinstance(v, str):
+        return [clean_text(v, limit)]
+    if isinstance(v, (list, tuple)):
+        return [clean_text(x, limit) for x in v if isinstance(x, (str, int, float))]
+    return []
+
+
+def _recorder_notes(trace: Trace) -> RecorderNotes | None:
+    t = trace.header.extra.get("tracer")
+    if not isinstance(t, dict):
+        return None
+    missing = []
+    for m in t.get("probes_missing") or []:
+        if isinstance(m, dict):
+            missing.append(MissingProbe(clean_text(m.get("probe")), clean_text(m.get("symbol")),
+                                        clean_text(m.get("why"), 400)))
+    return RecorderNotes(covered=_strings(t.get("drop_paths_covered")),
+                         uncovered=_strings(t.get("drop_paths_uncovered")),
+                         missing=missing, notes=_strings(t.get("notes")))
 
 
 # ---------------------------------------------------------------------------
@@ -664,4 +728,5 @@ def build_report(
         sections=sections,
         overview=overview,
         notes=notes,
+        recorder=_recorder_notes(trace),
     )

@@ -10,6 +10,7 @@ import pytest
 import report_traces as rt
 from pageref.report import history
 from pageref.report.model import Limits, build_report, clean_text, minmax_indices
+from pageref.report.render import render_html
 from pageref.report.units import parse_duration
 from pageref.trace.io import read_trace
 
@@ -233,3 +234,51 @@ def test_parse_duration(text, ns):
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_recorder_plan_and_coverage(tmp_path):
+    """A header as `pageref record` writes it (tracer/plan.py): logical probes
+    grab/put/free/busy, the recorder's own coverage lists under extra["tracer"]."""
+    plan = [
+        {"probe": "grab", "symbol": "try_grab_folio", "method": "kprobe", "id": 2,
+         "return": True, "ret_conv": 3, "returns": "pointer (non-NULL = ok)"},
+        {"probe": "put", "symbol": "gup_put_folio", "method": "kprobe", "id": 9,
+         "return": True},
+        {"probe": "put", "symbol": "__folio_put", "method": "kprobe", "id": 5,
+         "return": False},
+        {"probe": "free", "symbol": "free_zone_device_page", "method": "kprobe", "id": 14,
+         "return": False},
+    ]
+    tracer = {"idle_refcount_reason": "fsdax idles at 1 before the DAX-gup series",
+              "drop_paths_covered": ["GUP puts and unpins, through gup_put_folio"],
+              "drop_paths_uncovered": ["put_page() leaving references (inline)"],
+              "probes_missing": [{"probe": "put", "symbol": "__put_page",
+                                  "why": "superseded by __folio_put"}],
+              "notes": ["<b>note</b>"]}
+    header = dict(rt.HEADER, probe_plan=plan, tracer=tracer)
+    events = [e for e in rt.known_events() if e["kind"] not in ("unpin", "put")]
+    trace = read_trace(rt.write_jsonl(tmp_path / "t.jsonl", events, header))
+    r = build_report(trace, None)
+    assert [(p.symbol, p.role, p.notes) for p in r.probes] == [
+        ("try_grab_folio", "get, pin", "returns=pointer (non-NULL = ok)"),
+        ("gup_put_folio", "put, unpin", ""),
+        ("__folio_put", "put", ""),
+        ("free_zone_device_page", "free", ""),
+    ]
+    # no put or unpin events, but the plan covers both paths: no warning
+    assert [(d.kind, d.covered, d.by, d.events) for d in r.drop_paths] == [
+        ("put", True, ["gup_put_folio", "__folio_put"], 0),
+        ("unpin", True, ["gup_put_folio"], 0),
+        ("free", True, ["free_zone_device_page"], 2),
+    ]
+    assert not any("probe plan has no live probe" in w for w in r.warnings)
+    assert r.recorder.covered == ["GUP puts and unpins, through gup_put_folio"]
+    assert r.recorder.uncovered == ["put_page() leaving references (inline)"]
+    assert [(m.probe, m.symbol, m.why) for m in r.recorder.missing] == [
+        ("put", "__put_page", "superseded by __folio_put")]
+    facts = {f.label: f.value for f in r.facts}
+    assert facts["Idle refcount"] == ("devdax 1, fsdax 1 (fsdax idles at 1 before the "
+                                      "DAX-gup series)")
+    html = render_html(r)
+    assert "&lt;b&gt;note&lt;/b&gt;" in html and "<b>note" not in html
+    assert 'id="probes-missing"' in html
