@@ -95,8 +95,10 @@ class LiveView:
             from rich.live import Live
 
             console = Console(file=self.stream, force_terminal=True)
+            # Python-level prints (the recorder's messages) go above the view
+            # instead of tearing it.
             self._live = Live(console=console, auto_refresh=False, transient=False,
-                              redirect_stdout=False, redirect_stderr=False)
+                              redirect_stdout=True, redirect_stderr=True)
             self._live.start()
 
     # -- the recorder's API ------------------------------------------------
