@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Overhead of `pageref record` against no tracing and against an equivalent
+bpftrace script (same kernel functions, same ZONE_DEVICE filter, one printed
+line per event: what a user would otherwise write).
+
+Run inside a machine with pmem and kprobes (the lab guest):
+
+    python bench/bench_overhead.py --rounds 3 -o /results/bench.json -- CMD ARGS
+
+or from the host, booting the lab guest (QEMU TCG) and running the default DAX
+workload there:
+
+    python bench/bench_overhead.py --lab [--kernel 6.1] -o bench.json
+
+Each round runs the workload once per mode (untraced, pageref, bpftrace), the
+order rotating between rounds so slow drift hits every mode alike. A tracer is
+started first and the workload only once the tracer says its probes are
+attached; the workload's wall time is what is compared. Reported: median
+workload seconds per mode, ratios against untraced, pageref's events/s and
+lost events, and each tracer's start-up (compile + attach) time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PAGEREF = [sys.executable, "-m", "pageref"]
+
+
+def default_workload(iterations: int = 20) -> list[str]:
+    """The lab's DAX workloads in a loop: O_DIRECT through a DAX buffer (GUP +
+    bio release) and process_vm_readv (pins) on ext4 -o dax."""
+    from pageref.lab.paths import cache_dir  # noqa: F401  (the guest sees the host's)
+    dax = os.environ.get("PAGEREF_LAB_DAX", "/mnt/ext4")
+    scratch = os.environ.get("PAGEREF_LAB_SCRATCH", "/mnt/scratch")
+    bindir = os.environ.get("PAGEREF_BENCH_BIN") or _workload_bin()
+    loop = (f"i=0; while [ $i -lt {iterations} ]; do "
+            f"{bindir}/dax_odirect {dax} {scratch} 64 >/dev/null || exit 1; "
+            f"{bindir}/dax_pvm {dax} 64 >/dev/null || exit 1; i=$((i+1)); done")
+    return ["/bin/sh", "-c", loop]
+
+
+def _workload_bin() -> str:
+    cands = sorted((REPO / "lab-cache").glob("workloads-*/dax_odirect"))
+    if not cands:
+        sys.exit("bench: no compiled workloads (lab-cache/workloads-*); run the lab once")
+    return str(cands[-1].parent)
+
+
+def bpftrace_script() -> str:
+    """The same probes as pageref's plan on this kernel, in bpftrace, reading the
+    same BTF offsets (numbers only), filtering ZONE_DEVICE pages the same way."""
+    from pageref.tracer.defines import layout
+    from pageref.tracer.facts import KernelFacts
+    from pageref.tracer.plan import resolve
+
+    facts = KernelFacts.live()
+    plan = resolve(facts)
+    lay = layout(facts)
+    o = lay.off
+    zone = (f"((*(uint64 *)($p + {o['OFF_PAGE_FLAGS']}) >> {lay.zones_pgshift}) & "
+            f"{lay.zones_mask}) == {lay.zone_device}")
+    vm = (f"*(uint64 *){lay.vmemmap_base_addr}" if lay.vmemmap_base_addr
+          else str(lay.vmemmap_start))
+    out = []
+    for a in plan.attached:
+        sym = a["symbol"]
+        if sym in ("unpin_user_pages", "__bio_release_pages"):
+            continue  # array walks: no simple bpftrace equivalent; pageref does more
+        body = (f"$p = (uint64)arg0; if ({zone}) {{ printf(\"%s %d %d %lx %d\\n\", probe, "
+                f"pid, tid, ($p - {vm}) / {lay.sizeof_page}, "
+                f"*(int32 *)($p + {o['OFF_PAGE_REFCOUNT']})); }}")
+        if a["probe"] == "busy":
+            out.append(f"kretprobe:{sym} {{ $p = (uint64)retval; if ($p != 0) "
+                       f"{{ printf(\"busy %d %lx\\n\", pid, ($p - {vm}) / "
+                       f"{lay.sizeof_page}); }} }}")
+            continue
+        out.append(f"kprobe:{sym} {{ {body} }}")
+        if a["probe"] == "grab":
+            out.append(f"kretprobe:{sym} {{ printf(\"ret %s %d %ld\\n\", probe, tid, "
+                       f"retval); }}")
+    return "\n".join(out) + "\n"
+
+
+def _start_tracer(cmd: list[str], ready: str, log: Path, timeout: float = 600
+                  ) -> tuple[subprocess.Popen, float]:
+    """Start a tracer and wait for `ready` in its output; returns (proc, start-up s)."""
+    t0 = time.monotonic()
+    f = open(log, "w")
+    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    while time.monotonic() - t0 < timeout:
+        if ready in log.read_text(errors="replace"):
+            return proc, time.monotonic() - t0
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: "
+                               f"{log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{cmd[0]} not ready after {timeout}s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _time(cmd: list[str]) -> float:
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True)
+    return time.monotonic() - t0
+
+
+def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
+    modes = ["untraced", "pageref", "bpftrace"]
+    have_bpftrace = shutil.which("bpftrace") is not None
+    if not have_bpftrace:
+        modes.remove("bpftrace")
+    script = work / "pageref-equivalent.bt"
+    script.write_text(bpftrace_script())
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    startup: dict[str, list[float]] = {m: [] for m in modes if m != "untraced"}
+    events, lost, trace_s = [], [], []
+    for r in range(rounds):
+        order = modes[r % len(modes):] + modes[:r % len(modes)]
+        for mode in order:
+            if mode == "untraced":
+                times[mode].append(_time(workload))
+                continue
+            if mode == "pageref":
+                out = work / f"t{r}"
+                cmd = PAGEREF + ["record", "-o", str(out), "--live", "quiet"]
+                proc, up = _start_tracer(cmd, "probes attached", work / f"pageref{r}.log")
+            else:
+                cmd = ["bpftrace", "-o", str(work / f"bt{r}.out"), str(script)]
+                proc, up = _start_tracer(cmd, "Attaching", work / f"bt{r}.log")
+                time.sleep(1.0)  # "Attaching N probes..." is printed before attaching
+            startup[mode].append(up)
+            t0 = time.monotonic()
+            times[mode].append(_time(workload))
+            _stop(proc)
+            if mode == "pageref":
+                from pageref.trace.io import read_trace
+                t = read_trace(out)
+                n = int((t.events.kind != "lost").sum())
+                events.append(n)
+                lost.append(t.header.lost_total)
+                trace_s.append(time.monotonic() - t0)
+            print(f"bench: round {r} {mode}: {times[mode][-1]:.2f}s", file=sys.stderr)
+    med = {m: statistics.median(v) for m, v in times.items()}
+    res = {
+        "rounds": rounds, "workload": workload, "kernel": os.uname().release,
+        "median_s": med, "all_s": times,
+        "ratio_vs_untraced": {m: med[m] / med["untraced"] for m in med},
+        "startup_s": {m: statistics.median(v) for m, v in startup.items()},
+        "pageref_events": events, "pageref_lost": lost,
+        "pageref_events_per_s": [e / max(s, 1e-9) for e, s in zip(events, trace_s)],
+        "bpftrace": have_bpftrace,
+    }
+    return res
+
+
+def run_in_lab(kernel: str, rounds: int, out: Path, iterations: int) -> int:
+    from pageref.lab import qemu
+    from pageref.lab.kernels import ensure_kernel
+    from pageref.lab.paths import cache_dir
+
+    k = ensure_kernel(kernel)
+    cache = cache_dir()
+    run = qemu.new_run_dir(cache, f"bench-{kernel}")
+    script = (f"cd /results && {sys.executable} {HERE / 'bench_overhead.py'} "
+              f"--rounds {rounds} --iterations {iterations} -o /results/bench.json\n")
+    r = qemu.boot(k, cache, run, script, timeout_s=3600,
+                  on_output=lambda line: print(line, file=sys.stderr))
+    if r.failure or not (run / "bench.json").exists():
+        print(f"bench: lab failed: {r.failure or 'no bench.json'} ({run})", file=sys.stderr)
+        return 1
+    shutil.copyfile(run / "bench.json", out)
+    print((run / "bench.json").read_text())
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iterations", type=int, default=20, help="default workload loops")
+    ap.add_argument("-o", "--out", type=Path, default=Path("bench.json"))
+    ap.add_argument("--lab", action="store_true", help="boot the lab guest and run there")
+    ap.add_argument("--kernel", default="6.1")
+    ap.add_argument("--print-bpftrace", action="store_true",
+                    help="print the equivalent bpftrace script and exit")
+    ap.add_argument("command", nargs="*")
+    a = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    if a.print_bpftrace:
+        print(bpftrace_script(), end="")
+        return 0
+    if a.lab:
+        return run_in_lab(a.kernel, a.rounds, a.out, a.iterations)
+    workload = a.command or default_workload(a.iterations)
+    with tempfile.TemporaryDirectory(prefix="pageref-bench-") as d:
+        res = run_bench(workload, a.rounds, Path(d))
+    a.out.write_text(json.dumps(res, indent=1) + "\n")
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
