@@ -45,10 +45,21 @@ for dax in "$@"; do
     run uring "$fs" "$bin/dax_uring" "$dax" 4
     if command -v fio >/dev/null; then
         mark "fio $fs"
-        if PAGEREF_FIO_DAX=$dax PAGEREF_FIO_SCRATCH=$scratch \
-            fio --output-format=terse --minimal "$here/fio-dax.fio" > /dev/null; then rc=0; else rc=$?; fi
-        printf '{"fs": "%s", "rc": %d, "workload": "fio", "dir": "%s"}\n' "$fs" "$rc" "$dax" >> "$out"
-        [ $rc -eq 0 ] || { echo "dax-suite: fio on $fs failed (exit $rc)" >&2; failed=1; }
+        # fio (3.33) maps the iomem file without sizing it: a 0-byte file would
+        # SIGBUS, so give it blocks first.
+        fallocate -l 4M "$dax/fio.mem"
+        log=$(PAGEREF_FIO_DAX=$dax PAGEREF_FIO_SCRATCH=$scratch fio "$here/fio-dax.fio" 2>&1)
+        rc=$?
+        # fio reports a job killed by a signal but may still exit 0
+        if printf '%s\n' "$log" | grep -q 'got signal'; then rc=1; fi
+        ios=$(printf '%s\n' "$log" | awk '/^ +(READ|WRITE):/ { n++ } END { print n + 0 }')
+        printf '{"fs": "%s", "rc": %d, "workload": "fio", "dir": "%s", "directions": %d}\n' \
+            "$fs" "$rc" "$dax" "$ios" >> "$out"
+        if [ $rc -ne 0 ]; then
+            printf '%s\n' "$log" >&2
+            echo "dax-suite: fio on $fs failed (exit $rc)" >&2
+            failed=1
+        fi
     fi
 done
 exit $failed
