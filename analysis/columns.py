@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pageref.trace import io as trace_io
 from pageref.trace import jsonl as trace_jsonl
 from pageref.trace import parquet as trace_parquet
@@ -65,6 +66,8 @@ class Columns:
     # Row position of each event in the source (trace.events index); None means
     # 0..n-1, the file order.
     row: np.ndarray | None = None
+    # Distinct pages, once the model has counted them (saves summarize a pass).
+    pages: int | None = None
 
     @property
     def n(self) -> int:
@@ -79,10 +82,16 @@ class Columns:
 
 
 class _Builder:
-    """Accumulates Arrow tables (in the sub-schema) into Columns."""
+    """Accumulates Arrow tables (in the sub-schema) into Columns. With `total`
+    known (Parquet metadata), arrays are allocated once and filled in place, so
+    peak memory is the columns themselves, not twice that."""
 
     def __init__(self, path: Path | None, total: int | None = None) -> None:
         self.path = path
+        self.total = total
+        self.arrays: dict[str, np.ndarray] = {}
+        if total is not None:
+            self.arrays = {k: np.empty(total, dtype=t) for k, t in _EMPTY_DTYPES.items()}
         self.parts: dict[str, list[np.ndarray]] = {}
         self.comm_index: dict[str, int] = {}
         self.rows_seen = 0
@@ -102,34 +111,41 @@ class _Builder:
             else:
                 mapping = [vocab.get(v, -2) if v is not None else -1 for v in values]
             lut = np.array(mapping + [-1], dtype=np.int32)
-            idx = chunk.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
-            out.append(lut[idx])
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int32)
+            ind = chunk.indices
+            if ind.null_count:
+                ind = ind.fill_null(len(values))
+            out.append(lut[ind.to_numpy(zero_copy_only=False)])
+        return np.concatenate(out) if len(out) != 1 else out[0]
 
-    def add(self, table: pa.Table, where: str) -> None:
+    def add(self, table: pa.Table) -> None:
         """Add one checked table; raise TraceError naming the first bad row."""
         n = table.num_rows
 
         def num(name: str, fill, dtype) -> np.ndarray:
             col = table.column(name)
-            return col.fill_null(fill).to_numpy().astype(dtype, copy=False) if n else \
-                np.zeros(0, dtype=dtype)
+            if not n:
+                return np.zeros(0, dtype=dtype)
+            if col.null_count:
+                col = col.fill_null(fill)
+            return col.to_numpy().astype(dtype, copy=False)
 
         def valid(name: str) -> np.ndarray:
             col = table.column(name)
-            return col.is_valid().to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+            if not col.null_count:
+                return np.ones(n, dtype=bool)
+            return col.is_valid().to_numpy(zero_copy_only=False)
 
-        kind = self._codes(table.column("kind"), K).astype(np.int8)
-        pgmap = self._codes(table.column("pgmap_type"), PGMAP).astype(np.int8)
+        kind = self._codes(table.column("kind"), K).astype(np.int8) if n else \
+            np.zeros(0, np.int8)
+        pgmap = self._codes(table.column("pgmap_type"), PGMAP).astype(np.int8) if n else \
+            np.zeros(0, np.int8)
         has_ts = valid("ts_ns")
         has_pfn = valid("pfn")
-        bad = ~has_ts
         bad_kind = kind < 0
-        needs = np.zeros(n, dtype=bool)
-        needs[~bad_kind] = _NEEDS_PFN[kind[~bad_kind]]
-        checks = [(bad, "ts_ns is null"),
+        needs = _NEEDS_PFN[np.where(bad_kind, 0, kind)]
+        checks = [(~has_ts, "ts_ns is null"),
                   (bad_kind, f"kind is not one of {', '.join(KINDS)}"),
-                  (needs & ~has_pfn, "pfn is null for an event that needs one"),
+                  (needs & ~has_pfn & ~bad_kind, "pfn is null for an event that needs one"),
                   (pgmap == -2, "unknown pgmap_type")]
         firsts = [(int(np.argmax(m)), msg) for m, msg in checks if m.any()]
         if firsts:
@@ -148,26 +164,27 @@ class _Builder:
             "longterm": num("longterm", False, bool),
             "pid": num("pid", -1, np.int32),
             "tid": num("tid", -1, np.int32),
-            "comm": self._codes(table.column("comm"), None),
+            "comm": self._codes(table.column("comm"), None) if n else np.zeros(0, np.int32),
             "mapping": num("mapping", 0, np.uint64),
             "count": num("count", 0, np.int64),
         }
+        lo = self.rows_seen
         for k, v in fields.items():
-            self.parts.setdefault(k, []).append(v)
+            if self.total is not None:
+                self.arrays[k][lo:lo + n] = v
+            else:
+                self.parts.setdefault(k, []).append(v)
         self.rows_seen += n
 
     def finish(self, header: TraceHeader) -> Columns:
-        arrays = {}
-        for k in ("ts", "kind", "pfn", "has_pfn", "refcount", "has_refcount", "refs", "order",
-                  "pgmap", "longterm", "pid", "tid", "comm", "mapping", "count"):
-            chunks = self.parts.get(k, [])
-            if len(chunks) == 1:
-                arrays[k] = chunks[0]
-            elif chunks:
-                arrays[k] = np.concatenate(chunks)
-                chunks.clear()  # free as we go: peak memory matters at 10M events
-            else:
-                arrays[k] = np.zeros(0, dtype=_EMPTY_DTYPES[k])
+        if self.total is not None:
+            arrays = {k: v[: self.rows_seen] for k, v in self.arrays.items()}
+        else:
+            arrays = {}
+            for k, dtype in _EMPTY_DTYPES.items():
+                chunks = self.parts.pop(k, [])
+                arrays[k] = chunks[0] if len(chunks) == 1 else (
+                    np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype))
         names = [None] * len(self.comm_index)
         for name, code in self.comm_index.items():
             names[code] = name
@@ -210,11 +227,10 @@ def _check_parquet_schema(part: Path, schema: pa.Schema) -> None:
         raise TraceError(part, str(e)) from None
 
 
-def iter_parquet_tables(path: Path) -> Iterator[tuple[Path, int, pa.Table]]:
+def iter_parquet_tables(path: Path, files=None) -> Iterator[tuple[Path, int, pa.Table]]:
     """(part, first row, table) per row group, only the needed columns."""
     row_base = 0
-    for part in trace_parquet.part_files(path):
-        pf = trace_parquet._open(part)
+    for part, pf in files or _open_parts(path):
         _check_parquet_schema(part, pf.schema_arrow)
         present = [n for n in NEEDED if n in pf.schema_arrow.names]
         for rg in range(pf.metadata.num_row_groups):
@@ -229,16 +245,22 @@ def iter_parquet_tables(path: Path) -> Iterator[tuple[Path, int, pa.Table]]:
             row_base += nrows
 
 
+def _open_parts(path: Path) -> list[tuple[Path, pq.ParquetFile]]:
+    return [(part, trace_parquet._open(part)) for part in trace_parquet.part_files(path)]
+
+
 def load_columns(path: Path, progress=None) -> Columns:
     """Read the columns the analysis needs from a trace file or parts directory."""
     path = Path(path)
     fmt = trace_io.trace_format(path)
     header = trace_io.read_header(path)
     if fmt == "parquet":
-        b = _Builder(path)
-        for part, _, table in iter_parquet_tables(path):
+        files = _open_parts(path)
+        b = _Builder(path, total=sum(pf.metadata.num_rows for _, pf in files))
+        for part, base, table in iter_parquet_tables(path, files):
             b.path = part
-            b.add(table, "")
+            b.rows_seen = base  # rows are named by their position in the trace
+            b.add(table)
             if progress:
                 progress(b.rows_seen)
         b.path = path
@@ -246,7 +268,7 @@ def load_columns(path: Path, progress=None) -> Columns:
     b = _Builder(path)
     for df in trace_jsonl.iter_batches(path):
         # The JSON Lines reader already checked every line (and names the line).
-        b.add(_project(pa.Table.from_pandas(df[list(NEEDED)], preserve_index=False), path), "")
+        b.add(_project(pa.Table.from_pandas(df[list(NEEDED)], preserve_index=False), path))
         if progress:
             progress(b.rows_seen)
     return b.finish(header)
@@ -257,7 +279,7 @@ def from_frame(events: pd.DataFrame, header: TraceHeader, path: Path | None = No
     present = [c for c in NEEDED if c in events.columns]
     table = pa.Table.from_pandas(events[present], preserve_index=False)
     b = _Builder(path)
-    b.add(_project(table, path), "")
+    b.add(_project(table, path))
     cols = b.finish(header)
     index = events.index
     if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
@@ -268,5 +290,5 @@ def from_frame(events: pd.DataFrame, header: TraceHeader, path: Path | None = No
 def from_tables(tables: Iterable[pa.Table], header: TraceHeader) -> Columns:
     b = _Builder(None)
     for t in tables:
-        b.add(_project(t, None), "")
+        b.add(_project(t, None))
     return b.finish(header)

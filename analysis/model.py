@@ -26,7 +26,7 @@ first pass's candidates, since the rule can only lower P).
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 
 import numpy as np
 from pageref.analysis import segments as seg
@@ -34,44 +34,92 @@ from pageref.analysis.columns import PGMAP, Columns, K
 from pageref.trace.schema import PGMAP_TYPES
 
 
-@dataclasses.dataclass
+class Gather:
+    """A per-page view of a file-order array, gathered on access (arr[idx[key]]):
+    full gathers of 10M-row arrays in page order are the expensive part of the
+    model, and most columns are only needed for a few rows."""
+
+    def __init__(self, base: np.ndarray, idx: np.ndarray) -> None:
+        self.base, self.idx = base, idx
+
+    def __getitem__(self, key):
+        return self.base[self.idx[key]]
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.base[self.idx]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _const(value: int, n: int, dtype=np.int64) -> np.ndarray:
+    """A read-only array of n copies of value, without the memory."""
+    return np.broadcast_to(np.asarray(value, dtype=dtype), (n,))
+
+
 class PageModel:
-    cols: Columns
-    seq_of: np.ndarray  # file position -> rank in (ts_ns, file position) order
-    lost_rows_before: np.ndarray  # by rank: `lost` rows strictly before it
-    lost_count_before: np.ndarray  # by rank: events those rows say were lost
-    trace_start: int
-    trace_end: int
-    threshold_ns: int
-    # Per-page view, sorted by (pfn, rank). `idx` maps back to file positions.
-    idx: np.ndarray
-    seq: np.ndarray
-    pfn: np.ndarray
-    kind: np.ndarray
-    ts: np.ndarray
-    refs: np.ndarray
-    w: np.ndarray
-    idle: np.ndarray
-    pgmap: np.ndarray
-    delta: np.ndarray
-    page_starts: np.ndarray
-    life_starts: np.ndarray
-    life_first: np.ndarray  # first per-page row of each row's page life
-    observed: np.ndarray
-    known: np.ndarray
-    before: np.ndarray
-    after: np.ndarray
-    pins_before: np.ndarray
-    pins_after: np.ndarray
-    gets_before: np.ndarray
-    gets_after: np.ndarray
-    mismatch: np.ndarray
-    gap: np.ndarray
-    lost_between: np.ndarray
+    """The per-page view (rows sorted by (pfn, time)) and its derived state.
+
+    Array attributes, one value per per-page row j: pfn, kind, refs, w, idle,
+    pgmap, delta, observed, known, before, after, pins_before, pins_after,
+    gets_before, gets_after, mismatch, gap, lost_between, page_starts,
+    life_starts, life_first; ts (gathered on access); idx (file position) and
+    seq (rank in time order). Scalars: trace_start, trace_end, threshold_ns.
+    """
+
+    def __init__(self, **kw) -> None:
+        self.__dict__.update(kw)
 
     @property
     def header(self):
         return self.cols.header
+
+    @functools.cached_property
+    def after(self) -> np.ndarray:
+        return self.before + self.delta
+
+    @functools.cached_property
+    def pins_before(self) -> np.ndarray:
+        """P just before each row (0 at the start of a page life). pins_after is 0
+        on a free (the life ends) but P before it is what the previous row left."""
+        return seg.shift(self.pins_after, self.life_starts, 0)
+
+    @functools.cached_property
+    def gets_after(self) -> np.ndarray:
+        """G after each row: gets minus puts per page life, never below 0; a put
+        counted as a pin's release (mismatch) does not release a get; 0 after a
+        free."""
+        k = self.kind
+        d = (k == K["get"]).view(np.int8) - ((k == K["put"]) & ~self.mismatch).view(np.int8)
+        if self.refs.strides != (0,):
+            d = d * self.refs
+        g = seg.clamped_cumsum(d, self.life_starts)
+        if self.any_free:
+            g[k == K["free"]] = 0
+        return g
+
+    @functools.cached_property
+    def gets_before(self) -> np.ndarray:
+        return seg.shift(self.gets_after, self.life_starts, 0)
+
+    @functools.cached_property
+    def life_first(self) -> np.ndarray:
+        return seg.segment_first_index(self.life_starts)
+
+    @functools.cached_property
+    def seq_of(self) -> np.ndarray:
+        """file position -> rank in (ts_ns, file position) order."""
+        n = self.cols.n
+        if self.by_ts is None:
+            return np.arange(n, dtype=np.int64)
+        out = np.empty(n, dtype=np.int64)
+        out[self.by_ts] = np.arange(n, dtype=np.int64)
+        return out
+
+    @property
+    def npages(self) -> int:
+        return int(self.page_starts.sum())
 
     def page_range(self, pfn: int) -> tuple[int, int]:
         """[lo, hi) of the page's rows in the per-page view."""
@@ -79,164 +127,219 @@ class PageModel:
         hi = int(np.searchsorted(self.pfn, pfn, side="right"))
         return lo, hi
 
-    def row(self, j: int) -> int:
-        """File row position of per-page row j."""
-        return int(self.cols.rows()[self.idx[j]])
-
     def rows_of(self, js) -> list[int]:
-        r = self.cols.rows()
-        return [int(r[self.idx[j]]) for j in js]
+        """File row positions (trace.events positions) of per-page rows js."""
+        r = self.cols.row
+        return [int(self.idx[j]) if r is None else int(r[self.idx[j]]) for j in js]
 
 
-def _sort_pages(pfn: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """Order of the per-page rows by (pfn, rank), as indices into pfn/rank."""
-    if not len(pfn):
-        return np.zeros(0, dtype=np.int64)
-    lo, hi = int(pfn.min()), int(pfn.max())
-    nbits = max(int(rank.max()).bit_length(), 1)
-    if (hi - lo).bit_length() + nbits <= 62:
-        # One packed int64 key sorts much faster than a two-key lexsort, and the
-        # keys are unique so stability does not matter.
-        key = ((pfn - lo) << nbits) | rank
-        return np.argsort(key)
-    return np.lexsort((rank, pfn))
+def _group_sort(codes: np.ndarray, ngroups: int) -> np.ndarray:
+    """Stable order of `codes` (0..ngroups-1): a counting sort, O(n)."""
+    try:
+        from pandas._libs import algos
+
+        return algos.groupsort_indexer(codes.astype(np.intp, copy=False), ngroups)[0]
+    except (ImportError, AttributeError, TypeError):  # pandas internals moved
+        return np.argsort(codes, kind="stable")
+
+
+# Packed per-event flags, so the page-order gather moves one small array:
+# bits 0-3 kind, 4 large folio (order > 0), 5 refcount observed, 6-9 pgmap + 1.
+def _pack(cols: Columns) -> np.ndarray:
+    p = cols.kind.astype(np.int16)
+    p |= (cols.order > 0).astype(np.int16) << 4
+    p |= cols.has_refcount.astype(np.int16) << 5
+    p |= (cols.pgmap.astype(np.int16) + 1) << 6
+    return p
 
 
 def build(cols: Columns, threshold_ns: int) -> PageModel:
     h = cols.header
     n = cols.n
-    kind = cols.kind
-    # Events from several CPUs' buffers can be slightly out of order: sort by
-    # time, stably, so equal timestamps keep file order.
-    by_ts = np.argsort(cols.ts, kind="stable")
-    seq_of = np.empty(n, dtype=np.int64)
-    seq_of[by_ts] = np.arange(n, dtype=np.int64)
+    ts = cols.ts
+    # Events from several CPUs' buffers can be slightly out of order: rank them
+    # by time, stably, so equal timestamps keep file order.
+    by_ts = None
+    if n > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
+        by_ts = np.argsort(ts, kind="stable")
+    kind_ts = cols.kind if by_ts is None else cols.kind[by_ts]
+    lost_ranks = np.flatnonzero(kind_ts == K["lost"])
+    page_ev = cols.has_pfn if by_ts is None else cols.has_pfn[by_ts]
+    if len(lost_ranks):
+        page_ev = page_ev & (kind_ts != K["lost"])
+    del kind_ts
+    sel = None if page_ev.all() else np.flatnonzero(page_ev)
+    del page_ev
+    pos_ts = by_ts if sel is None else (sel if by_ts is None else by_ts[sel])
+    pfn_ts = cols.pfn if pos_ts is None else cols.pfn[pos_ts]
 
-    is_lost = kind[by_ts] == K["lost"]
-    lost_rows_before = np.cumsum(is_lost, dtype=np.int64) - is_lost
-    lost_counts = np.where(is_lost, cols.count[by_ts], 0)
-    lost_count_before = np.cumsum(lost_counts, dtype=np.int64) - lost_counts
-    del is_lost, lost_counts
+    # Group by page: dense codes, then a stable counting sort over time order.
+    if len(pfn_ts):
+        lo, hi = int(pfn_ts.min()), int(pfn_ts.max())
+        if hi - lo < max(4 * len(pfn_ts), 1 << 20):
+            codes, ngroups, values = pfn_ts - lo, hi - lo + 1, None
+        else:
+            values, codes = np.unique(pfn_ts, return_inverse=True)
+            ngroups = len(values)
+        order = _group_sort(codes, ngroups)
+        counts = np.bincount(codes, minlength=ngroups)
+        del codes
+        page_vals = (np.arange(ngroups, dtype=np.int64) + lo) if values is None else values
+        pfn = np.repeat(page_vals, counts)
+        npages = int((counts > 0).sum())
+        del counts, page_vals
+    else:
+        order = np.zeros(0, dtype=np.int64)
+        pfn = np.zeros(0, dtype=np.int64)
+        npages = 0
+    del pfn_ts
+    seq = order if sel is None else sel[order]       # rank in time order
+    idx = seq if by_ts is None else by_ts[seq]       # file position
+    del order, sel, pos_ts
+    m = len(idx)
 
-    sel = np.flatnonzero(cols.has_pfn & (kind != K["lost"]))
-    order = _sort_pages(cols.pfn[sel], seq_of[sel])
-    idx = sel[order]
-    del sel, order
-    seq = seq_of[idx]
-    pfn = cols.pfn[idx]
-    k = kind[idx]
-    refs = cols.refs[idx].astype(np.int64)
-    ts = cols.ts[idx]
+    packed = _pack(cols)[idx]
+    k = (packed & 0xF).astype(np.int8)
+    large = (packed & 0x10) != 0
+    observed = (packed & 0x20) != 0
+    pg = ((packed >> 6) & 0xF).astype(np.int8) - 1
+    del packed
+    refs_all_one = bool(np.all(cols.refs == 1)) if n else True
+    refs = _const(1, m) if refs_all_one else cols.refs[idx].astype(np.int64)
 
-    page_starts = seg.run_starts(pfn)
+    page_starts = np.zeros(m, dtype=bool)
+    if m:
+        page_starts[0] = True
+        page_starts[1:] = pfn[1:] != pfn[:-1]
     is_free = k == K["free"]
+    any_free = bool(is_free.any())
     life_starts = page_starts.copy()
-    if len(k):
+    if any_free:
         life_starts[1:] |= is_free[:-1]
 
     # The page's pgmap type: the first event that names it decides for all its
     # events (puts from generic paths often do not know it).
-    pg = cols.pgmap[idx]
-    firsts = np.flatnonzero(page_starts)
-    has_pg = np.where(pg >= 0, np.arange(len(pg)), len(pg))
-    first_pg = np.minimum.reduceat(has_pg, firsts) if len(pg) else has_pg
-    pg_page = np.where(first_pg < len(pg), pg[np.minimum(first_pg, max(len(pg) - 1, 0))], -1)
-    pgmap = pg_page[seg.segment_ids(page_starts)].astype(np.int8)
+    type_counts = np.bincount(pg + 1, minlength=len(PGMAP_TYPES) + 1) if m else \
+        np.zeros(len(PGMAP_TYPES) + 1, dtype=np.int64)
+    if type_counts[0] == 0 and (type_counts[1:] > 0).sum() <= 1:
+        only = np.flatnonzero(type_counts[1:])
+        pgmap = _const(int(only[0]) if len(only) else -1, m, np.int8)
+    else:
+        firsts = np.flatnonzero(page_starts)
+        has_pg = np.where(pg >= 0, np.arange(m), m)
+        first_pg = np.minimum.reduceat(has_pg, firsts)
+        pg_page = np.where(first_pg < m, pg[np.minimum(first_pg, m - 1)], -1)
+        pgmap = np.repeat(pg_page, np.diff(np.append(firsts, m))).astype(np.int8)
+        del has_pg, first_pg, firsts
+    del pg
     idle_lut = np.array([h.idle_for(t) for t in PGMAP_TYPES] + [0], dtype=np.int64)
-    idle = idle_lut[pgmap]  # -1 indexes the trailing 0: unknown type idles at 0
+    idle = _const(idle_lut[pgmap[0]], m) if (m and pgmap.strides == (0,)) else idle_lut[pgmap]
 
-    order_col = cols.order[idx]
-    w = np.where(order_col > 0, 1, h.pin_bias).astype(np.int64)
-    is_get, is_pin = k == K["get"], k == K["pin"]
-    is_put, is_unpin = k == K["put"], k == K["unpin"]
-    delta = np.zeros(len(k), dtype=np.int64)
-    delta = np.where(is_get, refs, delta)
-    delta = np.where(is_pin, refs * w, delta)
-    delta = np.where(is_put, -refs, delta)
-    delta = np.where(is_unpin, -refs * w, delta)
-    d_pins = np.where(is_pin, refs, 0) - np.where(is_unpin, refs, 0)
-    d_gets = np.where(is_get, refs, 0) - np.where(is_put, refs, 0)
-
+    # Each kind's effect, from small lookup tables indexed by the kind code.
+    bias = int(h.pin_bias)
+    lut = {name: np.zeros(16, dtype=np.int64) for name in ("small", "large", "pins", "gets")}
+    for name, sign in (("get", 1), ("put", -1)):
+        lut["small"][K[name]] = lut["large"][K[name]] = lut["gets"][K[name]] = sign
+    for name, sign in (("pin", 1), ("unpin", -1)):
+        lut["small"][K[name]] = sign * bias
+        lut["large"][K[name]] = lut["pins"][K[name]] = sign
+    is_pin = k == K["pin"]
+    if large.any():
+        w = np.where(large, 1, bias)
+        delta = np.where(large, lut["large"][k], lut["small"][k])
+    else:
+        w = _const(bias, m)
+        delta = lut["small"][k]
+    del large
+    if not refs_all_one:
+        delta *= refs
+    # P: pins outstanding, counted per page life, never below 0 (int8 deltas
+    # summed in int64: no 80 MB temporaries per kind).
+    d_pins = is_pin.view(np.int8) - (k == K["unpin"]).view(np.int8)
+    if not refs_all_one:
+        d_pins = d_pins * refs
     pins_after = seg.clamped_cumsum(d_pins, life_starts)
-    pins_before = seg.shift(pins_after, life_starts, 0)
-    gets_after = seg.clamped_cumsum(d_gets, life_starts)
-    gets_before = seg.shift(gets_after, life_starts, 0)
-    del d_pins, d_gets
+    del d_pins
 
     # Lost events between this event and the page's previous one.
-    lr = lost_rows_before[seq]
-    prev_lr = seg.shift(lr, page_starts, -1)
-    gap = (prev_lr >= 0) & (lr > prev_lr)
-    lc = lost_count_before[seq]
-    lost_between = np.where(gap, lc - seg.shift(lc, page_starts, 0), 0)
-    del lr, prev_lr, lc
+    if len(lost_ranks):
+        lr = np.searchsorted(lost_ranks, seq)          # lost rows before each event
+        prev_lr = seg.shift(lr, page_starts, -1)
+        gap = (prev_lr >= 0) & (lr > prev_lr)
+        lost_pos = lost_ranks if by_ts is None else by_ts[lost_ranks]
+        lc_cum = np.concatenate([[0], np.cumsum(cols.count[lost_pos])])
+        lc = lc_cum[lr]
+        lost_between = np.where(gap, lc - seg.shift(lc, page_starts, 0), 0)
+        del lr, prev_lr, lc
+    else:
+        gap = np.zeros(m, dtype=bool)
+        lost_between = _const(0, m)
 
     # Refcount before each event: observed, else inferred from the last
     # observation in the same run (a run restarts at an observation or a gap).
-    observed = cols.has_refcount[idx]
-    run = page_starts | observed | gap
-    first = seg.segment_first_index(run)
-    known = observed[first]
-    excl = seg.cumsum(delta, run) - delta
-    before = np.where(known, cols.refcount[idx][first].astype(np.int64) + excl, 0)
-    del first, excl, run
-    after = before + delta
+    rc = cols.refcount[idx] if observed.any() else np.zeros(m, np.int32)
+    if observed.all():
+        before, known = rc, observed
+    else:
+        run = page_starts | observed | gap
+        first = seg.segment_first_index(run)
+        known = observed[first]
+        excl = seg.cumsum(delta, run) - delta
+        before = np.where(known, rc[first].astype(np.int64) + excl, 0)
+        del first, excl, run
+    del rc
 
     # pin_put_mismatch candidates (first pass); see the module docstring.
-    mismatch = np.zeros(len(k), dtype=bool)
-    cand = is_put & observed & (pins_before > 0) & (before - refs < idle + pins_before * w)
-    if cand.any():
-        life_id = seg.segment_ids(life_starts)
-        life_first = np.flatnonzero(life_starts)
-        life_end = np.append(life_first[1:], len(k))
-        for life in np.unique(life_id[cand]):
-            a, b = int(life_first[life]), int(life_end[life])
-            _replay_life(a, b, k, refs, w, idle, before, observed, pins_before, pins_after,
-                         gets_before, gets_after, mismatch)
+    mismatch = np.zeros(m, dtype=bool)
+    ci = np.flatnonzero((k == K["put"]) & observed)
+    if len(ci):
+        p_before = np.where(life_starts[ci], 0, pins_after[ci - 1])
+        keep = p_before > 0
+        ci, p_before = ci[keep], p_before[keep]
+        ci = ci[before[ci] - refs[ci] < idle[ci] + p_before * w[ci]]
+    if len(ci):
+        life_first_rows = np.flatnonzero(life_starts)
+        life_id = np.searchsorted(life_first_rows, ci, side="right") - 1
+        life_end = np.append(life_first_rows[1:], m)
+        for life in np.unique(life_id):
+            a, b = int(life_first_rows[life]), int(life_end[life])
+            _replay_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch)
+    del ci
     # A free ends the page's life: nothing is outstanding after it.
-    pins_after[is_free] = 0
-    gets_after[is_free] = 0
+    if any_free:
+        pins_after[is_free] = 0
 
-    ts_all = cols.ts
-    end = int(ts_all.max()) if n else 0
-    start = int(ts_all.min()) if n else 0
+    cols.pages = npages
+    end = int(ts.max()) if n else 0
+    start = int(ts.min()) if n else 0
     if h.end_ns is not None:
         end = max(end, int(h.end_ns))
     if h.start_ns is not None and n:
         start = min(start, int(h.start_ns))
     return PageModel(
-        cols=cols, seq_of=seq_of, lost_rows_before=lost_rows_before,
-        lost_count_before=lost_count_before, trace_start=start, trace_end=end,
-        threshold_ns=int(threshold_ns), idx=idx, seq=seq, pfn=pfn, kind=k, ts=ts, refs=refs,
-        w=w, idle=idle, pgmap=pgmap, delta=delta, page_starts=page_starts,
-        life_starts=life_starts, life_first=seg.segment_first_index(life_starts),
-        observed=observed, known=known, before=before, after=after,
-        pins_before=pins_before, pins_after=pins_after, gets_before=gets_before,
-        gets_after=gets_after, mismatch=mismatch, gap=gap, lost_between=lost_between,
+        cols=cols, by_ts=by_ts, trace_start=start, trace_end=end,
+        threshold_ns=int(threshold_ns), idx=idx, seq=seq, pfn=pfn, kind=k,
+        ts=Gather(ts, idx), refs=refs, w=w, idle=idle, pgmap=pgmap, delta=delta,
+        page_starts=page_starts, life_starts=life_starts, observed=observed, known=known,
+        before=before, pins_after=pins_after, mismatch=mismatch, gap=gap, any_free=any_free,
+        lost_between=lost_between, pages=npages,
     )
 
 
-def _replay_life(a, b, k, refs, w, idle, before, observed, pins_before, pins_after,
-                 gets_before, gets_after, mismatch) -> None:
-    """Recount P and G over one page life [a, b) applying the mismatch rule."""
-    P = G = 0
-    get, pin, put, unpin = K["get"], K["pin"], K["put"], K["unpin"]
+def _replay_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch) -> None:
+    """Recount P over one page life [a, b) applying the mismatch rule."""
+    P = 0
+    pin, put, unpin = K["pin"], K["put"], K["unpin"]
     for j in range(a, b):
         kj, r = k[j], int(refs[j])
-        pins_before[j], gets_before[j] = P, G
         if kj == pin:
             P += r
         elif kj == unpin:
             P = max(0, P - r)
-        elif kj == get:
-            G += r
-        elif kj == put:
-            if P > 0 and observed[j] and before[j] - r < idle[j] + P * w[j]:
-                mismatch[j] = True
-                P = max(0, P - r)
-            else:
-                G = max(0, G - r)
-        pins_after[j], gets_after[j] = P, G
+        elif kj == put and P > 0 and observed[j] and before[j] - r < idle[j] + P * w[j]:
+            mismatch[j] = True
+            P = max(0, P - r)
+        pins_after[j] = P
 
 
 PGMAP_NAMES = {code: name for name, code in PGMAP.items()}

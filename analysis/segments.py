@@ -28,46 +28,54 @@ def segment_ids(starts: np.ndarray) -> np.ndarray:
     return np.cumsum(starts, dtype=np.int64) - 1
 
 
+def _lengths(firsts: np.ndarray, n: int) -> np.ndarray:
+    return np.diff(np.append(firsts, n))
+
+
 def segment_first_index(starts: np.ndarray) -> np.ndarray:
     """Index of the first row of each row's segment."""
-    idx = np.where(starts, np.arange(len(starts), dtype=np.int64), 0)
-    return np.maximum.accumulate(idx) if len(idx) else idx
+    firsts = np.flatnonzero(starts)
+    return np.repeat(firsts, _lengths(firsts, len(starts)))
 
 
 def segment_last_index(starts: np.ndarray) -> np.ndarray:
     """Index of the last row of each row's segment."""
-    n = len(starts)
-    if not n:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.zeros(n, dtype=bool)
-    ends[:-1] = starts[1:]
-    ends[-1] = True
-    idx = np.where(ends, np.arange(n, dtype=np.int64), n)
-    return np.minimum.accumulate(idx[::-1])[::-1]
+    firsts = np.flatnonzero(starts)
+    lengths = _lengths(firsts, len(starts))
+    return np.repeat(firsts + lengths - 1, lengths)
 
 
 def cumsum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Inclusive running sum that restarts at each segment start."""
-    v = np.asarray(values, dtype=np.int64)
-    cs = np.cumsum(v)
+    """Inclusive running sum (int64) that restarts at each segment start."""
+    v = np.array(values, dtype=np.int64)  # a copy: adjusted in place below
     if not len(v):
-        return cs
-    before = cs - v  # exclusive sum at each row
-    return cs - before[segment_first_index(starts)]
+        return v
+    firsts = np.flatnonzero(starts)
+    if len(firsts) > 1:
+        # Subtract each segment's total from the first row of the next one: one
+        # plain running sum then restarts at every segment.
+        totals = np.add.reduceat(v, firsts)
+        v[firsts[1:]] -= totals[:-1]
+    np.cumsum(v, out=v)
+    return v
 
 
 def cummin(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Running minimum that restarts at each segment start (int64)."""
+    """Running minimum (int64) that restarts at each segment start."""
     v = np.asarray(values, dtype=np.int64)
     if not len(v):
         return v.copy()
     span = int(v.max()) - int(v.min()) + 1
-    nseg = int(starts.sum())
-    if span * nseg < (1 << 62):
+    firsts = np.flatnonzero(starts)
+    if span * len(firsts) < (1 << 62):
         # Shift each later segment below every earlier one, so a global running
         # minimum never carries a value across a segment boundary.
-        shift = segment_ids(starts) * span
-        return np.minimum.accumulate(v - shift) + shift
+        shift = np.repeat(np.arange(len(firsts), dtype=np.int64) * span,
+                          _lengths(firsts, len(v)))
+        out = v - shift
+        np.minimum.accumulate(out, out=out)
+        out += shift
+        return out
     return pd.Series(v).groupby(segment_ids(starts)).cummin().to_numpy()
 
 
@@ -79,7 +87,10 @@ def clamped_cumsum(deltas: np.ndarray, starts: np.ndarray) -> np.ndarray:
     x = S - min(0, running min of S), S the segment's running sum.
     """
     s = cumsum(deltas, starts)
-    return s - np.minimum(cummin(s, starts), 0)
+    if not len(s) or s.min() >= 0:
+        return s  # never dipped below zero: nothing to clamp
+    s -= np.minimum(cummin(s, starts), 0)
+    return s
 
 
 def shift(values: np.ndarray, starts: np.ndarray, fill) -> np.ndarray:
@@ -103,17 +114,19 @@ def last_valid_index(valid: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return idx
 
 
-def next_true_index(flag: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Index of the first row strictly after each row, in the same segment, where
-    `flag` is True; -1 where there is none."""
+def next_true_index(flag: np.ndarray, starts: np.ndarray, at=None) -> np.ndarray:
+    """Index of the first row strictly after each row (or each row in `at`), in
+    the same segment, where `flag` is True; -1 where there is none."""
     n = len(flag)
-    if not n:
-        return np.zeros(0, dtype=np.int64)
-    idx = np.where(flag, np.arange(n, dtype=np.int64), n)
-    nxt = np.empty(n, dtype=np.int64)
-    nxt[:-1] = np.minimum.accumulate(idx[::-1])[::-1][1:]
-    nxt[-1] = n
-    nxt[nxt > segment_last_index(starts)] = -1
+    rows = np.arange(n, dtype=np.int64) if at is None else np.asarray(at, dtype=np.int64)
+    trues = np.flatnonzero(flag)
+    if not n or not len(rows) or not len(trues):
+        return np.full(len(rows), -1, dtype=np.int64)
+    k = np.searchsorted(trues, rows, side="right")
+    nxt = np.where(k < len(trues), trues[np.minimum(k, len(trues) - 1)], -1)
+    firsts = np.flatnonzero(starts)
+    seg_end = np.append(firsts[1:], n)[np.searchsorted(firsts, rows, side="right") - 1]
+    nxt[nxt >= seg_end] = -1
     return nxt
 
 

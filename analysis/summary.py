@@ -16,11 +16,12 @@ def trace_counts(cols: Columns) -> dict[str, int]:
     lost_events is the larger of what the `lost` rows say and what the header's
     per-CPU lost counters say (a recorder writes both; other tools one or none).
     """
-    pfns = cols.pfn[cols.has_pfn & (cols.kind != K["lost"])]
+    if cols.pages is None:
+        cols.pages = int(len(np.unique(cols.pfn[cols.has_pfn & (cols.kind != K["lost"])])))
     from_rows = int(cols.count[cols.kind == K["lost"]].sum())
     return {
         "events": int(cols.n),
-        "pages": int(len(np.unique(pfns))),
+        "pages": cols.pages,
         "lost_events": max(from_rows, int(cols.header.lost_total)),
     }
 

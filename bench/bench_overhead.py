@@ -87,10 +87,14 @@ def bpftrace_script() -> str:
                        f"{{ printf(\"busy %d %lx\\n\", pid, ($p - {vm}) / "
                        f"{lay.sizeof_page}); }} }}")
             continue
-        out.append(f"kprobe:{sym} {{ {body} }}")
         if a["probe"] == "grab":
-            out.append(f"kretprobe:{sym} {{ printf(\"ret %s %d %ld\\n\", probe, tid, "
-                       f"retval); }}")
+            # remember the thread's grab on a ZONE_DEVICE page, report its result
+            body = body.replace("); }", f"); @g{a['id']}[tid] = 1; }}")
+            out.append(f"kprobe:{sym} {{ {body} }}")
+            out.append(f"kretprobe:{sym} /@g{a['id']}[tid]/ {{ printf(\"ret %s %d %ld\\n\", "
+                       f"probe, tid, retval); delete(@g{a['id']}[tid]); }}")
+        else:
+            out.append(f"kprobe:{sym} {{ {body} }}")
     return "\n".join(out) + "\n"
 
 

@@ -40,9 +40,16 @@ def task_ids(m: PageModel, file_pos: np.ndarray) -> np.ndarray:
 
 
 def idle_points(m: PageModel) -> np.ndarray:
+    """Rows after which the page is idle: a `free`; any event whose observed
+    refcount leaves it at or below idle; a release whose refcount was not
+    observed and that leaves it at or below idle by inference, or with no pin or
+    get counted outstanding (inference is off when references move through paths
+    no probe sees, so either witness will do)."""
     release = (m.kind == K["put"]) | (m.kind == K["unpin"])
-    counted_idle = release & (m.pins_after == 0) & (m.gets_after == 0)
-    flag = (m.known & (m.after <= m.idle)) | (~m.known & counted_idle) | (m.kind == K["free"])
+    at_idle = m.after <= m.idle
+    counted_idle = (m.pins_after == 0) & (m.gets_after == 0)
+    flag = (m.kind == K["free"]) | (m.observed & at_idle) \
+        | (release & ~m.observed & ((m.known & at_idle) | counted_idle))
     return flag & (m.kind != K["busy"])
 
 
@@ -55,7 +62,7 @@ def episodes(m: PageModel) -> tuple[list[Episode], np.ndarray]:
     flag = idle_points(m) if len(busy) else np.zeros(len(m.kind), dtype=bool)
     eps: list[Episode] = []
     if len(busy):
-        nxt = seg.next_true_index(flag, m.page_starts)[busy]
+        nxt = seg.next_true_index(flag, m.page_starts, at=busy)
         fpos = m.idx[busy]
         df = pd.DataFrame({"j": busy, "pfn": m.pfn[busy], "task": task_ids(m, fpos),
                            "nxt": nxt, "mapping": m.cols.mapping[fpos]})
@@ -75,8 +82,13 @@ def holders(m: PageModel, ep: Episode, flag: np.ndarray) -> list[int]:
     as they took in that span; all of that span's grabs if no task is left
     (the releases ran in other contexts, e.g. I/O completion)."""
     first = ep.first
-    last_idle = seg.last_valid_index(flag[: first + 1], m.page_starts[: first + 1])[first]
-    a = max(int(last_idle) + 1, int(m.life_first[first]))
+    cache = m.__dict__.setdefault("_cache", {})
+    if "idle_rows" not in cache:
+        cache["idle_rows"] = np.flatnonzero(flag)
+    trues = cache["idle_rows"]
+    k = int(np.searchsorted(trues, first, side="left")) - 1
+    last_idle = int(trues[k]) if k >= 0 else -1
+    a = max(last_idle + 1, int(m.life_first[first]))
     span = np.arange(a, first)
     k = m.kind[span]
     grab = (k == K["get"]) | (k == K["pin"])

@@ -19,9 +19,9 @@ KIND = "double_free"
 
 
 def detect(m: PageModel):
-    if not len(m.kind):
-        return []
     is_free = m.kind == K["free"]
+    if not is_free.any():
+        return []
     grabs = (m.kind == K["get"]) | (m.kind == K["pin"])
     life_first = seg.segment_first_index(m.life_starts)
     has_grab = seg.any_per_segment(grabs, m.life_starts)
