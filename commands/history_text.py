@@ -82,7 +82,7 @@ def render_pages(m: PageModel, trace: Path, limit: int) -> str:
         a, b = firsts[i], lasts[i]
         rc = str(int(m.after[b])) if m.known[b] else "?"
         lines.append(
-            f"  {int(m.pfn[a]):#010x} {PGMAP_NAMES.get(int(m.pgmap[a]), '?'):<8} "
+            f"  {int(m.pfn[a]):<#10x} {PGMAP_NAMES.get(int(m.pgmap[a]), '?'):<8} "
             f"{int(counts[i]):>8} {rc:>9} {int(m.pins_after[b]):>4} {int(m.gets_after[b]):>4}  "
             f"+{fmt_ns(int(m.ts[a]) - t0):<9} +{fmt_ns(int(m.ts[b]) - t0):<9}")
     if len(order) < len(firsts):
