@@ -50,20 +50,26 @@ class BType:
 
 
 class BTF:
-    """Decoded BTF types, indexed by name."""
+    """BTF types, decoded lazily: one pass records where each type starts (the
+    kernel's BTF has 100k+ types, and pageref needs a few dozen); a type is
+    decoded when asked for. Names are looked up through the (deduplicated)
+    string section."""
 
     def __init__(self, data: bytes) -> None:
         if len(data) < 24:
             raise BTFError("too short for a BTF header")
-        magic, version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
         if magic != BTF_MAGIC:
             raise BTFError(f"bad BTF magic {magic:#x} (big-endian BTF is not supported)")
         type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
         self._strings = data[hdr_len + str_off: hdr_len + str_off + str_len]
-        self.types: list[BType | None] = [None]  # id 0 is void
-        self._by_name: dict[str, list[int]] = {}
-        self._parse(data[hdr_len + type_off: hdr_len + type_off + type_len])
-        del version
+        self._buf = data[hdr_len + type_off: hdr_len + type_off + type_len]
+        self._pos: list[int] = [0]          # type id -> offset in _buf (id 0: void)
+        self._by_name_off: dict[int, list[int]] = {}
+        self._enums: list[int] = []
+        self._cache: dict[int, BType] = {}
+        self._named: dict[str, list[int]] = {}
+        self._index()
 
     @classmethod
     def from_file(cls, path: str | Path) -> BTF:
@@ -73,92 +79,135 @@ class BTF:
         end = self._strings.index(b"\0", off)
         return self._strings[off:end].decode("utf-8", "replace")
 
-    def _parse(self, buf: bytes) -> None:
-        pos, n = 0, len(buf)
+    def _index(self) -> None:
+        buf, n = self._buf, len(self._buf)
         unpack = struct.unpack_from
+        pos_list, by_name, enums = self._pos, self._by_name_off, self._enums
+        # bytes after the 12-byte header: fixed per kind, or per member (vlen)
+        fixed = {INT: 4, VAR: 4, DECL_TAG: 4, ARRAY: 12}
+        per_member = {STRUCT: 12, UNION: 12, ENUM: 8, ENUM64: 12, FUNC_PROTO: 8, DATASEC: 12}
+        pos = 0
         while pos < n:
-            name_off, info, sz = unpack("<III", buf, pos)
+            name_off, info = unpack("<II", buf, pos)
+            kind = (info >> 24) & 0x1F
+            tid = len(pos_list)
+            pos_list.append(pos)
+            if name_off:
+                lst = by_name.get(name_off)
+                if lst is None:
+                    by_name[name_off] = [tid]
+                else:
+                    lst.append(tid)
+            if kind == ENUM or kind == ENUM64:
+                enums.append(tid)
             pos += 12
-            vlen, kind, kflag = info & 0xFFFF, (info >> 24) & 0x1F, bool(info >> 31)
-            t = BType(len(self.types), kind, self._str(name_off) if name_off else "", sz,
-                      vlen, kflag)
-            if kind == INT or kind == VAR or kind == DECL_TAG:
-                pos += 4
-            elif kind == ARRAY:
-                elem, _idx, nelems = unpack("<III", buf, pos)
-                t.members = [elem, nelems]
-                pos += 12
-            elif kind in (STRUCT, UNION):
-                mems = []
-                for _ in range(vlen):
-                    mname, mtype, moff = unpack("<III", buf, pos)
-                    pos += 12
-                    bit_off = moff & 0xFFFFFF if kflag else moff
-                    mems.append((self._str(mname) if mname else "", mtype, bit_off))
-                t.members = mems
-            elif kind == ENUM:
-                vals = []
-                for _ in range(vlen):
-                    ename, val = unpack("<Ii", buf, pos)
-                    pos += 8
-                    vals.append((self._str(ename), val))
-                t.members = vals
-            elif kind == ENUM64:
-                vals = []
-                for _ in range(vlen):
-                    ename, lo, hi = unpack("<III", buf, pos)
-                    pos += 12
-                    val = (hi << 32) | lo
-                    if kflag and val >= 1 << 63:  # signed enum64
-                        val -= 1 << 64
-                    vals.append((self._str(ename), val))
-                t.members = vals
-            elif kind == FUNC_PROTO:
-                params = []
-                for _ in range(vlen):
-                    pname, ptype = unpack("<II", buf, pos)
-                    pos += 8
-                    params.append((self._str(pname) if pname else "", ptype))
-                t.members = params
-            elif kind == DATASEC:
-                pos += 12 * vlen
-            elif kind in (PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT,
-                          TYPE_TAG):
-                pass
-            else:
-                raise BTFError(f"unknown BTF kind {kind} at type {t.id}")
-            self.types.append(t)
-            if t.name:
-                self._by_name.setdefault(t.name, []).append(t.id)
+            if kind in fixed:
+                pos += fixed[kind]
+            elif kind in per_member:
+                pos += per_member[kind] * (info & 0xFFFF)
+            elif kind not in (PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT,
+                              TYPE_TAG):
+                raise BTFError(f"unknown BTF kind {kind} at type {tid}")
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    @property
+    def types(self) -> _Types:
+        return _Types(self)
+
+    def get(self, tid: int) -> BType | None:
+        """The decoded type `tid` (None for void/out of range)."""
+        if tid <= 0 or tid >= len(self._pos):
+            return None
+        t = self._cache.get(tid)
+        if t is None:
+            t = self._decode(tid)
+            self._cache[tid] = t
+        return t
+
+    def _decode(self, tid: int) -> BType:
+        buf, pos = self._buf, self._pos[tid]
+        unpack = struct.unpack_from
+        name_off, info, sz = unpack("<III", buf, pos)
+        pos += 12
+        vlen, kind, kflag = info & 0xFFFF, (info >> 24) & 0x1F, bool(info >> 31)
+        t = BType(tid, kind, self._str(name_off) if name_off else "", sz, vlen, kflag)
+        if kind == ARRAY:
+            elem, _idx, nelems = unpack("<III", buf, pos)
+            t.members = [elem, nelems]
+        elif kind in (STRUCT, UNION):
+            mems = []
+            for i in range(vlen):
+                mname, mtype, moff = unpack("<III", buf, pos + 12 * i)
+                bit_off = moff & 0xFFFFFF if kflag else moff
+                mems.append((self._str(mname) if mname else "", mtype, bit_off))
+            t.members = mems
+        elif kind == ENUM:
+            t.members = [(self._str(e), v) for e, v in
+                         (unpack("<Ii", buf, pos + 8 * i) for i in range(vlen))]
+        elif kind == ENUM64:
+            vals = []
+            for i in range(vlen):
+                ename, lo, hi = unpack("<III", buf, pos + 12 * i)
+                val = (hi << 32) | lo
+                if kflag and val >= 1 << 63:  # signed enum64
+                    val -= 1 << 64
+                vals.append((self._str(ename), val))
+            t.members = vals
+        elif kind == FUNC_PROTO:
+            t.members = [(self._str(p) if p else "", pt) for p, pt in
+                         (unpack("<II", buf, pos + 8 * i) for i in range(vlen))]
+        return t
+
+    def _ids_named(self, name: str) -> list[int]:
+        if not name:
+            return []
+        hit = self._named.get(name)
+        if hit is not None:
+            return hit
+        self._named[name] = out = self._find_named(name)
+        return out
+
+    def _find_named(self, name: str) -> list[int]:
+        key = b"\0" + name.encode() + b"\0"
+        out: list[int] = []
+        start = 0
+        while True:  # strings are deduplicated, but a name can also end a longer one
+            i = self._strings.find(key, start)
+            if i < 0:
+                return out
+            out.extend(self._by_name_off.get(i + 1, ()))
+            start = i + 1
 
     # --- lookups -------------------------------------------------------------
 
     def find(self, name: str, kind: int) -> BType | None:
         """The first type named `name` of `kind` (struct, enum, func, ...), or None."""
-        for tid in self._by_name.get(name, ()):
-            t = self.types[tid]
+        for tid in self._ids_named(name):
+            t = self.get(tid)
             if t is not None and t.kind == kind:
                 return t
         return None
 
     def struct(self, name: str) -> BType | None:
         # A complete definition (vlen > 0 or size > 0) rather than a forward one.
-        for tid in self._by_name.get(name, ()):
-            t = self.types[tid]
+        for tid in self._ids_named(name):
+            t = self.get(tid)
             if t is not None and t.kind in (STRUCT, UNION):
                 return t
         return None
 
     def resolve(self, tid: int) -> BType | None:
         """Follow typedef/const/volatile/restrict/type_tag to the underlying type."""
-        t = self.types[tid] if tid else None
+        t = self.get(tid)
         while t is not None and t.kind in _MODIFIERS:
-            t = self.types[t.size_or_type] if t.size_or_type else None
+            t = self.get(t.size_or_type)
         return t
 
     def type_name(self, tid: int) -> str:
         """A C-like spelling of type `tid` ("struct page *", "int", "bool", "void")."""
-        t = self.types[tid] if tid else None
+        t = self.get(tid)
         if t is None:
             return "void"
         if t.kind == PTR:
@@ -175,7 +224,7 @@ class BTF:
         """sizeof(struct name), or of a typedef/int named `name`."""
         t = self.struct(name)
         if t is None:
-            for tid in self._by_name.get(name, ()):
+            for tid in self._ids_named(name):
                 r = self.resolve(tid)
                 if r is not None and r.kind in (INT, STRUCT, UNION, ENUM, ENUM64):
                     t = r
@@ -242,8 +291,9 @@ class BTF:
                     ) -> dict[str, int]:
         """Enumerator values across all enums (anonymous ones included), by name."""
         out: dict[str, int] = {}
-        for t in self.types:
-            if t is None or t.kind not in (ENUM, ENUM64):
+        for tid in self._enums:
+            t = self.get(tid)
+            if t is None:
                 continue
             for ename, val in t.members:
                 if (names is not None and ename in names) or (
@@ -256,7 +306,7 @@ class BTF:
         f = self.find(name, FUNC)
         if f is None:
             return None
-        proto = self.types[f.size_or_type]
+        proto = self.get(f.size_or_type)
         if proto is None or proto.kind != FUNC_PROTO:
             return None
         return (self.type_name(proto.size_or_type),
@@ -264,3 +314,19 @@ class BTF:
 
     def has_func(self, name: str) -> bool:
         return self.find(name, FUNC) is not None
+
+
+class _Types:
+    """Sequence view of all types (id 0 is None), decoding on access."""
+
+    def __init__(self, btf: BTF) -> None:
+        self._btf = btf
+
+    def __len__(self) -> int:
+        return len(self._btf)
+
+    def __getitem__(self, tid: int) -> BType | None:
+        return self._btf.get(tid)
+
+    def __iter__(self):
+        return (self._btf.get(i) for i in range(len(self._btf)))

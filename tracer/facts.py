@@ -203,18 +203,21 @@ class KernelFacts:
                 self.enums[name] = e
         pf = btf.enum("pageflags") or {}
         self.pageflags = {k: v for k, v in pf.items() if k in WANTED_PAGEFLAGS}
+        # One walk over every enum for all the enumerators wanted:
         # FOLL_* became enums after 6.1 (public ones in mm_types.h, internal ones in
-        # mm/internal.h): take them from BTF where the kernel has them.
-        foll = btf.enumerators(names=set(FOLL_NAMES))
+        # mm/internal.h); BIO_PAGE_PINNED (6.5) says bios unpin through
+        # unpin_user_folio/page (plan.py); BPF_MAP_TYPE_RINGBUF says ring buffer.
+        bio_names = {"BIO_PAGE_PINNED", "BIO_PAGE_REFFED", "BIO_NO_PAGE_REF"}
+        found = btf.enumerators(names=set(FOLL_NAMES) | bio_names | {
+            "BPF_MAP_TYPE_RINGBUF", "GUP_PIN_COUNTING_BIAS"})
+        foll = {k: v for k, v in found.items() if k in FOLL_NAMES}
         if "FOLL_PIN" in foll and "FOLL_GET" in foll:
             self.foll, self.foll_source = foll, "btf"
-        self.enums["bpf_map_type"] = btf.enumerators(names={"BPF_MAP_TYPE_RINGBUF"})
-        # BIO_PAGE_PINNED (6.5) says bios unpin through unpin_user_page (plan.py)
-        self.enums["bio_flags"] = btf.enumerators(
-            names={"BIO_PAGE_PINNED", "BIO_PAGE_REFFED", "BIO_NO_PAGE_REF"})
-        bias = btf.enumerators(names={"GUP_PIN_COUNTING_BIAS"})
-        if bias:
-            self.pin_bias, self.pin_bias_source = bias["GUP_PIN_COUNTING_BIAS"], "btf"
+        self.enums["bio_flags"] = {k: v for k, v in found.items() if k in bio_names}
+        self.enums["bpf_map_type"] = {k: v for k, v in found.items()
+                                      if k == "BPF_MAP_TYPE_RINGBUF"}
+        if "GUP_PIN_COUNTING_BIAS" in found:
+            self.pin_bias, self.pin_bias_source = found["GUP_PIN_COUNTING_BIAS"], "btf"
 
     def _add_headers(self, root: Path) -> None:
         """FOLL_* and GUP_PIN_COUNTING_BIAS from include/linux/mm*.h (#defines before
