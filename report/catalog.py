@@ -21,6 +21,8 @@ KIND_TEXT: dict[str, str] = {
     "missed_wakeup": "A busy page went idle but the waiting task never re-checked: a lost "
                      "wake-up, the task may sleep in truncate for ever.",
     "longterm_pin_fsdax": "A FOLL_LONGTERM pin on an fsdax page.",
+    "grab_refused_on_free_page": "The kernel refused a grab on a page at refcount 0 although "
+                                 "its type idles above 0: a freed page is still mapped.",
 }
 
 # Severity words the analysis may use, ranked; numbers are taken as they are.

@@ -489,6 +489,25 @@ def _sorted_anomalies(anomalies: pd.DataFrame) -> pd.DataFrame:
     return a.sort_values(["_rank", "_ts"], ascending=[False, True], kind="stable")
 
 
+ZOOM_CONTEXT = 5      # events shown either side of the evidence in the zoom panel
+ZOOM_FRACTION = 0.25  # zoom when that window is narrower than this share of the plot
+
+
+def _lst(a: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in a]
+
+
+def _history_series(x: np.ndarray, rc: np.ndarray, pins: np.ndarray, kinds: np.ndarray,
+                    idx: np.ndarray) -> dict[str, Any]:
+    rc_fill = np.nan_to_num(rc, nan=0.0)
+    markers: dict[str, dict[str, list]] = {}
+    for k in sorted(set(kinds[idx])):
+        sel = idx[kinds[idx] == k]
+        markers[k] = {"x": _lst(x[sel]), "y": _lst(rc_fill[sel])}
+    return {"x": _lst(x[idx]), "refcount": _lst(rc[idx]), "pins": _lst(pins[idx]),
+            "markers": markers}
+
+
 def _page_plot(trace: Trace, pfn: int, anomaly_ts: int, evidence: list[int], t0: int,
                pid: str, limits: Limits) -> PlotSpec | None:
     h = hist.page_history(trace, pfn)
@@ -502,32 +521,45 @@ def _page_plot(trace: Trace, pfn: int, anomaly_ts: int, evidence: list[int], t0:
     keep = np.flatnonzero(np.isin(pos, evidence))
     rc_fill = np.nan_to_num(rc, nan=0.0)
     idx = minmax_indices(rc_fill, limits.plot_points, keep)
-    kinds = h["kind"].astype(str).to_numpy()
-
-    def lst(a: np.ndarray) -> list[float | None]:
-        return [None if not np.isfinite(v) else float(v) for v in a]
-
-    markers: dict[str, dict[str, list]] = {}
-    for k in sorted(set(kinds[idx])):
-        sel = idx[kinds[idx] == k]
-        markers[k] = {"x": lst(x[sel]), "y": lst(rc_fill[sel])}
-    data = {
-        "x": lst(x[idx]),
-        "refcount": lst(rc[idx]),
-        "pins": lst(pins[idx]),
-        "markers": markers,
-        "evidence_x": lst(x[keep]),
-        "evidence_y": lst(rc_fill[keep]),
-        "anomaly_x": (anomaly_ts - t0) / 1e9,
+    kinds = hist.values(h["kind"]).astype(str)
+    anomaly_x = (anomaly_ts - t0) / 1e9
+    end_x = (max(trace_end(trace), int(h["ts_ns"].max())) - t0) / 1e9
+    data = _history_series(x, rc, pins, kinds, idx)
+    data.update({
+        "evidence_x": _lst(x[keep]),
+        "evidence_y": _lst(rc_fill[keep]),
+        "anomaly_x": anomaly_x,
         # where the history has a hole (events lost just before this one)
-        "gaps_x": lst(x[h["gap"].to_numpy(dtype=bool)][: 50]),
+        "gaps_x": _lst(x[h["gap"].to_numpy(dtype=bool)][: 50]),
         # the last value holds until the trace ends (a leaked pin shows as held)
-        "end_x": (max(trace_end(trace), int(h["ts_ns"].max())) - t0) / 1e9,
+        "end_x": end_x,
         "pin_bias": trace.header.pin_bias,
+        "zoom": None,
         "_points": int(len(idx)),
-    }
+    })
+    # A second panel around the anomaly when the page's story is a blip on the
+    # full time axis: the evidence and a few events either side, full resolution.
+    at = np.searchsorted(x, anomaly_x)
+    anchors = np.concatenate([keep, [min(at, n - 1)]])
+    a_lo = max(0, int(anchors.min()) - ZOOM_CONTEXT)
+    a_hi = min(n - 1, int(anchors.max()) + ZOOM_CONTEXT)
+    lo = min(float(x[a_lo]), anomaly_x)
+    hi = max(float(x[a_hi]), anomaly_x)
+    full = max(end_x, float(x.max())) - min(float(x.min()), anomaly_x)
+    if full > 0 and hi - lo < ZOOM_FRACTION * full:
+        pad = (hi - lo) * 0.08 if hi > lo else min(1e-3, full * 0.01)
+        lo, hi = lo - pad, hi + pad
+        inside = np.flatnonzero((x >= lo) & (x <= hi))
+        zkeep = np.flatnonzero(np.isin(inside, keep))
+        zidx = inside[minmax_indices(rc_fill[inside], limits.plot_points, zkeep)]
+        zoom = _history_series(x, rc, pins, kinds, zidx)
+        zoom.update({"lo": lo, "hi": hi})
+        data["zoom"] = zoom
+        data["_points"] = max(data["_points"], int(len(zidx)))
     note = (f"downsampled from {n:,} events" if len(idx) < n
             else f"{n:,} event" + ("" if n == 1 else "s"))
+    if data["zoom"] is not None:
+        note += "; lower panel: around the anomaly"
     return PlotSpec(id=f"page-{pfn:x}-{pid}", title=f"pfn {pfn:#x}: refcount and pins",
                     type="page_history", data=data, note=note,
                     alt=f"Refcount history of pfn {pfn:#x}")

@@ -43,18 +43,15 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _page_history(spec: PlotSpec) -> Any:
-    d = spec.data
-    fig = _figure()
-    ax = fig.add_subplot(1, 1, 1)
-    x = list(d["x"]) + [d["end_x"]]
-
-    def held(ys: list) -> list:
-        ys = [float("nan") if v is None else v for v in ys]
-        return ys + ys[-1:]
-
-    ax.step(x, held(d["refcount"]), where="post", color="#333333", lw=1.2, label="refcount")
-    for k, m in d["markers"].items():
+def _history_panel(ax: Any, d: dict, series: dict, end_x: float | None, legend: bool,
+                   title: str) -> None:
+    x = list(series["x"])
+    rc = [float("nan") if v is None else v for v in series["refcount"]]
+    pins = [float("nan") if v is None else v for v in series["pins"]]
+    if end_x is not None and x:
+        x, rc, pins = x + [end_x], rc + rc[-1:], pins + pins[-1:]
+    ax.step(x, rc, where="post", color="#333333", lw=1.2, label="refcount")
+    for k, m in series["markers"].items():
         marker, color = KIND_STYLE.get(k, ("o", "#17becf"))
         ax.scatter(m["x"], m["y"], marker=marker, color=color, s=28, zorder=3, label=k)
     if d["evidence_x"]:
@@ -73,17 +70,33 @@ def _page_history(spec: PlotSpec) -> Any:
     ax.set_ylim(bottom - pad, top + pad)  # a flat history still gets a readable axis
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax2 = ax.twinx()
-    ax2.step(x, held(d["pins"]), where="post",
-             color="#2ca02c", lw=1, ls=":", label="pins (decoded)")
+    ax2.step(x, pins, where="post", color="#2ca02c", lw=1, ls=":", label="pins (decoded)")
     ax2.set_ylabel("pins (decoded)", color="#2ca02c")
-    pins = [v for v in d["pins"] if v is not None]
-    ax2.set_ylim(-0.5, max(pins + [1.0]) + 0.5)
+    all_pins = [v for v in d["pins"] if v is not None]
+    ax2.set_ylim(-0.5, max(all_pins + [1.0]) + 0.5)
     ax2.yaxis.get_major_locator().set_params(integer=True)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-              ncol=min(8, len(l1) + len(l2)), frameon=False)
-    ax.set_title(spec.title, fontsize=10)
+    ax.set_title(title, fontsize=10)
+    if legend:
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2), ncol=min(8, len(l1) + len(l2)), frameon=False)
+
+
+def _page_history(spec: PlotSpec) -> Any:
+    d = spec.data
+    zoom = d.get("zoom")
+    fig = _figure(8.0, 6.4 if zoom else 3.2)
+    ax = fig.add_subplot(2 if zoom else 1, 1, 1)
+    _history_panel(ax, d, d, d["end_x"], legend=not zoom, title=spec.title)
+    if zoom:
+        axz = fig.add_subplot(2, 1, 2)
+        end = d["end_x"] if zoom["hi"] >= d["end_x"] else zoom["hi"]
+        _history_panel(axz, d, zoom, end, legend=True,
+                       title=f"around the anomaly ({zoom['lo']:.6f} s to {zoom['hi']:.6f} s)")
+        axz.set_xlim(zoom["lo"], zoom["hi"])
+        ax.axvspan(zoom["lo"], zoom["hi"], color="#ffcc80", alpha=0.35, lw=0)
+        fig.subplots_adjust(hspace=0.45)
     return fig
 
 

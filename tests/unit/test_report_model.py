@@ -100,6 +100,10 @@ def test_page_history_plot(report):
     assert d["evidence_x"] == [2.0]
     assert d["anomaly_x"] == 2.0
     assert d["end_x"] == 5.0
+    # the page's whole story (0.5 s) is short next to the plot's 3 s: zoomed below
+    assert d["zoom"]["x"] == [2.0, 2.5]
+    assert d["zoom"]["lo"] == pytest.approx(2.0 - 0.04)
+    assert d["zoom"]["hi"] == pytest.approx(2.5 + 0.04)
     leak = next(s for s in report.sections if s.kind == "pin_leak").cases[0].plot
     assert leak.data["refcount"] == [1025.0] and leak.data["pins"] == [1.0]
 
@@ -185,7 +189,11 @@ def test_large_trace_plots_downsampled(tmp_path):
     page = r.sections[0].cases[0].plot
     assert max(page.data["refcount"]) == n + 1       # the peak survives downsampling
     assert page.data["evidence_x"] == [(ts[-1] - rt.T0) / 1e9]
-    assert page.note == "downsampled from 60,000 events"
+    assert page.note == "downsampled from 60,000 events; lower panel: around the anomaly"
+    # the zoom panel: the evidence and the 5 events before it, at full resolution
+    zoom = page.data["zoom"]
+    assert zoom["x"] == [(t - rt.T0) / 1e9 for t in ts[-6:]]
+    assert zoom["refcount"] == [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]  # after each put
 
 
 def test_minmax_indices_keeps_extremes():
