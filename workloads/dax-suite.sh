@@ -10,6 +10,12 @@
 #   BINDIR      the compiled workloads (pageref lab builds them)
 #   SCRATCHDIR  a directory on a non-DAX file system (O_DIRECT side)
 #   SLOWDEV     a slow block device (dm-delay) for I/O held in flight
+#
+# Hold times are 2 s, twice the analysis' default 1 s threshold, so that what
+# the analysis reports does not depend on the guest's timing: the vmsplice pipe
+# holds its pages 2 s (a busy-page stall the truncate must wait out), and
+# dax_punch waits 2 s after its I/O completed before it kicks a truncate the
+# kernel failed to wake (a missed wake-up, not a slow one).
 set -u
 bin=$1 scratch=$2 slow=$3
 shift 3
@@ -40,8 +46,8 @@ for dax in "$@"; do
     fs=$(awk -v d="$dax" '$2 == d { t = $3 } END { print t ? t : "unknown" }' /proc/mounts)
     run odirect "$fs" "$bin/dax_odirect" "$dax" "$scratch" 8
     run pvm "$fs" "$bin/dax_pvm" "$dax" 8
-    run vmsplice "$fs" "$bin/dax_vmsplice" "$dax" 4 1000
-    run punch "$fs" "$bin/dax_punch" "$dax" "$slow" 4
+    run vmsplice "$fs" "$bin/dax_vmsplice" "$dax" 4 2000
+    run punch "$fs" "$bin/dax_punch" "$dax" "$slow" 4 2000
     run uring "$fs" "$bin/dax_uring" "$dax" 4
     if command -v fio >/dev/null; then
         mark "fio $fs"
