@@ -100,6 +100,26 @@ def test_report_renders(browser, tmp_path):
     assert shot.stat().st_size > 50_000
 
 
+def test_example_trace_report(browser, tmp_path):
+    """examples/basic.jsonl: one of each catalog anomaly planted among clean traffic."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "basic.jsonl"
+    if not example.exists():
+        pytest.skip("examples/basic.jsonl is not in this checkout")
+    trace = read_trace(example)
+    model, html = make_report(trace)
+    out = tmp_path / "basic.html"
+    atomic_write_text(out, html)
+    browser.open(out.as_uri())
+    page = browser.evaluate(PROBE)
+    _artefact(browser.screenshot(tmp_path / "report-basic.png"))
+    assert browser.console_messages() == []
+    assert page["kinds"] == [s.kind for s in model.sections]
+    assert len(page["kinds"]) >= 9  # the catalog's nine, plus any extra detectors
+    assert page["tablesVisible"] and all(page["imgs"])
+    assert len(page["imgs"]) == len(model.plots)
+    assert page["warning"].startswith("Warning: 3 events were lost while recording.")
+
+
 @pytest.mark.parametrize("name", sorted(PAYLOADS))
 def test_malicious_comm_does_not_execute(browser, tmp_path, name):
     evil = PAYLOADS[name]
