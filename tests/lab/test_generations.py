@@ -75,7 +75,7 @@ def gen(request: pytest.FixtureRequest) -> GenRun:
     kernel = request.param
     kf = ensure_kernel(kernel)  # fails loudly (PagerefError) if it cannot be had
     run = session.run(session.suite_command(("ext4", "xfs")), kernel=kernel, timeout_s=1500,
-                      label=f"generations-{kernel}")
+                      label="generations")
     assert run.trace is not None, f"no trace from the {kernel} guest; see {run.run_dir}"
     trace = read_trace(run.trace)
     anomalies = find_anomalies(trace)
@@ -141,7 +141,8 @@ def test_a_pin_adds_the_bias_on_small_pages(gen: GenRun) -> None:
     while pinned. (On 7.2 a hole punch zaps the mapping's reference between pin
     and unpin, a drop no probe sees, so the unpin sees r + 1024 - 1 there.)"""
     e = _fsdax(gen.events)
-    e = e[e["comm"].astype(str).isin(["dax_odirect", "dax_pvm"])].sort_values("ts_ns")
+    comm = e["comm"].astype(str).str.split("\x00").str[0]
+    e = e[comm.isin(["dax_odirect", "dax_pvm"])].sort_values("ts_ns")
     checked = 0
     for _, page in e.groupby("pfn"):
         rows = page.to_dict("records")
