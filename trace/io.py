@@ -25,9 +25,11 @@ def trace_format(path: Path) -> str:
         return "parquet"
     with open(path, "rb") as f:
         head = f.read(4)
+    if not head:
+        raise TraceError(path, "empty file: neither a header nor any event")
     if head == PARQUET_MAGIC:
         return "parquet"
-    if head[:1] in (b"{", b"\n", b" ", b"\r", b"\t") or not head:
+    if head[:1] in (b"{", b"\n", b" ", b"\r", b"\t"):
         return "jsonl"
     raise TraceError(path, "neither a Parquet trace nor JSON Lines; see docs/trace-format.md")
 

@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -27,6 +27,15 @@ from pageref.trace.schema import (
 from pageref.errors import TraceError
 
 _RANGES = {name: int_range(name) for name in INT_COLUMNS}
+
+
+def _check_text(name: str, v: str) -> None:
+    """JSON may escape lone surrogates (\\ud800) that no UTF-8 file can hold."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"field {name!r} is not valid Unicode (a lone surrogate escape)"
+                         ) from None
 
 
 def _check_event(obj: Any) -> dict[str, Any]:
@@ -56,11 +65,14 @@ def _check_event(obj: Any) -> dict[str, Any]:
         elif name in STR_COLUMNS:
             if not isinstance(v, str):
                 raise ValueError(f"field {name!r} must be a string, got {v!r}")
+            _check_text(name, v)
             if name == "pgmap_type" and v not in PGMAP_TYPES:
                 raise ValueError(f"unknown pgmap_type {v!r}")
         elif name == "stack":
             if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
                 raise ValueError("field 'stack' must be a list of strings")
+            for sym in v:
+                _check_text(name, sym)
         row[name] = v
     if "pfn" not in row and kind not in KINDS_WITHOUT_PFN:
         raise ValueError(f"missing required field 'pfn' for a {kind!r} event")
@@ -68,46 +80,61 @@ def _check_event(obj: Any) -> dict[str, Any]:
 
 
 def _parse_line(line: str) -> Any:
+    """Decode one line; ValueError with a short reason (never a traceback)."""
+
     # Reject NaN/Infinity: they are not JSON and not valid in any column.
     def bad_constant(c: str) -> Any:
         raise ValueError(f"invalid JSON constant {c}")
 
-    return json.loads(line, parse_constant=bad_constant)
+    try:
+        return json.loads(line.strip(), parse_constant=bad_constant)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
 
 
 def _is_header(obj: Any) -> bool:
     return isinstance(obj, dict) and "format" in obj and "kind" not in obj
 
 
-def _open_text(path: Path) -> IO[str]:
-    return open(path, encoding="utf-8", errors="strict")
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the non-blank lines; a line that is not UTF-8 is a
+    TraceError naming it."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise TraceError(path, f"cannot open ({e.strerror or e})") from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TraceError(path, f"not UTF-8 text ({e.reason} at byte {e.start + 1})",
+                                 f"line {lineno}") from None
+            if line.strip():
+                yield lineno, line
 
 
 def read_header(path: Path) -> tuple[TraceHeader, int]:
     """The header and the number of lines it took (0 when the file has none)."""
-    try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = _parse_line(line)
-                except ValueError as e:
-                    raise TraceError(path, f"not valid JSON ({e})", f"line {lineno}") from None
-                if not _is_header(obj):
-                    return TraceHeader(), 0
-                if obj["format"] != JSONL_FORMAT:
-                    raise TraceError(
-                        path,
-                        f"unknown format {obj['format']!r} (expected {JSONL_FORMAT!r})",
-                        f"line {lineno}",
-                    )
-                try:
-                    return TraceHeader.from_dict(obj), lineno
-                except (TypeError, ValueError) as e:
-                    raise TraceError(path, str(e), f"line {lineno}") from None
-    except UnicodeDecodeError as e:
-        raise TraceError(path, f"not UTF-8 text ({e.reason})") from None
+    for lineno, line in _lines(path):
+        try:
+            obj = _parse_line(line)
+        except ValueError as e:
+            raise TraceError(path, str(e), f"line {lineno}") from None
+        if not _is_header(obj):
+            return TraceHeader(), 0
+        if obj["format"] != JSONL_FORMAT:
+            raise TraceError(
+                path,
+                f"unknown format {obj['format']!r} (expected {JSONL_FORMAT!r})",
+                f"line {lineno}",
+            )
+        try:
+            return TraceHeader.from_dict(obj), lineno
+        except (TypeError, ValueError) as e:
+            raise TraceError(path, str(e), f"line {lineno}") from None
     return TraceHeader(), 0
 
 
@@ -115,24 +142,16 @@ def iter_batches(path: Path, batch_rows: int = 500_000) -> Iterator[pd.DataFrame
     """Validated events as DataFrames of at most `batch_rows` rows, in file order."""
     _, header_lines = read_header(path)
     rows: list[dict[str, Any]] = []
-    try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if lineno <= header_lines or not line.strip():
-                    continue
-                try:
-                    obj = _parse_line(line)
-                    rows.append(_check_event(obj))
-                except ValueError as e:
-                    msg = str(e)
-                    if isinstance(e, json.JSONDecodeError):
-                        msg = f"not valid JSON ({e.msg})"
-                    raise TraceError(path, msg, f"line {lineno}") from None
-                if len(rows) >= batch_rows:
-                    yield rows_to_frame(rows)
-                    rows = []
-    except UnicodeDecodeError as e:
-        raise TraceError(path, f"not UTF-8 text ({e.reason})") from None
+    for lineno, line in _lines(path):
+        if lineno <= header_lines:
+            continue
+        try:
+            rows.append(_check_event(_parse_line(line)))
+        except ValueError as e:
+            raise TraceError(path, str(e), f"line {lineno}") from None
+        if len(rows) >= batch_rows:
+            yield rows_to_frame(rows)
+            rows = []
     if rows:
         yield rows_to_frame(rows)
 

@@ -81,7 +81,8 @@ def iter_batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[pd.DataFra
                 try:
                     table = conform(table)
                 except ValueError as e:
-                    raise TraceError(part, str(e)) from None
+                    last = row_base + table.num_rows - 1
+                    raise TraceError(part, str(e), f"rows {row_base}-{last}") from None
                 bad = first_bad_row(table)
                 if bad is not None:
                     raise TraceError(part, bad[1], f"row {row_base + bad[0]}")

@@ -1,0 +1,71 @@
+"""Property tests of the whole pipeline on synthetic traces that follow the
+kernel's rules (analysis/synth.py): an injected bug is found at its page, and
+a clean trace yields nothing, whatever the interleaving, the refcounts left
+out, the idle refcount or the file format."""
+
+from __future__ import annotations
+
+import json
+
+from analysis_support import run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pageref.analysis.anomalies import find_anomalies
+from pageref.analysis.synth import BUGS, random_scenario
+
+IDLE0_UNDECIDABLE = ("pin_put_mismatch", "grab_refused_on_free_page")
+
+
+@st.composite
+def scenarios(draw, with_bugs=True):
+    idle = draw(st.sampled_from([0, 1]))
+    allowed = [b for b in BUGS if idle or b not in IDLE0_UNDECIDABLE]
+    bugs = tuple(draw(st.lists(st.sampled_from(allowed), max_size=4))) if with_bugs else ()
+    return dict(seed=draw(st.integers(0, 2**32 - 1)), bugs=bugs,
+                clean_pages=draw(st.integers(0, 4)), idle_fsdax=idle,
+                drop_refcount=draw(st.sampled_from([0.0, 0.3])),
+                truncates=draw(st.integers(0, 2)), shuffle=draw(st.sampled_from([0, 3, 8])))
+
+
+def found(path) -> set[tuple[str, int]]:
+    a = find_anomalies(path)
+    return set(zip(a["kind"], a["pfn"].astype(int)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(scenarios())
+def test_injected_bugs_are_found_at_their_pages_and_nothing_else(tmp_path, params):
+    s, events = random_scenario(**params)
+    path = tmp_path / "t.jsonl"
+    s.write_jsonl(path, events)
+    assert found(path) == set(s.expected)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(scenarios(with_bugs=False))
+def test_clean_traces_have_no_anomalies(tmp_path, params):
+    s, events = random_scenario(**params)
+    path = tmp_path / "t.jsonl"
+    s.write_jsonl(path, events)
+    assert found(path) == set()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(scenarios())
+def test_parquet_and_jsonl_agree_through_the_cli(tmp_path, params):
+    s, events = random_scenario(**params)
+    src, dst = tmp_path / "t.jsonl", tmp_path / "t.parquet"
+    s.write_jsonl(src, events)
+    assert run_cli("convert", src, dst)[0] == 0
+    docs = []
+    for p in (src, dst):
+        code, out, err = run_cli("analyze", p, "--json")
+        assert code == 0, err
+        docs.append(json.loads(out))
+    strip = [[{k: v for k, v in a.items()} for a in d["anomalies"]] for d in docs]
+    assert strip[0] == strip[1]
+    assert {(a["kind"], a["pfn"]) for a in strip[0]} == set(s.expected)
+    assert docs[0]["events"] == docs[1]["events"] == len(events)
