@@ -499,11 +499,11 @@ def _lst(a: np.ndarray) -> list[float | None]:
 
 def _history_series(x: np.ndarray, rc: np.ndarray, pins: np.ndarray, kinds: np.ndarray,
                     idx: np.ndarray) -> dict[str, Any]:
-    rc_fill = np.nan_to_num(rc, nan=0.0)
     markers: dict[str, dict[str, list]] = {}
     for k in sorted(set(kinds[idx])):
         sel = idx[kinds[idx] == k]
-        markers[k] = {"x": _lst(x[sel]), "y": _lst(rc_fill[sel])}
+        # y None where the refcount is unknown (after lost events): not drawn
+        markers[k] = {"x": _lst(x[sel]), "y": _lst(rc[sel])}
     return {"x": _lst(x[idx]), "refcount": _lst(rc[idx]), "pins": _lst(pins[idx]),
             "markers": markers}
 

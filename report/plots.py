@@ -53,7 +53,8 @@ def _history_panel(ax: Any, d: dict, series: dict, end_x: float | None, legend: 
     ax.step(x, rc, where="post", color="#333333", lw=1.2, label="refcount")
     for k, m in series["markers"].items():
         marker, color = KIND_STYLE.get(k, ("o", "#17becf"))
-        ax.scatter(m["x"], m["y"], marker=marker, color=color, s=28, zorder=3, label=k)
+        ys = [float("nan") if v is None else v for v in m["y"]]
+        ax.scatter(m["x"], ys, marker=marker, color=color, s=28, zorder=3, label=k)
     if d["evidence_x"]:
         ax.scatter(d["evidence_x"], d["evidence_y"], s=120, facecolors="none",
                    edgecolors="#d62728", linewidths=1.5, zorder=4, label="evidence")
@@ -63,7 +64,7 @@ def _history_panel(ax: Any, d: dict, series: dict, end_x: float | None, legend: 
     ax.axvline(d["anomaly_x"], color="#d62728", ls="--", lw=1.2, label="anomaly")
     ax.set_xlabel("seconds since trace start")
     ax.set_ylabel("refcount")
-    finite = [v for v in d["refcount"] if v is not None]
+    finite = [v for v in series["refcount"] if v is not None]
     top = max(finite + [1.0])
     bottom = min(finite + [0.0])
     pad = max(1.0, (top - bottom) * 0.08)
