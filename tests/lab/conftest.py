@@ -66,9 +66,16 @@ class SuiteRun:
 
         self.kernel = kernel
         self.run = run
+        console = run.run_dir / "console.log"
         if run.trace is None:
-            pytest.fail(f"the lab wrote no trace; see {run.run_dir}/console.log", pytrace=False)
-        self.trace = read_trace(run.trace)
+            pytest.fail(f"the lab wrote no trace (exit {run.exit_code}); see {console}",
+                        pytrace=False)
+        try:
+            self.trace = read_trace(run.trace)
+        except Exception as e:
+            tail = "\n".join(console.read_text(errors="replace").splitlines()[-25:])
+            pytest.fail(f"unreadable trace {run.trace} (record exit {run.exit_code}): {e}\n"
+                        f"--- {console} (tail) ---\n{tail}", pytrace=False)
         self.events = self.trace.events
         self.anomalies = find_anomalies(self.trace)
         self.workloads = run.workloads
