@@ -186,6 +186,8 @@ static __always_inline void fill_task(struct pageref_event *e, void *ctx, u16 pr
 	e->order = 0;
 	e->zone_device = 0;
 	e->pgmap_type = PAGEREF_NO_PGMAP;
+	/* 6.1's bpf_get_current_comm() does not pad: clear the reused scratch first */
+	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 #ifdef WANT_STACKS
 	e->stack_id = stacks.get_stackid(ctx, 0);

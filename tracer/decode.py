@@ -58,7 +58,10 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
     is_grab = np.isin(ev["kind"], (0, 1, 6))
     is_busy = ev["kind"] == 5
     no_page = page == 0
-    comm = np.char.decode(ev["comm"], "utf-8", errors="replace") if n else np.array([])
+    # Up to the first NUL: on 6.1 bpf_get_current_comm() does not pad (strscpy,
+    # not strscpy_pad), so a reused scratch event keeps an older, longer comm's tail.
+    comm = np.array([c.split(b"\0", 1)[0].decode("utf-8", "replace") for c in ev["comm"]],
+                    dtype=object)
     pincount = ev["pincount"]
     cols = {
         "ts_ns": pa.array(ev["ts_ns"].astype(np.int64)),
@@ -68,7 +71,7 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
         "refs": pa.array(ev["refs"], mask=is_busy),
         "pid": pa.array(ev["pid"].astype(np.int32)),
         "tid": pa.array(ev["tid"].astype(np.int32)),
-        "comm": pa.array(comm.astype(object) if n else [], pa.string()),
+        "comm": pa.array(comm, pa.string()),
         "cpu": pa.array(ev["cpu"].astype(np.int32)),
         "flags": pa.array(ev["flags"].astype(np.int64), mask=~is_grab & (ev["flags"] == 0)),
         "longterm": pa.array((ev["flags"] & ctx.foll_longterm) != 0,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pageref.trace.frame import conform, table_to_frame
 from pageref.trace.header import TraceHeader
 from pageref.trace.parquet import PartWriter
 from pageref.tracer import kernel_rules
@@ -244,7 +245,7 @@ class Recorder:
             table = pa.concat_tables([_conform(t) for t in tables])
             writer.write(table)
             if view is not None:
-                view.feed(table.to_pandas())
+                view.feed(table_to_frame(table))
         if view is not None:
             view.set_counters(self.per_probe, dict(self._lost_seen))
             view.refresh()
@@ -335,7 +336,6 @@ def _value_counts(col: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]
 
 
 def _conform(t: pa.Table) -> pa.Table:
-    from pageref.trace.frame import conform
     return conform(t)
 
 

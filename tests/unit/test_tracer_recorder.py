@@ -167,3 +167,11 @@ def test_no_kprobes_is_one_clear_error(monkeypatch, tmp_path):
     r = rec_mod.Recorder(tmp_path / "t", Options(), facts=facts)
     with pytest.raises(PagerefError, match="no kprobes"):
         r.prepare()
+
+
+def test_comm_stops_at_first_nul():
+    from pageref.tracer.decode import DecodeContext, decode
+    e = PagerefEvent(ts_ns=1, page=1, pfn=1, kind=2, probe=5, pincount=-1, pgmap_type=3,
+                     comm=b"fio\0ax_odirect")
+    t = decode(bytes(e), DecodeContext({3: "fsdax"}))
+    assert t.column("comm").to_pylist() == ["fio"]
