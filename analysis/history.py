@@ -15,9 +15,9 @@ from pageref.trace.schema import KINDS
 from pageref.errors import PagerefError
 
 HISTORY_COLUMNS = (
-    "row", "ts_ns", "kind", "pfn", "refs", "w", "idle", "refcount_before", "refcount_observed",
-    "refcount_after", "pins", "gets", "pin_put", "gap", "lost", "pid", "tid", "comm",
-    "probe", "stack",
+    "row", "ts_ns", "kind", "pfn", "page", "refs", "w", "idle", "refcount_before",
+    "refcount_observed", "refcount_after", "pins", "gets", "pin_put", "gap", "lost",
+    "pid", "tid", "comm", "probe", "stack",
 )
 _PGMAP_NAMES = {v: k for k, v in PGMAP.items()}
 
@@ -30,7 +30,9 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
       row               position of the event in trace.events (file order)
       ts_ns             event time (CLOCK_MONOTONIC ns)
       kind              get, pin, put, unpin, free, busy, grab_failed
-      pfn               page frame number
+      pfn               page frame number the event names
+      page              the page the analysis counts it on: pfn, or for a large
+                        folio (order > 0) its head pfn (pfn rounded down to 2^order)
       refs              references taken or dropped (null in the file -> 1)
       w                 pin weight: the header's pin bias for a small page, 1 for
                         a large folio (order > 0)
@@ -64,7 +66,8 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
         "row": cols.rows()[pos],
         "ts_ns": m.ts[sl],
         "kind": kinds,
-        "pfn": m.pfn[sl],
+        "pfn": cols.pfn[pos],
+        "page": m.pfn[sl],
         "refs": m.refs[sl],
         "w": m.w[sl],
         "idle": m.idle[sl],
@@ -109,19 +112,31 @@ def read_page_trace(path: Path, pfn: int, progress=None) -> Trace:
     header = read_header(path)
     keep = []
     base = 0
+    end = None
     for df in iter_batches(Path(path)):
-        pf = df["pfn"]
-        mask = (pf == pfn).fillna(False).to_numpy(dtype=bool) | (df["kind"] == "lost").to_numpy()
+        pf = df["pfn"].fillna(-1).to_numpy(dtype=np.int64)
+        order = np.clip(df["order"].fillna(0).to_numpy(dtype=np.int64), 0, 62)
+        kind = df["kind"].astype(str).to_numpy()
+        # The page's own events, its large folio's (any page of it), the lost
+        # rows (gaps) and the busy checks with no page (missed_wakeup).
+        mask = (pf == pfn) | ((order > 0) & ((pf >> order) == (pfn >> order))) \
+            | (kind == "lost") | ((kind == "busy") & (pf < 0))
         sub = df[mask]
         sub.index = np.flatnonzero(mask) + base
         keep.append(sub)
         base += len(df)
+        if len(df):
+            t = int(df["ts_ns"].max())
+            end = t if end is None else max(end, t)
         if progress:
             progress(base)
     events = pd.concat(keep) if keep else None
     if events is None:
         from pageref.trace.io import read_trace
         return read_trace(path)
+    # The page's anomalies are decided against the whole trace's end.
+    if end is not None and (header.end_ns is None or header.end_ns < end):
+        header.end_ns = end
     return Trace(Path(path), header, events)
 
 
@@ -168,7 +183,7 @@ def plot_history(history: pd.DataFrame, out: Path | str, title: str | None = Non
                         fontsize=7, color="red")
     ax.set_ylabel("_refcount")
     ax.legend(loc="upper left", fontsize=7, ncol=4)
-    ax.set_title(title or f"pfn {int(history['pfn'].iloc[0]):#x}")
+    ax.set_title(title or f"pfn {int(history['page'].iloc[0]):#x}")
     ax2.step(t, history["pins"].to_numpy(), where="post", color="#d62728", label="pins (P)")
     ax2.step(t, history["gets"].to_numpy(), where="post", color="#2ca02c", label="gets (G)")
     ax2.set_ylabel("outstanding")

@@ -122,9 +122,19 @@ class PageModel:
         return int(self.page_starts.sum())
 
     def page_range(self, pfn: int) -> tuple[int, int]:
-        """[lo, hi) of the page's rows in the per-page view."""
+        """[lo, hi) of the page's rows in the per-page view; for a pfn inside a
+        large folio, the folio's rows (keyed by its head pfn)."""
         lo = int(np.searchsorted(self.pfn, pfn, side="left"))
         hi = int(np.searchsorted(self.pfn, pfn, side="right"))
+        if lo == hi:
+            for order in range(1, 21):
+                head = (pfn >> order) << order
+                a = int(np.searchsorted(self.pfn, head, side="left"))
+                b = int(np.searchsorted(self.pfn, head, side="right"))
+                if a < b and head != pfn and int(self.w[a]) == 1:
+                    own = self.cols.order[self.idx[a:b]]
+                    if (pfn - head) < (1 << int(own.max())):
+                        return a, b
         return lo, hi
 
     def rows_of(self, js) -> list[int]:
@@ -172,6 +182,14 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     del page_ev
     pos_ts = by_ts if sel is None else (sel if by_ts is None else by_ts[sel])
     pfn_ts = cols.pfn if pos_ts is None else cols.pfn[pos_ts]
+    if cols.order.any():
+        # A large folio is one page to the analysis: its refcount and pins live
+        # in the head page, and the tracer names the page it was handed (maybe
+        # a tail). Folios are naturally aligned: head = pfn rounded down.
+        order_ts = cols.order if pos_ts is None else cols.order[pos_ts]
+        sh = np.clip(order_ts, 0, 62).astype(np.int64)
+        pfn_ts = (pfn_ts >> sh) << sh
+        del order_ts, sh
 
     # Group by page: dense codes, then a stable counting sort over time order.
     if len(pfn_ts):

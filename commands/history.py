@@ -72,9 +72,10 @@ def history(trace: Path, pfn: int | None, plot: Path | None, stacks: bool, limit
         raise PagerefError(f"{trace}: no events for pfn {pfn:#x}; run `pageref history "
                            f"{trace}` to list the pages it has")
     anomalies = find_anomalies(sub, threshold_ns)
-    anomalies = anomalies[anomalies["pfn"] == pfn].reset_index(drop=True)
+    page = int(hist["page"].iloc[0])  # the folio's head for a page inside a large folio
+    anomalies = anomalies[anomalies["pfn"] == page].reset_index(drop=True)
     click.echo(render_page(hist, sub.header, anomalies, stacks, limit))
     if plot is not None:
         plot_history(hist, plot, anomalies=anomalies,
-                     title=f"pfn {pfn:#x} — {trace.name}")
+                     title=f"pfn {page:#x} — {trace.name}")
         click.echo(f"plot written to {plot}", err=True)

@@ -25,11 +25,12 @@ def _rc(v, observed: bool) -> str:
 
 def render_page(hist: pd.DataFrame, header: TraceHeader, anomalies: pd.DataFrame,
                 stacks: bool, limit: int) -> str:
-    pfn = int(hist["pfn"].iloc[0])
+    pfn = int(hist["page"].iloc[0])
     t0 = header.start_ns if header.start_ns is not None else int(hist["ts_ns"].iloc[0])
     last = hist.iloc[-1]
+    folio = " (large folio head)" if int(hist["w"].iloc[0]) == 1 else ""
     lines = [
-        f"pfn {pfn:#x}: {len(hist)} events, idle refcount {int(hist['idle'].iloc[0])}, "
+        f"pfn {pfn:#x}{folio}: {len(hist)} events, idle refcount {int(hist['idle'].iloc[0])}, "
         f"pin weight {int(hist['w'].iloc[0])}; at the end {int(last['pins'])} pin(s) and "
         f"{int(last['gets'])} get(s) outstanding, refcount "
         f"{_rc(last['refcount_after'], True)}",

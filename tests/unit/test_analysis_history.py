@@ -83,3 +83,21 @@ def test_plot_history_rejects_other_suffixes_and_empty(tmp_path):
         plot_history(h, tmp_path / "p.pdf")
     with pytest.raises(PagerefError, match="no events"):
         plot_history(h.iloc[:0], tmp_path / "p.png")
+
+
+def test_large_folio_tail_pages_count_on_the_head():
+    t = Tr()
+    head = FSDAX + 0x200
+    t.add("pin", pfn=head + 3, rc=1, order=9)
+    t.add("get", pfn=head + 17, rc=2, order=9)
+    t.add("put", pfn=head + 17, rc=3, order=9)
+    t.add("unpin", pfn=head + 3, rc=2, order=9)
+    t.add("put", pfn=head + 5, rc=1, order=9)  # below idle 1 on the folio
+    a = t.anomalies()
+    assert list(a["kind"]) == ["refcount_underflow"] and a["pfn"][0] == head
+    for asked in (head, head + 17, head + 511):
+        h = df_history(t.trace(), asked)
+        assert list(h["page"]) == [head] * 5
+        assert list(h["pfn"]) == [head + 3, head + 17, head + 17, head + 3, head + 5]
+        assert list(h["pins"]) == [1, 1, 1, 0, 0] and list(h["w"]) == [1] * 5
+    assert df_history(t.trace(), head + 512).empty
