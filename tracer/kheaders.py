@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -30,8 +29,25 @@ def split_common(build: Path) -> Path | None:
     return None
 
 
+def _merge(dst: Path, srcs: list[Path]) -> None:
+    """Make `dst` the union of `srcs`: an entry only one side has is a symlink, a
+    directory both have is merged recursively; for files, the first source wins."""
+    dst.mkdir(parents=True, exist_ok=True)
+    names: dict[str, list[Path]] = {}
+    for src in srcs:
+        for entry in os.scandir(src):
+            names.setdefault(entry.name, []).append(Path(entry.path))
+    for name, paths in names.items():
+        dirs = [p for p in paths if p.is_dir()]
+        if len(dirs) > 1:
+            _merge(dst / name, dirs)
+        else:
+            (dst / name).symlink_to((dirs or paths)[0])
+
+
 def merged_tree(build: Path, cache: Path | None = None) -> Path:
-    """One tree with both halves (symlinks), reused across calls."""
+    """One tree with both halves (symlinks; only directories both halves have are
+    made, so it takes well under a second even under emulation), reused."""
     common = split_common(build)
     if common is None:
         return build.resolve()
@@ -42,10 +58,8 @@ def merged_tree(build: Path, cache: Path | None = None) -> Path:
         return out
     tmp = cache / f".{out.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    # cp -rs: a symlink farm; the flavour's generated files win over common's
-    subprocess.run(["cp", "-rs", f"{common}/.", str(tmp)], check=True)
-    subprocess.run(["cp", "-rsf", f"{build.resolve()}/.", str(tmp)], check=True)
+    # the flavour's generated files (autoconf.h, ...) win over common's
+    _merge(tmp, [build.resolve(), common])
     (tmp / ".pageref-merged").write_text(f"{common}\n{build.resolve()}\n")
     try:
         tmp.rename(out)
@@ -55,7 +69,18 @@ def merged_tree(build: Path, cache: Path | None = None) -> Path:
 
 
 def bcc_environment() -> None:
-    """If BCC_KERNEL_SOURCE names a split Debian headers dir, point it at a merged one."""
+    """Give BCC one headers tree when Debian's split would defeat it: when
+    BCC_KERNEL_SOURCE names a split dir, or when /lib/modules/<release>/build is
+    split and has no usable `source` link (a kernel unpacked elsewhere, as in
+    the lab's 6.12 and 7.2 guests)."""
     env = os.environ.get("BCC_KERNEL_SOURCE")
-    if env and Path(env).is_dir() and split_common(Path(env)) is not None:
-        os.environ["BCC_KERNEL_SOURCE"] = str(merged_tree(Path(env)))
+    if env:
+        if Path(env).is_dir() and split_common(Path(env)) is not None:
+            os.environ["BCC_KERNEL_SOURCE"] = str(merged_tree(Path(env)))
+        return
+    mod = Path("/lib/modules") / os.uname().release
+    build = mod / "build"
+    if not build.is_dir() or (mod / "source" / "include/linux/kconfig.h").exists():
+        return
+    if split_common(build) is not None:
+        os.environ["BCC_KERNEL_SOURCE"] = str(merged_tree(build))
