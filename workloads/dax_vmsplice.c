@@ -59,6 +59,8 @@ static void round_trunc(const char *dir, const char *name, size_t n, long hold_m
 	uint64_t t1 = now_ns();
 	snprintf(key, sizeof(key), "%s_truncate_start_ns", name);
 	jint(key, (long long)t0);
+	snprintf(key, sizeof(key), "%s_truncate_pid", name);
+	jint(key, child);
 	snprintf(key, sizeof(key), "%s_drain_ns", name);
 	jint(key, (long long)t_drain);
 	snprintf(key, sizeof(key), "%s_truncate_waited", name);

@@ -166,7 +166,7 @@ def test_unmapped_truncate_does_not_wait(suite):
             continue
         pfns = v["unmapped_pfns"]
         ev = suite.window(v["unmapped_truncate_start_ns"], v["end_ns"])
-        checks = ev[(ev["kind"] == "busy") & (ev["pid"] == v["truncate_pid"])]
+        checks = ev[(ev["kind"] == "busy") & (ev["pid"] == v["unmapped_truncate_pid"])]
         assert len(checks) >= 1 and checks["pfn"].isna().all(), checks
         puts = on_pages(ev[ev["kind"] == "put"], pfns)
         assert len(puts) >= 1 and puts["ts_ns"].min() > checks["ts_ns"].max(), (
@@ -201,7 +201,7 @@ def test_anomalies_are_the_expected_ones(suite):
     assert kinds <= allowed, a[["kind", "pfn", "pid", "detail"]]
     for fs in FSS:
         v = suite.workload("vmsplice", fs)
-        stalls = a[(a["kind"] == "busy_page_stall") & (a["pid"] == v["truncate_pid"])]
+        stalls = a[(a["kind"] == "busy_page_stall") & (a["pid"] == v["mapped_truncate_pid"])]
         assert len(stalls) >= 1, f"no busy_page_stall for the vmsplice truncate on {fs}"
         p = suite.workload("punch", fs)
         missed = a[(a["kind"] == "missed_wakeup") & (a["pid"] == p["pid"])]
