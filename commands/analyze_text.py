@@ -12,7 +12,8 @@ def render(doc: dict[str, Any], threshold: int, limit: int, t0: int) -> str:
     tr = doc["trace"]
     idle = ", ".join(f"{k}={v}" for k, v in sorted(tr["idle_refcount"].items())) or "unknown"
     lines = [
-        f"{tr['path']}: {doc['events']:,} events on {doc['pages']:,} pages, "
+        f"{tr['path']}: {doc['events']:,} events on {doc['pages']:,} "
+        f"page{'s' if doc['pages'] != 1 else ''}, "
         f"{doc['lost_events']:,} events lost",
         f"  kernel {tr['kernel'] or 'unknown'}, pin bias {tr['pin_bias']}, idle refcount "
         f"{idle}, threshold {fmt_ns(threshold)}",
