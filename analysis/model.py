@@ -321,7 +321,10 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
         life_end = np.append(life_first_rows[1:], m)
         for life in np.unique(life_id):
             a, b = int(life_first_rows[life]), int(life_end[life])
-            _replay_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch)
+            if b - a <= _REPLAY_MAX:
+                _replay_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch)
+            else:
+                _resolve_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch)
     del ci
     # A free ends the page's life: nothing is outstanding after it.
     if any_free:
@@ -342,6 +345,43 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
         before=before, pins_after=pins_after, mismatch=mismatch, gap=gap, any_free=any_free,
         lost_between=lost_between, pages=npages,
     )
+
+
+# Lives up to this many rows are replayed event by event; longer ones (a hot page
+# never freed) mismatch by mismatch with vectorised recounts.
+_REPLAY_MAX = 20_000
+
+
+def _resolve_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch) -> None:
+    """The mismatch rule over one long page life [a, b): find the first put that
+    breaks it under the current counts, count it as a pin's release, recount P
+    from there (vectorised), repeat. Cost: O(rows x mismatches) in numpy."""
+    kk = k[a:b]
+    d = (kk == K["pin"]).astype(np.int64) - (kk == K["unpin"])
+    d *= np.asarray(refs[a:b], dtype=np.int64) if np.ndim(refs) else 1
+    put_obs = (kk == K["put"]) & observed[a:b]
+    slack = before[a:b] - np.asarray(refs[a:b]) - np.asarray(idle[a:b])  # vs P*w
+    ww = np.asarray(w[a:b])
+    start = 0
+    n = b - a
+    while start < n:
+        pa = pins_after[a + start:b]
+        pb = np.empty_like(pa)
+        pb[0] = pins_after[a + start - 1] if start else 0
+        pb[1:] = pa[:-1]
+        bad = put_obs[start:] & (pb > 0) & (slack[start:] < pb * ww[start:])
+        hits = np.flatnonzero(bad)
+        if not len(hits):
+            return
+        j = start + int(hits[0])
+        mismatch[a + j] = True
+        p0 = int(pb[hits[0]])
+        dj = d[j:].copy()
+        dj[0] = -int(refs[a + j])
+        x = seg.clamped_cumsum(np.concatenate([[p0], dj]), np.eye(1, len(dj) + 1, 0,
+                                                                    dtype=bool)[0])
+        pins_after[a + j:b] = x[1:]
+        start = j + 1
 
 
 def _replay_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch) -> None:
