@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from pageref.commands.analysis_params import Pfn, Progress
+from pageref.commands.analysis_params import Duration, Pfn, Progress
 
 EPILOG = """\b
 Examples:
   pageref history examples/basic.jsonl                  # which pages are there?
-  pageref history examples/basic.jsonl --pfn 0x140003
+  pageref history examples/basic.jsonl --pfn 0x140400
   pageref history run.trace --pfn 1310744 --stacks
   pageref history run.trace --pfn 0x140018 --plot page.png   # or page.svg
 
@@ -32,22 +32,18 @@ gap: the tracer lost events there, so the counts after it may be off.
 @click.option("--stacks", is_flag=True, help="Print each event's kernel stack.")
 @click.option("--limit", type=click.IntRange(min=0), default=0,
               help="Show at most this many rows (0: all for a page, 40 pages otherwise).")
-@click.option("--threshold", "-t", default="1s", show_default=True,
-              help="Threshold for the anomalies listed under the table (as for analyze).")
+@click.option("--threshold", "-t", type=Duration(), default="1s", show_default=True,
+              help="T for the anomalies listed under the table (as for analyze).")
 def history(trace: Path, pfn: int | None, plot: Path | None, stacks: bool, limit: int,
-            threshold: str) -> None:
+            threshold: int) -> None:
     """Show the reference history of one page of TRACE: every get, pin, put, unpin,
     free and busy report, with the refcount before and after, pins and gets
     outstanding, and who (task, probe, stack)."""
-    from pageref.analysis.fmt import parse_duration
     from pageref.commands.history_text import render_page, render_pages
 
     from pageref.errors import PagerefError
 
-    try:
-        threshold_ns = parse_duration(threshold)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--threshold") from None
+    threshold_ns = threshold
     if plot is not None and pfn is None:
         raise PagerefError("--plot draws one page: add --pfn (see `pageref history TRACE` "
                            "for the pages in the trace)")
