@@ -42,7 +42,6 @@ PAGEREF = [sys.executable, "-m", "pageref"]
 def default_workload(iterations: int = 20) -> list[str]:
     """The lab's DAX workloads in a loop: O_DIRECT through a DAX buffer (GUP +
     bio release) and process_vm_readv (pins) on ext4 -o dax."""
-    from pageref.lab.paths import cache_dir  # noqa: F401  (the guest sees the host's)
     dax = os.environ.get("PAGEREF_LAB_DAX", "/mnt/ext4")
     scratch = os.environ.get("PAGEREF_LAB_SCRATCH", "/mnt/scratch")
     bindir = os.environ.get("PAGEREF_BENCH_BIN") or _workload_bin()
@@ -53,7 +52,8 @@ def default_workload(iterations: int = 20) -> list[str]:
 
 
 def _workload_bin() -> str:
-    cands = sorted((REPO / "lab-cache").glob("workloads-*/dax_odirect"))
+    cands = sorted((REPO / "lab-cache").glob("workloads-*/dax_odirect"),
+                   key=lambda p: p.stat().st_mtime)
     if not cands:
         sys.exit("bench: no compiled workloads (lab-cache/workloads-*); run the lab once")
     return str(cands[-1].parent)

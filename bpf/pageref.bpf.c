@@ -57,8 +57,17 @@ BPF_PERCPU_ARRAY(lost, u64, 1);		/* events the buffer refused, per CPU */
 BPF_PERCPU_ARRAY(scratch, struct pageref_event, 1);
 /* grab entry -> return, keyed by tid << 8 | probe */
 BPF_TABLE("lru_hash", u64, struct pageref_event, pending, 16384);
-/* tid -> depth inside an outer drop function (nested drops are the same drop) */
-BPF_TABLE("lru_hash", u32, u32, depth, 16384);
+/*
+ * Depth inside an outer drop function (nested drops are the same drop), keyed by
+ * the kernel stack the code runs on rather than the task: bio completion runs in
+ * interrupt context on whatever task it interrupted, on the CPU's IRQ stack, and
+ * must neither be hidden by nor hide that task's own drops. Stacks are
+ * THREAD_SIZE (16 KiB) aligned on x86-64.
+ */
+BPF_TABLE("lru_hash", u64, u32, depth, 16384);
+#ifndef STACK_SHIFT
+#define STACK_SHIFT 14
+#endif
 #ifdef FILTER_PIDS
 BPF_HASH(pids, u32, u8, 1024);
 #endif
@@ -297,32 +306,37 @@ int ret_try_grab_folio_fast(struct pt_regs *ctx)
 
 /* ---- drops ---- */
 
-static __always_inline int nested(void)
+static __always_inline u64 stack_key(void *ctx)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	u32 *d = depth.lookup(&tid);
+	return PT_REGS_SP((struct pt_regs *)ctx) >> STACK_SHIFT;
+}
+
+static __always_inline int nested(void *ctx)
+{
+	u64 key = stack_key(ctx);
+	u32 *d = depth.lookup(&key);
 	return d && *d > 0;
 }
 
-static __always_inline void enter_outer(void)
+static __always_inline void enter_outer(void *ctx)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u64 key = stack_key(ctx);
 	u32 one = 1;
-	u32 *d = depth.lookup(&tid);
+	u32 *d = depth.lookup(&key);
 	if (d)
 		(*d)++;
 	else
-		depth.update(&tid, &one);
+		depth.update(&key, &one);
 }
 
-static __always_inline int leave_outer(void)
+static __always_inline int leave_outer(void *ctx)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	u32 *d = depth.lookup(&tid);
+	u64 key = stack_key(ctx);
+	u32 *d = depth.lookup(&key);
 	if (d && *d > 1)
 		(*d)--;
 	else if (d)
-		depth.delete(&tid);
+		depth.delete(&key);
 	return 0;
 }
 
@@ -357,7 +371,7 @@ static __always_inline int emit_drop(void *ctx, u16 probe, u8 kind, u64 page, s3
 static __always_inline int leaf_drop(void *ctx, u16 probe, u8 kind, u64 page, s32 refs,
 				     u64 flags, s32 bias, int fsdax_only)
 {
-	if (!task_ok() || nested())
+	if (!task_ok() || nested(ctx))
 		return 0;
 	return emit_drop(ctx, probe, kind, page, refs, flags, bias, fsdax_only);
 }
@@ -365,9 +379,9 @@ static __always_inline int leaf_drop(void *ctx, u16 probe, u8 kind, u64 page, s3
 static __always_inline int outer_drop(void *ctx, u16 probe, u8 kind, u64 page, s32 refs,
 				      u64 flags)
 {
-	int inner = nested();
+	int inner = nested(ctx);
 
-	enter_outer();
+	enter_outer(ctx);
 	if (inner || !task_ok())
 		return 0;
 	return emit_drop(ctx, probe, kind, page, refs, flags, 0, 0);
@@ -414,7 +428,7 @@ int on_gup_put_folio(struct pt_regs *ctx)
 }
 int ret_gup_put_folio(struct pt_regs *ctx)
 {
-	return leave_outer();
+	return leave_outer(ctx);
 }
 
 /* unpin_user_page(page): one pin */
@@ -425,7 +439,7 @@ int on_unpin_user_page(struct pt_regs *ctx)
 }
 int ret_unpin_user_page(struct pt_regs *ctx)
 {
-	return leave_outer();
+	return leave_outer(ctx);
 }
 
 /* unpin_user_folio(folio, npages): 6.11+, npages pins of one folio */
@@ -436,7 +450,7 @@ int on_unpin_user_folio(struct pt_regs *ctx)
 }
 int ret_unpin_user_folio(struct pt_regs *ctx)
 {
-	return leave_outer();
+	return leave_outer(ctx);
 }
 
 /* unpin_folio(folio): 6.11+, one pin */
@@ -446,7 +460,7 @@ int on_unpin_folio(struct pt_regs *ctx)
 }
 int ret_unpin_folio(struct pt_regs *ctx)
 {
-	return leave_outer();
+	return leave_outer(ctx);
 }
 
 /* unpin_user_pages(pages, npages): one unpin per page, at most MAX_BATCH reported */
@@ -454,10 +468,10 @@ int on_unpin_user_pages(struct pt_regs *ctx)
 {
 	u64 pages = PT_REGS_PARM1(ctx);
 	u64 n = PT_REGS_PARM2(ctx);
-	int inner = nested();
+	int inner = nested(ctx);
 	struct pageref_event *e;
 
-	enter_outer();
+	enter_outer(ctx);
 	if (inner || !task_ok())
 		return 0;
 	e = scratch_event();
@@ -474,7 +488,7 @@ int on_unpin_user_pages(struct pt_regs *ctx)
 }
 int ret_unpin_user_pages(struct pt_regs *ctx)
 {
-	return leave_outer();
+	return leave_outer(ctx);
 }
 
 #if defined(OFF_BIO_IO_VEC) && defined(OFF_BIO_VCNT) && defined(OFF_BVEC_PAGE) && \
@@ -489,10 +503,10 @@ int on___bio_release_pages(struct pt_regs *ctx)
 	u64 bio = PT_REGS_PARM1(ctx);
 	u64 vec = rd64(bio + OFF_BIO_IO_VEC);
 	u32 vcnt = rd32(bio + OFF_BIO_VCNT) & 0xffff;
-	int inner = nested();
+	int inner = nested(ctx);
 	struct pageref_event *e;
 
-	enter_outer();
+	enter_outer(ctx);
 	if (inner || !task_ok())
 		return 0;
 	e = scratch_event();
@@ -527,7 +541,7 @@ int on___bio_release_pages(struct pt_regs *ctx)
 }
 int ret___bio_release_pages(struct pt_regs *ctx)
 {
-	return leave_outer();
+	return leave_outer(ctx);
 }
 #endif
 
