@@ -328,12 +328,20 @@ class Scenario:
         return p.pfn
 
     # -- output ---------------------------------------------------------------
-    def finish(self, shuffle: int = 0, tail_ns: int | None = None) -> list[dict[str, Any]]:
+    def finish(self, shuffle: int = 0, tail_ns: int | None = None,
+               lost_rows: int = 0) -> list[dict[str, Any]]:
         """The events in file order: time order, locally shuffled within windows of
-        `shuffle` events (CPUs' buffers interleave). Sets header end_ns."""
+        `shuffle` events (CPUs' buffers interleave). Sets header end_ns.
+        `lost_rows` `lost` records are mixed in (markers only: no event is
+        actually dropped, so a clean trace stays clean)."""
         tail = self.T * 2 if tail_ns is None else tail_ns
         self.header.end_ns = self.now + tail
         evs = list(self.events)
+        for _ in range(lost_rows if evs else 0):
+            at = self.rng.randrange(len(evs))
+            cpu = self.rng.randrange(4)
+            evs.insert(at + 1, {"ts_ns": evs[at]["ts_ns"], "kind": "lost", "cpu": cpu,
+                                "count": self.rng.randint(1, 50)})
         if shuffle > 1:
             keyed = [(i + self.rng.uniform(0, shuffle), e) for i, e in enumerate(evs)]
             keyed.sort(key=lambda x: x[0])
@@ -351,7 +359,8 @@ class Scenario:
 
 def random_scenario(seed: int, bugs: tuple[str, ...] = (), clean_pages: int = 3,
                     idle_fsdax: int = 1, drop_refcount: float = 0.0, truncates: int = 1,
-                    shuffle: int = 4) -> tuple[Scenario, list[dict[str, Any]]]:
+                    shuffle: int = 4, lost_rows: int = 0
+                    ) -> tuple[Scenario, list[dict[str, Any]]]:
     """A trace of clean pages (some truncated) with `bugs` injected on their own
     pages, interleaved in time. Returns (scenario, events in file order)."""
     s = Scenario(seed, idle_fsdax=idle_fsdax, drop_refcount=drop_refcount)
@@ -365,7 +374,7 @@ def random_scenario(seed: int, bugs: tuple[str, ...] = (), clean_pages: int = 3,
             s.clean_truncate(s.new_page("fsdax", 0))
         else:
             s.inject(arg)
-    return s, s.finish(shuffle=shuffle)
+    return s, s.finish(shuffle=shuffle, lost_rows=lost_rows)
 
 
 def events_frame(events: list[dict[str, Any]]):

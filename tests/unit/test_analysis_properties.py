@@ -24,7 +24,8 @@ def scenarios(draw, with_bugs=True):
     return dict(seed=draw(st.integers(0, 2**32 - 1)), bugs=bugs,
                 clean_pages=draw(st.integers(0, 4)), idle_fsdax=idle,
                 drop_refcount=draw(st.sampled_from([0.0, 0.3])),
-                truncates=draw(st.integers(0, 2)), shuffle=draw(st.sampled_from([0, 3, 8])))
+                truncates=draw(st.integers(0, 2)), shuffle=draw(st.sampled_from([0, 3, 8])),
+                lost_rows=draw(st.integers(0, 3)))
 
 
 def found(path) -> set[tuple[str, int]]:
