@@ -27,12 +27,37 @@ def values(s: pd.Series) -> np.ndarray:
     return np.where(pd.isna(a), None, a)
 
 
+def codes(s: pd.Series) -> tuple[np.ndarray, list]:
+    """(int64 codes, -1 for null; the names they index) of a string column: the
+    categorical's own codes (free), else pandas.factorize."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.codes.to_numpy().astype(np.int64), list(s.cat.categories)
+    c, names = pd.factorize(s.to_numpy(dtype=object), use_na_sentinel=True)
+    return c.astype(np.int64), list(names)
+
+
+def counts_by(s: pd.Series, mask: np.ndarray | None = None) -> pd.Series:
+    """Occurrences of each non-null value (most first), as a Series by name."""
+    c, names = codes(s)
+    if mask is not None:
+        c = c[mask]
+    n = np.bincount(c[c >= 0], minlength=len(names)) if len(names) else np.zeros(0, int)
+    out = pd.Series(n, index=[str(x) for x in names], dtype=np.int64)
+    return out[out > 0].sort_values(ascending=False, kind="stable")
+
+
 def kind_counts(ev: pd.DataFrame) -> pd.Series:
     """Events per kind (most first), kinds as plain strings."""
     if not len(ev):
         return pd.Series(dtype=np.int64)
-    vc = pd.Series(values(ev["kind"])).value_counts()
-    return vc[vc > 0]
+    return counts_by(ev["kind"])
+
+
+def kind_is(ev: pd.DataFrame, *names: str) -> np.ndarray:
+    """Boolean mask of events whose kind is one of `names` (compares codes)."""
+    c, cats = codes(ev["kind"])
+    wanted = [i for i, k in enumerate(cats) if k in names]
+    return np.isin(c, wanted) if wanted else np.zeros(len(ev), dtype=bool)
 
 
 def _kind(ev: pd.DataFrame) -> np.ndarray:
@@ -60,12 +85,12 @@ def device_mask(ev: pd.DataFrame) -> np.ndarray:
 
 def refcount_delta(ev: pd.DataFrame, pin_bias: int) -> np.ndarray:
     """Each event's own change to the page's refcount."""
-    kind = _kind(ev)
     refs = _num(ev, "refs", 1)
     order = _num(ev, "order", 0)
     w = np.where(order > 0, 1, pin_bias)
-    return (np.where(kind == "get", refs, 0) + np.where(kind == "pin", refs * w, 0)
-            - np.where(kind == "put", refs, 0) - np.where(kind == "unpin", refs * w, 0))
+    return (np.where(kind_is(ev, "get"), refs, 0) + np.where(kind_is(ev, "pin"), refs * w, 0)
+            - np.where(kind_is(ev, "put"), refs, 0)
+            - np.where(kind_is(ev, "unpin"), refs * w, 0))
 
 
 def _fallback_history(trace: Trace, pfn: int) -> pd.DataFrame:
@@ -151,10 +176,12 @@ def last_refcount_per_page(trace: Trace, device_only: bool = True) -> pd.Series:
     if not len(sub):
         return pd.Series(dtype=np.int64)
     after = _num(sub, "refcount", 0) + refcount_delta(sub, trace.header.pin_bias)
-    df = pd.DataFrame({"pfn": sub["pfn"].to_numpy(dtype=np.int64),
-                       "ts": sub["ts_ns"].to_numpy(dtype=np.int64), "after": after})
-    last = df.sort_values("ts", kind="stable").groupby("pfn")["after"].last()
-    return last.astype(np.int64)
+    pfn = sub["pfn"].to_numpy(dtype=np.int64)
+    order = np.lexsort((sub["ts_ns"].to_numpy(dtype=np.int64), pfn))  # by pfn, then time
+    pfn, after = pfn[order], after[order]
+    last = np.ones(len(pfn), dtype=bool)
+    last[:-1] = pfn[1:] != pfn[:-1]
+    return pd.Series(after[last].astype(np.int64), index=pfn[last])
 
 
 def pins_over_time(trace: Trace) -> tuple[np.ndarray, np.ndarray] | None:
@@ -165,13 +192,12 @@ def pins_over_time(trace: Trace) -> tuple[np.ndarray, np.ndarray] | None:
     ev = trace.events
     if not len(ev):
         return None
-    kind = _kind(ev)
-    m = np.isin(kind, ("pin", "unpin")) & ev["pfn"].notna().to_numpy(dtype=bool)
+    m = kind_is(ev, "pin", "unpin") & ev["pfn"].notna().to_numpy(dtype=bool)
     if not m.any():
         return None
     sub = ev[m]
     refs = _num(sub, "refs", 1)
-    d = np.where(kind[m] == "pin", refs, -refs)
+    d = np.where(kind_is(sub, "pin"), refs, -refs)
     df = pd.DataFrame({"pfn": sub["pfn"].to_numpy(dtype=np.int64),
                        "ts": sub["ts_ns"].to_numpy(dtype=np.int64), "d": d})
     df = df.sort_values("ts", kind="stable")
@@ -192,20 +218,24 @@ def references_by_task(trace: Trace) -> pd.DataFrame:
     cols = ["comm", "pid", "taken", "held_gets", "held_pins"]
     if not len(ev) or "pid" not in ev.columns:
         return pd.DataFrame(columns=cols)
-    kind = _kind(ev)
-    m = np.isin(kind, ("get", "pin", "put", "unpin")) & ev["pfn"].notna().to_numpy(dtype=bool)
+    m = kind_is(ev, "get", "pin", "put", "unpin") & ev["pfn"].notna().to_numpy(dtype=bool)
     sub = ev[m]
     if not len(sub):
         return pd.DataFrame(columns=cols)
-    k = kind[m]
     refs = _num(sub, "refs", 1)
-    comm = values(sub["comm"]) if "comm" in sub.columns else np.full(len(sub), None)
+    if "comm" in sub.columns:
+        comm, comm_names = codes(sub["comm"])
+    else:
+        comm, comm_names = np.full(len(sub), -1, dtype=np.int64), []
+    # integer keys throughout: grouping 10M strings costs seconds
     df = pd.DataFrame({
-        "comm": np.where(pd.isna(comm), "?", comm).astype(str),
+        "comm": comm,
         "pid": pd.to_numeric(sub["pid"], errors="coerce").fillna(-1).to_numpy(dtype=np.int64),
         "pfn": sub["pfn"].to_numpy(dtype=np.int64),
-        "gets": np.where(k == "get", refs, 0), "puts": np.where(k == "put", refs, 0),
-        "pins": np.where(k == "pin", refs, 0), "unpins": np.where(k == "unpin", refs, 0),
+        "gets": np.where(kind_is(sub, "get"), refs, 0),
+        "puts": np.where(kind_is(sub, "put"), refs, 0),
+        "pins": np.where(kind_is(sub, "pin"), refs, 0),
+        "unpins": np.where(kind_is(sub, "unpin"), refs, 0),
     })
     per_page = df.groupby(["comm", "pid", "pfn"], sort=False)[
         ["gets", "puts", "pins", "unpins"]].sum()
@@ -214,6 +244,8 @@ def references_by_task(trace: Trace) -> pd.DataFrame:
     per_page["taken"] = per_page["gets"] + per_page["pins"]
     t = per_page.groupby(level=["comm", "pid"])[["taken", "held_gets", "held_pins"]].sum()
     t = t[t["taken"] > 0].reset_index()
+    names = np.array([str(c) for c in comm_names] + ["?"], dtype=object)
+    t["comm"] = names[t["comm"].to_numpy()]  # code -1 -> "?"
     t["_held"] = t["held_gets"] + t["held_pins"]
     t = t.sort_values(["_held", "taken", "comm", "pid"], ascending=[False, False, True, True])
     for c in ("taken", "held_gets", "held_pins"):

@@ -318,7 +318,7 @@ def _facts(trace: Trace, threshold_ns: int) -> tuple[list[Fact], list[str]]:
     lost_hdr = h.lost_total
     lost_ev = 0
     if "count" in ev.columns and len(ev):
-        lost_ev = int(pd.to_numeric(ev.loc[hist.values(ev["kind"]) == "lost", "count"],
+        lost_ev = int(pd.to_numeric(ev.loc[hist.kind_is(ev, "lost"), "count"],
                                     errors="coerce").fillna(0).sum())
     lost = max(lost_hdr, lost_ev)
     if lost_hdr and lost_ev and lost_hdr != lost_ev:
@@ -385,10 +385,16 @@ def _probes(trace: Trace) -> tuple[list[ProbeRow], list[DropPath], list[str]]:
     notes: list[str] = []
     by_symbol: dict[str, pd.Series] = {}
     if len(ev) and "probe" in ev.columns:
-        g = pd.DataFrame({"probe": hist.values(ev["probe"]), "kind": hist.values(ev["kind"])})
-        g = g[ev["probe"].notna().to_numpy()]
-        for sym, kinds in g.groupby("probe")["kind"]:
-            by_symbol[str(sym)] = kinds.value_counts()
+        pc, pnames = hist.codes(ev["probe"])
+        kc, knames = hist.codes(ev["kind"])
+        ok = pc >= 0
+        if ok.any() and knames:
+            n = np.bincount(pc[ok] * len(knames) + kc[ok],
+                            minlength=len(pnames) * len(knames)).reshape(len(pnames), -1)
+            for i, sym in enumerate(pnames):
+                row = pd.Series(n[i], index=[str(k) for k in knames])
+                if row.sum():
+                    by_symbol[str(sym)] = row[row > 0]
     rows: list[ProbeRow] = []
     covered: dict[str, list[str]] = {k: [] for k in DROP_KINDS}
     for entry in trace.header.probe_plan:
@@ -636,7 +642,7 @@ def _rate_plot(trace: Trace, t0: int, limits: Limits) -> PlotSpec | None:
     ev = trace.events
     if not len(ev):
         return None
-    ev = ev[hist.values(ev["kind"]) != "lost"]  # lost records are not probe hits
+    ev = ev[~hist.kind_is(ev, "lost")]  # lost records are not probe hits
     if not len(ev):
         return None
     ts = ev["ts_ns"].to_numpy(dtype=np.int64)
@@ -645,17 +651,21 @@ def _rate_plot(trace: Trace, t0: int, limits: Limits) -> PlotSpec | None:
     width = max(span / limits.rate_bins, 1e6)  # at least 1 ms per bin
     nbins = max(1, int(np.ceil(span / width)))
     b = np.minimum(((ts - lo) / width).astype(np.int64), nbins - 1)
-    probe = hist.values(_ev_col(ev, "probe"))
-    label = np.where(pd.isna(probe), hist.values(ev["kind"]), probe).astype(str)
-    totals = pd.Series(label).value_counts()
-    top = list(totals.index[: limits.probes_plotted])
-    if len(totals) > len(top):
-        label = np.where(np.isin(label, top), label, "other")
-        top.append("other")
-    counts = pd.crosstab(b, label).reindex(range(nbins), fill_value=0)
+    # label codes: the probe symbol, or the kind for events without one
+    pc, pnames = hist.codes(_ev_col(ev, "probe"))
+    kc, knames = hist.codes(ev["kind"])
+    label = np.where(pc >= 0, pc, len(pnames) + kc)
+    names = [str(p) for p in pnames] + [str(k) for k in knames]
+    per_label = np.bincount(label, minlength=len(names))
+    ranked = [i for i in np.argsort(-per_label, kind="stable") if per_label[i] > 0]
+    top = ranked[: limits.probes_plotted]
+    grid = np.bincount(b * len(names) + label, minlength=nbins * len(names)) \
+        .reshape(nbins, len(names))
+    cols = {names[i]: grid[:, i] for i in top}
+    if len(ranked) > len(top):
+        cols["other"] = grid[:, ranked[len(top):]].sum(axis=1)
     x = ((np.arange(nbins) + 0.5) * width + lo - t0) / 1e9
-    series = {clean_text(p, 60): (counts[p].to_numpy() / (width / 1e9)).tolist()
-              for p in top if p in counts.columns}
+    series = {clean_text(p, 60): (c / (width / 1e9)).tolist() for p, c in cols.items()}
     return PlotSpec(id="rate", title="Events per second by probe", type="rate",
                     data={"x": x.tolist(), "series": series, "bin_s": width / 1e9,
                           "_points": nbins},
