@@ -49,20 +49,35 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA.remove_metadata())
 
 
+def _per_row(col: pa.ChunkedArray, pred) -> pa.ChunkedArray:
+    """pred(values) -> boolean array, evaluated once per dictionary value and
+    spread to the rows (no string per row); null rows give null."""
+    out = []
+    for chunk in col.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            out.append(pc.take(pred(chunk.dictionary), chunk.indices))
+        else:
+            out.append(pred(chunk))
+    return pa.chunked_array(out, type=pa.bool_())
+
+
 def first_bad_row(table: pa.Table) -> tuple[int, str] | None:
     """(row, reason) of the first row that breaks the schema's rules, or None."""
+    kinds, no_pfn, pgmaps = pa.array(KINDS), pa.array(KINDS_WITHOUT_PFN), pa.array(PGMAP_TYPES)
     checks = []
     ts = table.column("ts_ns")
     checks.append((pc.is_null(ts), "ts_ns is null"))
-    kind = table.column("kind").cast(pa.string())
-    checks.append((pc.invert(pc.fill_null(pc.is_in(kind, pa.array(KINDS)), False)),
+    kind = table.column("kind")
+    known = _per_row(kind, lambda v: pc.is_in(v, value_set=kinds))
+    checks.append((pc.invert(pc.fill_null(known, False)),
                    f"kind is not one of {', '.join(KINDS)}"))
-    pfn_optional = pc.is_in(kind, pa.array(KINDS_WITHOUT_PFN))
+    pfn_optional = _per_row(kind, lambda v: pc.is_in(v, value_set=no_pfn))
     checks.append((pc.and_(pc.is_null(table.column("pfn")), pc.invert(pc.fill_null(
         pfn_optional, False))), "pfn is null for an event that needs one"))
-    pgmap = table.column("pgmap_type").cast(pa.string())
-    checks.append((pc.and_(pc.is_valid(pgmap), pc.invert(pc.fill_null(
-        pc.is_in(pgmap, pa.array(PGMAP_TYPES)), True))), "unknown pgmap_type"))
+    pgmap = table.column("pgmap_type")
+    known_pg = _per_row(pgmap, lambda v: pc.is_in(v, value_set=pgmaps))
+    checks.append((pc.and_(pc.is_valid(pgmap), pc.invert(pc.fill_null(known_pg, True))),
+                   "unknown pgmap_type"))
     best: tuple[int, str] | None = None
     for mask, reason in checks:
         mask = pc.fill_null(mask, True)
