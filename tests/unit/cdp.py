@@ -34,7 +34,7 @@ def find_chromium() -> str | None:
 
 
 class Browser:
-    def __init__(self, profile: Path, binary: str | None = None, timeout: float = 30) -> None:
+    def __init__(self, profile: Path, binary: str | None = None, timeout: float = 60) -> None:
         import websocket  # websocket-client
 
         self.timeout = timeout

@@ -47,7 +47,7 @@ def test_watch_screen_in_tmux(tmp_path):
     _tmux(sock, "new-session", "-d", "-x", "140", "-y", "45", "-s", "w", cmd)
     screens = []
     try:
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 120  # generous: CI machines can be loaded
         while time.monotonic() < deadline:
             screen = _tmux(sock, "capture-pane", "-p", "-t", "w")
             screens.append(screen)
@@ -84,7 +84,7 @@ def test_watch_auto_is_rich_on_a_terminal(tmp_path):
 
     log = io.StringIO()
     child = pexpect.spawn(PAGEREF, ["watch", str(trace), "--speed", "0"],
-                          dimensions=(45, 140), encoding="utf-8", timeout=30,
+                          dimensions=(45, 140), encoding="utf-8", timeout=90,
                           env=dict(os.environ, TERM="xterm-256color"))
     child.logfile_read = log
     child.expect("Events by probe")
