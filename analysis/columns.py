@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from pageref.trace import io as trace_io
 from pageref.trace import jsonl as trace_jsonl
 from pageref.trace import parquet as trace_parquet
-from pageref.trace.frame import conform
+from pageref.trace.frame import cast_column, conform
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import ARROW_SCHEMA, KINDS, KINDS_WITHOUT_PFN, PGMAP_TYPES
 
@@ -211,7 +211,7 @@ def _project(table: pa.Table, path: Path | None, where: str | None = None) -> pa
         col = table.column(field.name)
         if col.type != field.type:
             try:
-                col = col.cast(field.type)
+                col = cast_column(col, field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
                 raise TraceError(path, f"column {field.name!r} has type {col.type}, expected "
                                  f"{field.type} ({trace_parquet._short(e)})", where) from None

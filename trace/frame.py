@@ -25,6 +25,21 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=_PANDAS_TYPES.get, self_destruct=True)
 
 
+def cast_column(col: pa.ChunkedArray, typ: pa.DataType) -> pa.ChunkedArray:
+    """Cast a column to the schema's type, going through plain strings for the
+    string flavours Arrow cannot cast to a dictionary directly (string_view).
+    Raises pa.ArrowInvalid / pa.ArrowNotImplementedError."""
+    try:
+        return col.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if pa.types.is_dictionary(typ) and not pa.types.is_dictionary(col.type):
+            return col.cast(pa.string()).cast(typ)
+        if pa.types.is_list(typ) and (pa.types.is_list(col.type)
+                                      or pa.types.is_large_list(col.type)):
+            return col.cast(pa.list_(pa.string())).cast(typ)
+        raise
+
+
 def conform(table: pa.Table) -> pa.Table:
     """Cast a table read from anywhere to the schema: add missing optional columns
     as nulls, drop unknown ones. Raises ValueError naming the column."""
@@ -40,7 +55,7 @@ def conform(table: pa.Table) -> pa.Table:
         col = table.column(field.name)
         if col.type != field.type:
             try:
-                col = col.cast(field.type)
+                col = cast_column(col, field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
                 raise ValueError(
                     f"column {field.name!r} has type {col.type}, expected {field.type} ({e})"

@@ -78,3 +78,24 @@ def test_unknown_json_keys_are_kept_or_ignored_never_fatal(tmp_path):
     t.add("put", rc=2, future_field=None)
     code, out, _ = run_cli("analyze", t.write(tmp_path / "u.jsonl"), "--json")
     assert code == 0 and json.loads(out)["anomalies"] == []
+
+
+def test_foreign_parquet_files_are_read(tmp_path):
+    # Written by plain pandas (large_string, int64 everywhere), and with
+    # string_view columns (which Arrow cannot cast to a dictionary directly).
+    df = pd.DataFrame({"ts_ns": [2, 1], "kind": ["put", "get"], "pfn": [5, 5],
+                       "refcount": [2, 1], "comm": ["fio", "fio"]})
+    df.to_parquet(tmp_path / "pandas.parquet")
+    sv = pa.table({"ts_ns": pa.array([1, 2]), "kind": pa.array(["get", "put"]).cast(
+        pa.string_view()), "pfn": pa.array([5, 5]), "refcount": pa.array([1, 1]),
+        "stack": pa.array([["try_grab_folio"], None], pa.list_(pa.string_view()))})
+    import pyarrow.parquet as pq
+
+    pq.write_table(sv, tmp_path / "sv.parquet")
+    code, out, err = run_cli("analyze", tmp_path / "pandas.parquet", "--json")
+    assert code == 0 and json.loads(out)["anomalies"] == []
+    code, out, err = run_cli("analyze", tmp_path / "sv.parquet", "--json")
+    assert code == 0 and [a["kind"] for a in json.loads(out)["anomalies"]] == [
+        "refcount_underflow"]
+    assert read_trace(tmp_path / "sv.parquet").events["stack"][0].tolist() == [
+        "try_grab_folio"]
