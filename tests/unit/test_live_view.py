@@ -190,3 +190,21 @@ def test_replay_paced(tmp_path):
     assert v.state.events == 9
     # last event at 3.0 s after start_ns -> 1.5 s of wall time at speed 2
     assert sum(slept) == pytest.approx(1.5, abs=0.06)
+
+
+def test_feed_as_the_recorder_does(known):
+    """The recorder feeds `pyarrow.Table.to_pandas()` batches: dictionary columns
+    arrive as categoricals, nullable integers as floats with NaN."""
+    import pyarrow as pa
+    from pageref.trace.schema import ARROW_SCHEMA
+
+    table = pa.Table.from_pandas(known.events, schema=ARROW_SCHEMA, preserve_index=False)
+    plain = table.replace_schema_metadata(None).to_pandas()  # as decoded, no pandas meta
+    assert plain["pfn"].dtype == "float64" and plain["kind"].dtype == "category"
+    s = LiveState(idle_refcount={"fsdax": 1, "devdax": 1})
+    for i in range(0, len(plain), 4):
+        s.feed(plain.iloc[i:i + 4])
+    assert s.events == 9 and s.lost_from_events == 3
+    assert dict(s.anomalies) == {"grab_on_free_page": 1, "double_free": 1,
+                                 "longterm_pin_fsdax": 1}
+    assert (s.pins_outstanding, len(s.pages)) == (1, 5)
