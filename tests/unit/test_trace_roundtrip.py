@@ -87,7 +87,7 @@ def test_foreign_parquet_files_are_read(tmp_path):
                        "refcount": [2, 1], "comm": ["fio", "fio"]})
     df.to_parquet(tmp_path / "pandas.parquet")
     sv = pa.table({"ts_ns": pa.array([1, 2]), "kind": pa.array(["get", "put"]).cast(
-        pa.string_view()), "pfn": pa.array([5, 5]), "refcount": pa.array([1, 1]),
+        pa.string_view()), "pfn": pa.array([5, 5]), "refcount": pa.array([1, 0]),
         "stack": pa.array([["try_grab_folio"], None], pa.list_(pa.string_view()))})
     import pyarrow.parquet as pq
 
