@@ -23,6 +23,7 @@ def _threshold(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="HTML file to write (default: the trace's name with .html).")
 @click.option("--threshold", default="1s", show_default=True, callback=_threshold,
+              metavar="DURATION",
               help="How long a busy page may stay referenced (stall / missed wake-up).")
 @click.option("--open", "open_browser", is_flag=True,
               help="Open the report in the default browser.")
