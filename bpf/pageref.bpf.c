@@ -252,11 +252,10 @@ static __always_inline int grab_entry(void *ctx, u16 probe, u64 page, s32 refs, 
 	return 0;
 }
 
-static __always_inline int grab_return(void *ctx, u16 probe, int conv)
+static __always_inline int grab_return_rc(void *ctx, u16 probe, int conv, u64 rc)
 {
 	u64 key = ((bpf_get_current_pid_tgid() & 0xffffffff) << 8) | probe;
 	struct pageref_event *e = pending.lookup(&key);
-	u64 rc = PT_REGS_RC((struct pt_regs *)ctx);
 
 	if (!e)
 		return 0;
@@ -270,6 +269,11 @@ static __always_inline int grab_return(void *ctx, u16 probe, int conv)
 	submit(ctx, e);
 	pending.delete(&key);
 	return 0;
+}
+
+static __always_inline int grab_return(void *ctx, u16 probe, int conv)
+{
+	return grab_return_rc(ctx, probe, conv, PT_REGS_RC((struct pt_regs *)ctx));
 }
 
 /* try_grab_page(page, flags): 5.7-6.9; bool until 6.1, int (0 = ok) from 6.2 */
@@ -583,6 +587,27 @@ static __always_inline int busy_entry(void *ctx, u16 probe)
 	return 0;
 }
 
+/* fexit: the address_space argument and the returned page in one program */
+static __always_inline int busy_exit(void *ctx, u16 probe, u64 mapping, u64 page)
+{
+	struct pageref_event *e;
+
+	if (!task_ok())
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_task(e, ctx, probe, KIND_BUSY);
+	e->refs = 0;
+	e->ret = page;
+	if (page && fill_page(e, page))
+		return 0;
+	if (mapping)
+		e->mapping = mapping;
+	submit(ctx, e);
+	return 0;
+}
+
 static __always_inline int busy_return(void *ctx, u16 probe)
 {
 	u64 key = ((bpf_get_current_pid_tgid() & 0xffffffff) << 8) | probe;
@@ -622,3 +647,69 @@ int ret_dax_layout_busy_page(struct pt_regs *ctx)
 {
 	return busy_return(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE);
 }
+
+/*
+ * fentry/fexit forms (BPF trampolines: cheaper than kprobes, and fexit sees the
+ * return value without a return probe). Only where the recorder asked for them
+ * (FENTRY_<FUNCTION> defines) and the kernel accepted them: BCC attaches these
+ * when it loads the program. Drop functions stay kprobes: their nesting mark
+ * is keyed by the kernel stack pointer, which only pt_regs gives.
+ */
+#ifdef FENTRY_TRY_GRAB_PAGE
+KFUNC_PROBE(try_grab_page, u64 page, u64 flags)
+{
+	return grab_entry(ctx, PROBE_TRY_GRAB_PAGE, page, 1, (u32)flags);
+}
+KRETFUNC_PROBE(try_grab_page, u64 page, u64 flags, u64 ret)
+{
+	return grab_return_rc(ctx, PROBE_TRY_GRAB_PAGE, RET_OK_TRY_GRAB_PAGE, ret);
+}
+#endif
+#ifdef FENTRY_TRY_GRAB_FOLIO
+KFUNC_PROBE(try_grab_folio, u64 folio, u64 refs, u64 flags)
+{
+	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO, folio, (s32)refs, (u32)flags);
+}
+KRETFUNC_PROBE(try_grab_folio, u64 folio, u64 refs, u64 flags, u64 ret)
+{
+	return grab_return_rc(ctx, PROBE_TRY_GRAB_FOLIO, RET_OK_TRY_GRAB_FOLIO, ret);
+}
+#endif
+#ifdef FENTRY_TRY_GRAB_FOLIO_FAST
+KFUNC_PROBE(try_grab_folio_fast, u64 page, u64 refs, u64 flags)
+{
+	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO_FAST, page, (s32)refs, (u32)flags);
+}
+KRETFUNC_PROBE(try_grab_folio_fast, u64 page, u64 refs, u64 flags, u64 ret)
+{
+	return grab_return_rc(ctx, PROBE_TRY_GRAB_FOLIO_FAST, RET_PTR, ret);
+}
+#endif
+#ifdef FENTRY_FREE_ZONE_DEVICE_PAGE
+KFUNC_PROBE(free_zone_device_page, u64 page)
+{
+	if (!task_ok())
+		return 0;
+	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_PAGE, KIND_FREE, page, 0, 0, 0, 0);
+}
+#endif
+#ifdef FENTRY_FREE_ZONE_DEVICE_FOLIO
+KFUNC_PROBE(free_zone_device_folio, u64 folio)
+{
+	if (!task_ok())
+		return 0;
+	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_FOLIO, KIND_FREE, folio, 0, 0, 0, 0);
+}
+#endif
+#ifdef FENTRY_DAX_LAYOUT_BUSY_PAGE_RANGE
+KRETFUNC_PROBE(dax_layout_busy_page_range, u64 mapping, u64 start, u64 end, u64 ret)
+{
+	return busy_exit(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE_RANGE, mapping, ret);
+}
+#endif
+#ifdef FENTRY_DAX_LAYOUT_BUSY_PAGE
+KRETFUNC_PROBE(dax_layout_busy_page, u64 mapping, u64 ret)
+{
+	return busy_exit(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE, mapping, ret);
+}
+#endif

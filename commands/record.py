@@ -64,6 +64,8 @@ def cgroup_id(path: str) -> int:
               type=click.Choice(["private", "coherent", "fsdax", "generic", "p2pdma"]),
               help="Only ZONE_DEVICE pages of this pgmap type; repeatable.")
 @click.option("--stacks", is_flag=True, help="Record the kernel stack of each event.")
+@click.option("--no-fentry", is_flag=True, help="Kprobes only, even where the kernel "
+              "allows fentry/fexit (BPF trampolines).")
 @click.option("--perf-buffer", is_flag=True, help="Use the perf buffer even if the "
               "kernel has the BPF ring buffer.")
 @click.option("--buffer-pages", type=click.IntRange(1, 65536), default=256, show_default=True,
@@ -72,7 +74,8 @@ def cgroup_id(path: str) -> int:
               default="auto", show_default=True, help="Live view while recording.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(out: Path, duration: str | None, pids: tuple[int, ...], cgroup: str | None,
-           all_pages: bool, pgmap_types: tuple[str, ...], stacks: bool, perf_buffer: bool,
+           all_pages: bool, pgmap_types: tuple[str, ...], stacks: bool, no_fentry: bool,
+           perf_buffer: bool,
            buffer_pages: int, live_mode: str, command: tuple[str, ...]) -> None:
     """Record references taken and dropped on ZONE_DEVICE pages into OUT
     (root needed). With `-- COMMAND ARGS`, run COMMAND and stop when it exits."""
@@ -96,15 +99,18 @@ def record(out: Path, duration: str | None, pids: tuple[int, ...], cgroup: str |
                                f"(it has {', '.join(sorted(values))})")
         types.append(values[name])
     opts = Options(all_pages=all_pages, pgmap_types=tuple(types), filter_pids=bool(pids),
-                   cgroup_id=cg, stacks=stacks, ringbuf=not perf_buffer,
+                   cgroup_id=cg, stacks=stacks, fentry=not no_fentry, ringbuf=not perf_buffer,
                    ringbuf_pages=buffer_pages)
     rec = Recorder(out, opts, pids=pids, duration_s=seconds,
                    command=list(command) or None, live_mode=live_mode, facts=facts)
     rec.prepare()
     rec.attach()
-    click.echo(f"pageref: {len(rec.attached)} probes attached "
+    methods = {}
+    for a in rec.plan.attached:
+        methods.setdefault(a["method"], []).append(a["symbol"])
+    click.echo(f"pageref: {len(rec.plan.attached)} functions probed, probes attached "
                f"(compile {rec.compile_s:.1f}s, attach {rec.attach_s:.1f}s): "
-               + ", ".join(rec.plan.symbols()), err=True)
+               + "; ".join(f"{m}: {', '.join(s)}" for m, s in methods.items()), err=True)
     result = rec.run()
     if result.exit_code:
         raise SystemExit(result.exit_code if 0 < result.exit_code < 256 else 1)

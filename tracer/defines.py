@@ -30,6 +30,7 @@ class Options:
     filter_pids: bool = False
     cgroup_id: int | None = None
     stacks: bool = False
+    fentry: bool = True                 # use BPF trampolines where the plan allows
     ringbuf: bool = True
     ringbuf_pages: int = 256            # power of two
     max_batch: int = 64
@@ -208,6 +209,9 @@ def defines(facts: KernelFacts, plan: ProbePlan, opts: Options, page_size: int =
     conv = plan.ret_conventions()
     d["RET_OK_TRY_GRAB_PAGE"] = conv.get("try_grab_page", RET_BOOL)
     d["RET_OK_TRY_GRAB_FOLIO"] = conv.get("try_grab_folio", RET_BOOL)
+    for entry in plan.attached:
+        if entry["method"] != "kprobe":
+            d[f"FENTRY_{entry['symbol'].upper()}"] = 1
     if lay.vmemmap_base_addr is not None:
         d["VMEMMAP_BASE_ADDR"] = lay.vmemmap_base_addr
     else:

@@ -134,9 +134,15 @@ def _signature(facts: KernelFacts, sym: str) -> str | None:
     return f"{ret}{sep}{sym}({params})"
 
 
-def resolve(facts: KernelFacts, method: str = "kprobe") -> ProbePlan:
-    """Resolve the probe plan on `facts`. `method` is what attaching will use
-    (kprobe, or fentry where the recorder found that the kernel allows it)."""
+# Targets that can use BPF trampolines (their handlers need no pt_regs; drop
+# functions keep kprobes because their nesting mark is keyed by the stack pointer).
+FENTRY_METHOD = {"grab": "fentry+fexit", "free": "fentry", "busy": "fexit"}
+
+
+def resolve(facts: KernelFacts, method: str = "kprobe", fentry: bool = False) -> ProbePlan:
+    """Resolve the probe plan on `facts`. `method` is the default attach method;
+    with `fentry`, grab/free/busy targets that have a BTF prototype use BPF
+    trampolines (fentry/fexit) instead of kprobes/kretprobes."""
     attached: list[dict[str, Any]] = []
     missing: list[dict[str, str]] = []
     notes: list[str] = []
@@ -152,7 +158,10 @@ def resolve(facts: KernelFacts, method: str = "kprobe") -> ProbePlan:
                             "why": "present but not traceable (inlined, notrace or "
                                    "not in available_filter_functions)"})
             return False
-        entry: dict[str, Any] = {"probe": t.probe, "symbol": t.symbol, "method": method,
+        m = method
+        if fentry and t.probe in FENTRY_METHOD and t.symbol in facts.btf_funcs:
+            m = FENTRY_METHOD[t.probe]
+        entry: dict[str, Any] = {"probe": t.probe, "symbol": t.symbol, "method": m,
                                  "id": t.id, "return": t.ret}
         sig = _signature(facts, t.symbol)
         if sig:

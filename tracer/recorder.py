@@ -97,6 +97,7 @@ class Recorder:
         self._stop = False
         self.compile_s = 0.0
         self.attach_s = 0.0
+        self.fentry_refused: str | None = None
 
     # -- set-up ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -110,15 +111,30 @@ class Recorder:
         if caps.get("kprobes") is False:
             raise PagerefError("this kernel has no kprobes (CONFIG_KPROBES off or no "
                                "kprobe PMU); pageref cannot attach here. Run `pageref doctor`")
-        self.plan = resolve(self.facts, method="kprobe")
+        want_fentry = self.opts.fentry and caps.get("fentry") is not False
+        self.plan = resolve(self.facts, fentry=want_fentry)
         if not self.plan.attached:
             raise PagerefError("no probe target found on this kernel; see `pageref probes`")
         self.layout = layout(self.facts)
         if self.opts.ringbuf and not has_ringbuf(self.facts):
             self.opts.ringbuf = False
-        self.defs = defines(self.facts, self.plan, self.opts, page_size=os.sysconf("SC_PAGE_SIZE"))
+        page_size = os.sysconf("SC_PAGE_SIZE")
+        self.defs = defines(self.facts, self.plan, self.opts, page_size=page_size)
         t0 = time.monotonic()
-        self.bpf = compile_program(self.defs)
+        uses_fentry = any(a["method"] != "kprobe" for a in self.plan.attached)
+        try:
+            # fentry/fexit programs are attached by BCC as it loads them
+            self.bpf = compile_program(self.defs)
+        except PagerefError as e:
+            if not uses_fentry:
+                raise
+            # The kernel refused BPF trampolines (or the compile failed for them):
+            # the same plan with kprobes everywhere.
+            self.fentry_refused = str(e)
+            print("pageref: fentry/fexit refused here; using kprobes", file=sys.stderr)
+            self.plan = resolve(self.facts, fentry=False)
+            self.defs = defines(self.facts, self.plan, self.opts, page_size=page_size)
+            self.bpf = compile_program(self.defs)
         self.compile_s = time.monotonic() - t0
         if self.pids:
             table = self.bpf["pids"]
@@ -136,6 +152,8 @@ class Recorder:
         t0 = time.monotonic()
         for entry in self.plan.attached:
             sym = entry["symbol"]
+            if entry["method"] != "kprobe":
+                continue  # fentry/fexit: attached when BCC loaded the program
             try:
                 self.bpf.attach_kprobe(event=sym, fn_name=f"on_{sym}")
                 self.attached.append(("kprobe", sym))
@@ -158,6 +176,11 @@ class Recorder:
                 else:
                     self.bpf.detach_kretprobe(event=sym)
         self.attached = []
+        for table, detach in (("kfunc_entry_fds", "detach_kfunc"),
+                              ("kfunc_exit_fds", "detach_kretfunc")):
+            for fn in list(getattr(self.bpf, table, {}) or {}):
+                with contextlib.suppress(Exception):
+                    getattr(self.bpf, detach)(fn_name=fn)
 
     # -- header -----------------------------------------------------------------
     def header(self, start_ns: int, start_time: str) -> TraceHeader:
@@ -180,7 +203,9 @@ class Recorder:
                 "drop_paths_covered": self.plan.covered,
                 "drop_paths_uncovered": self.plan.uncovered,
                 "probes_missing": self.plan.missing,
-                "notes": self.plan.notes + self.layout.notes,
+                "notes": self.plan.notes + self.layout.notes + (
+                    [f"fentry/fexit refused, kprobes used: {self.fentry_refused}"]
+                    if self.fentry_refused else []),
                 "foll": self.facts.foll,
                 "foll_source": self.facts.foll_source,
                 "pgmap_types": {str(k): v for k, v in

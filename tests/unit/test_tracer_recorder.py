@@ -95,12 +95,23 @@ def _events() -> list[PagerefEvent]:
 @pytest.fixture
 def recorder(monkeypatch, tmp_path):
     fake = FakeBPF(_events(), lost=[0, 3])
-    monkeypatch.setattr(rec_mod, "compile_program", lambda defs: fake)
+    compiled = []
+
+    def compile_program(defs):
+        compiled.append(defs)
+        if any(k.startswith("FENTRY_") for k in defs) and fake.refuse_fentry:
+            from pageref.errors import PagerefError
+            raise PagerefError("BPF compile failed (attach to kfunc refused)")
+        return fake
+    fake.refuse_fentry = False
+    fake.compiled = compiled
+    monkeypatch.setattr(rec_mod, "compile_program", compile_program)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     facts = KernelFacts.load(FIX / "6.1")
 
-    def make(**kw):
-        r = rec_mod.Recorder(tmp_path / "t", Options(), live_mode="quiet", facts=facts, **kw)
+    def make(fentry=False, **kw):
+        r = rec_mod.Recorder(tmp_path / "t", Options(fentry=fentry), live_mode="quiet",
+                             facts=facts, **kw)
         r.prepare()
         r.attach()
         return r
@@ -175,3 +186,30 @@ def test_comm_stops_at_first_nul():
                      comm=b"fio\0ax_odirect")
     t = decode(bytes(e), DecodeContext({3: "fsdax"}))
     assert t.column("comm").to_pylist() == ["fio"]
+
+
+def test_fentry_where_allowed(recorder):
+    make, fake, out = recorder
+    r = make(fentry=True, duration_s=0.1)
+    methods = {a["symbol"]: a["method"] for a in r.plan.attached}
+    assert methods["try_grab_page"] == "fentry+fexit"
+    assert methods["free_zone_device_page"] == "fentry"
+    assert methods["dax_layout_busy_page_range"] == "fexit"
+    assert methods["gup_put_folio"] == "kprobe"  # nesting needs pt_regs
+    assert fake.compiled[-1]["FENTRY_TRY_GRAB_PAGE"] == 1
+    # trampolines are attached by BCC at load; only the kprobes by attach()
+    assert {a[1] for a in fake.attached} == {s for s, m in methods.items() if m == "kprobe"}
+    r.run()
+    assert read_trace(out).header.probe_plan[0]["method"] in ("fentry+fexit", "kprobe")
+
+
+def test_fentry_refused_falls_back_to_kprobes(recorder):
+    make, fake, out = recorder
+    fake.refuse_fentry = True
+    r = make(fentry=True, duration_s=0.1)
+    assert len(fake.compiled) == 2
+    assert all(a["method"] == "kprobe" for a in r.plan.attached)
+    assert ("kretprobe", "try_grab_page", "ret_try_grab_page") in fake.attached
+    r.run()
+    notes = read_trace(out).header.extra["tracer"]["notes"]
+    assert any("fentry/fexit refused" in n for n in notes)
