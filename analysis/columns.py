@@ -10,7 +10,7 @@ looked up afterwards for the few rows an anomaly cites.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -285,10 +285,3 @@ def from_frame(events: pd.DataFrame, header: TraceHeader, path: Path | None = No
     if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
         cols.row = np.asarray(index, dtype=np.int64)
     return cols
-
-
-def from_tables(tables: Iterable[pa.Table], header: TraceHeader) -> Columns:
-    b = _Builder(None)
-    for t in tables:
-        b.add(_project(t, None))
-    return b.finish(header)

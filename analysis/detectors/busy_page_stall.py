@@ -10,7 +10,7 @@ goes on for T after the first report.
 
 from __future__ import annotations
 
-from pageref.analysis.detectors.base import WARNING, anomaly, task_label
+from pageref.analysis.detectors.base import WARNING, Anomaly, anomaly, task_label
 from pageref.analysis.detectors.busy_episodes import episodes, holders
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PageModel
@@ -28,7 +28,7 @@ def _holder_text(m: PageModel, rows: list[int]) -> str:
                                    for t, c in sorted(counts.items(), key=lambda x: -x[1]))
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     eps, flag = episodes(m)
     T = m.threshold_ns
     out = []

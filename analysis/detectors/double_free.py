@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, anomaly, gap_note
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, gap_note
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PageModel
 
 KIND = "double_free"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     is_free = m.kind == K["free"]
     if not is_free.any():
         return []

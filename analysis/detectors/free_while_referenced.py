@@ -14,6 +14,7 @@ import numpy as np
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import (
     ERROR,
+    Anomaly,
     anomaly,
     gap_note,
     pin_episode,
@@ -25,7 +26,7 @@ from pageref.analysis.model import PageModel
 KIND = "free_while_referenced"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     out = []
     for j in np.flatnonzero((m.kind == K["free"]) & (m.pins_before > 0)):
         a = pin_episode(m, j)

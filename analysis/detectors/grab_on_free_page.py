@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, anomaly
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
 from pageref.analysis.model import PageModel
 
 KIND = "grab_on_free_page"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     grab = (m.kind == K["get"]) | (m.kind == K["pin"])
     hit = np.flatnonzero(grab & m.observed & (m.before <= 0))
     out = []

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import WARNING, anomaly
+from pageref.analysis.detectors.base import WARNING, Anomaly, anomaly
 from pageref.analysis.model import PageModel
 
 KIND = "grab_refused_on_free_page"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     hit = np.flatnonzero((m.kind == K["grab_failed"]) & m.observed & (m.before <= 0)
                          & (m.idle >= 1))
     return [anomaly(m, KIND, j, f"grab refused on a page at refcount {m.before[j]} although "

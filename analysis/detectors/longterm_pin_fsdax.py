@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from pageref.analysis.columns import PGMAP, K
-from pageref.analysis.detectors.base import ERROR, anomaly
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
 from pageref.analysis.model import PageModel
 
 KIND = "longterm_pin_fsdax"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     longterm = m.cols.longterm[m.idx]
     hit = np.flatnonzero((m.kind == K["pin"]) & longterm & (m.pgmap == PGMAP["fsdax"]))
     return [anomaly(m, KIND, j, "FOLL_LONGTERM pin succeeded on an fsdax page "

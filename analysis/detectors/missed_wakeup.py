@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, anomaly, task_label
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, task_label
 from pageref.analysis.detectors.busy_episodes import episodes, task_ids
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PageModel
@@ -19,7 +19,7 @@ from pageref.analysis.model import PageModel
 KIND = "missed_wakeup"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     eps, _ = episodes(m)
     T = m.threshold_ns
     eps = [e for e in eps if e.idle_at >= 0 and m.trace_end - int(m.ts[e.idle_at]) >= T]

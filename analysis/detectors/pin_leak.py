@@ -14,6 +14,7 @@ from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import (
     ERROR,
     WARNING,
+    Anomaly,
     anomaly,
     gap_note,
     pin_episode,
@@ -26,7 +27,7 @@ from pageref.analysis.model import PageModel
 KIND = "pin_leak"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     n = len(m.kind)
     if not n:
         return []

@@ -10,13 +10,13 @@ so the same pin is not also reported as a pin_leak.
 from __future__ import annotations
 
 import numpy as np
-from pageref.analysis.detectors.base import ERROR, anomaly, pin_episode, pin_rows
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, pin_episode, pin_rows
 from pageref.analysis.model import PageModel
 
 KIND = "pin_put_mismatch"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     out = []
     for j in np.flatnonzero(m.mismatch):
         P = int(m.pins_before[j])

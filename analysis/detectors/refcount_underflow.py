@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, anomaly
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
 from pageref.analysis.model import PageModel
 
 KIND = "refcount_underflow"
 
 
-def detect(m: PageModel):
+def detect(m: PageModel) -> list[Anomaly]:
     release = (m.kind == K["put"]) | (m.kind == K["unpin"])
     hit = np.flatnonzero(release & m.observed & (m.before + m.delta < m.idle))
     out = []
