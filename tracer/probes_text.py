@@ -14,8 +14,8 @@ from pageref.errors import PagerefError
 
 def plan_report(facts: KernelFacts) -> dict[str, Any]:
     """Everything `pageref probes` shows, as a dict with a "text" rendering."""
-    method = "kprobe"
-    plan = resolve(facts, method=method)
+    fentry = facts.has_btf and facts.caps.get("fentry") is not False
+    plan = resolve(facts, fentry=fentry)
     idle, idle_why = kernel_rules.idle_refcount(facts)
     bias, bias_src = kernel_rules.pin_bias(facts)
     lines = [f"kernel {facts.release or '?'} ({facts.source})"]
@@ -23,6 +23,9 @@ def plan_report(facts: KernelFacts) -> dict[str, Any]:
     if caps:
         lines.append("  kprobes: " + _yn(caps.get("kprobes")) + "   fentry: "
                      + _yn(caps.get("fentry")) + "   BTF: " + _yn(caps.get("btf")))
+    if fentry:
+        lines.append("  (fentry/fexit where the kernel accepts BPF trampolines; `record` "
+                     "falls back to kprobes if it refuses)")
     for probe in LOGICAL:
         entries = plan.for_probe(probe)
         lines.append(f"{probe}:")
@@ -31,7 +34,7 @@ def plan_report(facts: KernelFacts) -> dict[str, Any]:
         for e in entries:
             ret = "  + return" if e.get("return") else ""
             sig = e.get("signature") or e["symbol"]
-            lines.append(f"  {e['method']:7} {sig}{ret}")
+            lines.append(f"  {e['method']:12} {sig}{ret}")
             if e.get("returns"):
                 lines.append(f"          success: {e['returns']}")
     if plan.missing:
