@@ -10,6 +10,8 @@ from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PGMAP_NAMES, PageModel
 from pageref.trace.header import TraceHeader
 
+_REF_KINDS = ("get", "pin", "put", "unpin")
+
 
 def _who(comm, pid) -> str:
     c = comm if isinstance(comm, str) else "?"
@@ -45,11 +47,12 @@ def render_page(hist: pd.DataFrame, header: TraceHeader, anomalies: pd.DataFrame
             lines.append(f"  {'':>7}  {'':>10}  ~~ {what} lost here: counts below may be off ~~")
         before = _rc(r.refcount_before, bool(r.refcount_observed))
         after = _rc(r.refcount_after, bool(r.refcount_observed))
-        rc = f"{before} -> {after}" if str(r.kind) in ("get", "pin", "put", "unpin") else before
+        rc = f"{before} -> {after}" if str(r.kind) in _REF_KINDS else before
         note = "  (pin released by put)" if r.pin_put else ""
+        refs = str(int(r.refs)) if str(r.kind) in _REF_KINDS + ("grab_failed",) else ""
         lines.append(
             f"  {int(r.row):>7}  +{fmt_ns(int(r.ts_ns) - t0):<9}  {str(r.kind):<11} "
-            f"{int(r.refs):>4}  {rc:<17} {int(r.pins):>3} {int(r.gets):>3}  "
+            f"{refs:>4}  {rc:<17} {int(r.pins):>3} {int(r.gets):>3}  "
             f"{_who(r.comm, r.pid):<22} {r.probe or ''}{note}")
         if stacks and r.stack:
             for sym in r.stack:

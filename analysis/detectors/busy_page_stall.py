@@ -36,10 +36,10 @@ def detect(m: PageModel) -> list[Anomaly]:
         start = int(m.ts[ep.first])
         if ep.idle_at >= 0:
             blocked = int(m.ts[ep.idle_at]) - start
-            how = f"until it went idle after {fmt_ns(blocked)}"
+            how = f"for {fmt_ns(blocked)}"
         else:
             blocked = m.trace_end - start
-            how = f"to the end of the trace, {fmt_ns(blocked)}"
+            how = f"for {fmt_ns(blocked)}, to the end of the trace"
         if blocked < T:
             continue
         hold = holders(m, ep, flag)
