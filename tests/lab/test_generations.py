@@ -185,14 +185,39 @@ def test_truncate_finds_busy_pages(gen: GenRun) -> None:
     assert _in_pmem(busy["pfn"]).all()
 
 
-def test_anomalies_stated(gen: GenRun) -> None:
-    """The anomalies each generation's run really produces, stated, not silenced."""
-    kinds = dict(gen.anomalies["kind"].value_counts()) if len(gen.anomalies) else {}
-    errors = gen.anomalies[gen.anomalies["severity"] == "error"] if len(gen.anomalies) else []
-    if gen.kernel == "7.2" and "double_free" in kinds:
+# Anomalies that contradict the refcount rules pageref detected for the kernel:
+# on a correct kernel, traced completely, none may appear.
+RULE_KINDS = {"refcount_underflow", "double_free", "free_while_referenced",
+              "grab_on_free_page", "pin_put_mismatch"}
+# Anomalies about time (a page busy or asleep longer than the 1 s threshold):
+# the workloads provoke some on purpose, and a loaded TCG host adds others.
+TIMING_KINDS = {"busy_page_stall", "missed_wakeup"}
+
+
+def _kinds(gen: GenRun) -> dict[str, int]:
+    return {str(k): int(n) for k, n in gen.anomalies["kind"].value_counts().items()} \
+        if len(gen.anomalies) else {}
+
+
+def test_refcount_rules_hold(gen: GenRun) -> None:
+    broken = {k: n for k, n in _kinds(gen).items() if k in RULE_KINDS}
+    if gen.kernel == "7.2" and set(broken) == {"double_free"}:
         # Known gap, not a kernel bug: on 7.2 a DAX fault takes the mapping's
-        # reference in vmf_insert_page_mkwrite/vmf_insert_folio_pmd, which the
-        # probe plan does not trace, so a page freed, faulted in again and freed
-        # once more looks freed twice. docs/kernels.md, "Known gaps".
-        pytest.xfail(f"7.2: untraced mapping references: {kinds}")
-    assert len(errors) == 0, f"{gen.kernel}: error anomalies {kinds}; see {gen.run_dir}"
+        # reference in vmf_insert_page_mkwrite/vmf_insert_folio_pmd and a zap
+        # drops it inline; neither is traced, so a page freed, faulted in again
+        # and freed once more looks freed twice. docs/kernels.md, "Known gaps".
+        pytest.xfail(f"7.2: untraced mapping references: {broken}")
+    assert not broken, f"{gen.kernel}: {broken}; see {gen.run_dir}/anomalies.json"
+
+
+def test_anomalies_stated(gen: GenRun) -> None:
+    """vmsplice keeps its DAX pages in a pipe for a second while another task
+    truncates the file: a busy-page stall on every generation, by design. Other
+    timing anomalies (missed_wakeup: the truncating task re-checked more than
+    1 s after the page went idle) come from a loaded host and are allowed."""
+    kinds = _kinds(gen)
+    unexplained = set(kinds) - RULE_KINDS - TIMING_KINDS
+    assert not unexplained, f"{gen.kernel}: anomalies not stated here: {kinds}"
+    a = gen.anomalies
+    stalls = a[(a["kind"] == "busy_page_stall") & (a["comm"].astype(str) == "dax_vmsplice")]
+    assert len(stalls) >= 1, f"{gen.kernel}: vmsplice's held pages did not stall truncate"
