@@ -11,7 +11,13 @@ from analysis_support import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pageref.analysis.anomalies import find_anomalies
-from pageref.analysis.synth import BUGS, random_scenario
+from pageref.analysis.detectors import KINDS as DETECTOR_KINDS
+from pageref.analysis.history import df_history
+from pageref.analysis.summary import summarize
+from pageref.analysis.synth import BUGS, events_frame, random_scenario
+from pageref.trace.header import TraceHeader
+from pageref.trace.io import Trace
+from pageref.trace.schema import KINDS
 
 IDLE0_UNDECIDABLE = ("pin_put_mismatch", "grab_refused_on_free_page")
 
@@ -70,3 +76,41 @@ def test_parquet_and_jsonl_agree_through_the_cli(tmp_path, params):
     assert strip[0] == strip[1]
     assert {(a["kind"], a["pfn"]) for a in strip[0]} == set(s.expected)
     assert docs[0]["events"] == docs[1]["events"] == len(events)
+
+
+any_event = st.fixed_dictionaries(
+    {"ts_ns": st.integers(0, 50), "kind": st.sampled_from(KINDS)},
+    optional={
+        "pfn": st.integers(0x140000, 0x140403),
+        "refcount": st.integers(-3, 3000),
+        "refs": st.integers(1, 3),
+        "order": st.sampled_from([0, 1, 9]),
+        "pgmap_type": st.sampled_from(["fsdax", "devdax", "private", "generic"]),
+        "longterm": st.booleans(),
+        "pid": st.integers(1, 4),
+        "tid": st.integers(1, 6),
+        "mapping": st.integers(0, 3),
+        "count": st.integers(0, 5),
+    })
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(any_event, max_size=40), st.integers(1, 30))
+def test_analysis_never_fails_on_any_valid_trace(events, threshold):
+    """Arbitrary (valid) event soup: the analysis completes, cites real rows and
+    only catalog kinds, and the history covers every page event."""
+    for e in events:
+        if e["kind"] not in ("busy", "lost") and "pfn" not in e:
+            e["pfn"] = 0x140000
+    tr = Trace(None, TraceHeader(idle_refcount={"fsdax": 1, "generic": 1}),
+               events_frame(events))
+    a = find_anomalies(tr, threshold)
+    assert set(a["kind"]) <= set(DETECTOR_KINDS)
+    for rows in a["evidence"]:
+        assert rows and all(0 <= r < len(events) for r in rows)
+    h = df_history(tr)
+    paged = [i for i, e in enumerate(events) if e.get("pfn") is not None
+             and e["kind"] != "lost"]
+    assert sorted(h["row"]) == paged
+    assert (h["pins"] >= 0).all() and (h["gets"] >= 0).all()
+    json.dumps(summarize(tr, a))
