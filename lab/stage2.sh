@@ -48,8 +48,10 @@ if [ -n "$PAGEREF_LAB_HEADERS" ] && [ ! -e "/lib/modules/$rel/build/Makefile" ];
 fi
 
 dmesg -n 1    # keep kernel messages off the console the job's output shares
-# --ignore-install: Debian's modprobe.d runs `ndctl load-keys` before libnvdimm.
-modprobe -a --ignore-install nd_e820 nd_pmem dm_delay ext4 xfs \
+# Debian's modprobe.d runs `ndctl load-keys` (TPM-sealed nvdimm keys; none
+# here) before libnvdimm; --ignore-install covers only the modules named.
+modprobe --ignore-install libnvdimm || fail "modprobe libnvdimm"
+modprobe -a nd_e820 nd_pmem dm_delay ext4 xfs \
     || fail "modprobe nd_e820 nd_pmem dm_delay ext4 xfs"
 modprobe brd rd_nr=2 rd_size="${PAGEREF_LAB_RAMDISK_KB:-131072}" || fail "modprobe brd"
 n=0
