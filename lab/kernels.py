@@ -189,9 +189,11 @@ class PrivateApt:
     and nothing here can change the host's dpkg database.
     """
 
-    def __init__(self, base: Path, suites: Iterable[str] = ("trixie", "sid")) -> None:
+    def __init__(self, base: Path, suites: Iterable[str] = ("trixie", "sid"),
+                 retries: int | None = None) -> None:
         self.base = base
         self.suites = tuple(suites)
+        self.retries = retries  # None: apt's default (a few, with back-off)
         self._updated = False
 
     def options(self) -> list[str]:
@@ -207,7 +209,7 @@ class PrivateApt:
             "-o", "Debug::NoLocking=1",  # our own lists dir: no need for the host's lock
             # Downloads go into lab-cache/, which the _apt user may not reach.
             "-o", "APT::Sandbox::User=root",
-        ]  # fmt: skip
+        ] + ([] if self.retries is None else ["-o", f"Acquire::Retries={self.retries}"])
 
     def _write_config(self) -> None:
         mirror = host_debian_mirror()

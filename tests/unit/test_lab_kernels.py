@@ -133,3 +133,16 @@ def test_mirror_from_host_sources() -> None:
     # The host's real sources: a Debian mirror serving bookworm must be found.
     uri = kernels.host_debian_mirror()
     assert uri.startswith(("http://", "https://", "file:/")) and "security" not in uri
+
+
+def test_unreachable_archive_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on the discard port of the loopback address.
+    monkeypatch.setattr(kernels, "host_debian_mirror", lambda: "http://127.0.0.1:9/debian")
+    apt = kernels.PrivateApt(tmp_path / "apt", retries=0)
+    with pytest.raises(PagerefError, match="cannot read the Debian archive's trixie/sid lists"):
+        apt.update()
+    # The private configuration names only our suites, in our own directory.
+    text = (tmp_path / "apt" / "sources.list").read_text()
+    assert "trixie main" in text and "sid main" in text
