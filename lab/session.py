@@ -141,12 +141,26 @@ def run(
     start, end = result.guest_time("job-start"), result.guest_time("job-end")
     if start is not None and end is not None:
         timings["job_s"] = round(end - start, 1)
+    trace = run_dir / "trace"
+    timings.update(_recorder_timings(trace))
     (run_dir / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     if result.failure:
         raise PagerefError(f"{result.failure}; run directory {run_dir}")
-    trace = run_dir / "trace"
     return LabRun(result, run_dir, trace if trace.exists() else None,
                   read_workloads(run_dir / "workloads.jsonl"), timings)
+
+
+def _recorder_timings(trace: Path) -> dict[str, float]:
+    """BCC compile and attach seconds from the trace header (the recorder's own)."""
+    if not trace.exists():
+        return {}
+    try:
+        from pageref.trace.io import read_header
+
+        tracer = read_header(trace).extra.get("tracer") or {}
+    except Exception:  # a broken trace is reported by whoever reads it next
+        return {}
+    return {k: float(tracer[k]) for k in ("compile_s", "attach_s") if k in tracer}
 
 
 def read_workloads(path: Path) -> list[dict]:
