@@ -33,6 +33,7 @@ done
 for m in $(cat /modules/order); do
     insmod "/modules/$m" || fail "insmod $m"
 done
+echo "@@pageref-lab stage1-modules $(cut -d' ' -f1 /proc/uptime)"
 
 # cache=loose: the host's root does not change under the guest, and TCG makes
 # every 9p round trip expensive (python imports, BCC's headers).

@@ -54,6 +54,7 @@ modprobe --ignore-install libnvdimm || fail "modprobe libnvdimm"
 modprobe -a nd_e820 nd_pmem dm_delay ext4 xfs \
     || fail "modprobe nd_e820 nd_pmem dm_delay ext4 xfs"
 modprobe brd rd_nr=2 rd_size="${PAGEREF_LAB_RAMDISK_KB:-131072}" || fail "modprobe brd"
+mark modules ""
 n=0
 while [ ! -b /dev/pmem0 ] || [ ! -b /dev/pmem1 ]; do
     n=$((n + 1)); [ $n -gt 100 ] && fail "no /dev/pmem0 and /dev/pmem1 (memmap=!, nd_e820)"
