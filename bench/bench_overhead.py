@@ -95,6 +95,8 @@ def bpftrace_script() -> str:
                        f"probe, tid, retval); delete(@g{a['id']}[tid]); }}")
         else:
             out.append(f"kprobe:{sym} {{ {body} }}")
+    # BEGIN runs once every probe is attached: the bench waits for this line
+    out.insert(0, 'BEGIN { printf("pageref-bench-ready\\n"); }')
     return "\n".join(out) + "\n"
 
 
@@ -145,15 +147,17 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
         for mode in order:
             if mode == "untraced":
                 times[mode].append(_time(workload))
+                print(f"bench: round {r} untraced: {times[mode][-1]:.2f}s", file=sys.stderr,
+                      flush=True)
                 continue
             if mode == "pageref":
                 out = work / f"t{r}"
                 cmd = PAGEREF + ["record", "-o", str(out), "--live", "quiet"]
                 proc, up = _start_tracer(cmd, "probes attached", work / f"pageref{r}.log")
             else:
-                cmd = ["bpftrace", "-o", str(work / f"bt{r}.out"), str(script)]
-                proc, up = _start_tracer(cmd, "Attaching", work / f"bt{r}.log")
-                time.sleep(1.0)  # "Attaching N probes..." is printed before attaching
+                # line-buffered stdout: the ready line must reach the log at once
+                cmd = ["stdbuf", "-oL", "bpftrace", str(script)]
+                proc, up = _start_tracer(cmd, "pageref-bench-ready", work / f"bt{r}.log")
             startup[mode].append(up)
             t0 = time.monotonic()
             times[mode].append(_time(workload))
@@ -165,7 +169,7 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
                 events.append(n)
                 lost.append(t.header.lost_total)
                 trace_s.append(time.monotonic() - t0)
-            print(f"bench: round {r} {mode}: {times[mode][-1]:.2f}s", file=sys.stderr)
+            print(f"bench: round {r} {mode}: {times[mode][-1]:.2f}s", file=sys.stderr, flush=True)
     med = {m: statistics.median(v) for m, v in times.items()}
     res = {
         "rounds": rounds, "workload": workload, "kernel": os.uname().release,
@@ -217,8 +221,13 @@ def main() -> int:
     if a.lab:
         return run_in_lab(a.kernel, a.rounds, a.out, a.iterations)
     workload = a.command or default_workload(a.iterations)
-    with tempfile.TemporaryDirectory(prefix="pageref-bench-") as d:
-        res = run_bench(workload, a.rounds, Path(d))
+    if os.environ.get("PAGEREF_LAB_RESULTS"):
+        work = Path(os.environ["PAGEREF_LAB_RESULTS"]) / "bench-work"  # kept for a look
+        work.mkdir(exist_ok=True)
+        res = run_bench(workload, a.rounds, work)
+    else:
+        with tempfile.TemporaryDirectory(prefix="pageref-bench-") as d:
+            res = run_bench(workload, a.rounds, Path(d))
     a.out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))
     return 0
