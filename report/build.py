@@ -24,11 +24,24 @@ def find_anomalies(trace: Trace, threshold_ns: int) -> pd.DataFrame:
     return _find(trace, threshold_ns=threshold_ns)
 
 
+def analyse(trace: Trace, threshold_ns: int) -> tuple[pd.DataFrame, object]:
+    """(anomalies, the analysis's page model or None): the model is built once
+    and serves both the anomalies and the report's pins-over-time plot."""
+    try:
+        from pageref.analysis import model as model_mod
+        from pageref.analysis.anomalies import anomalies_of_model, columns_of
+    except ImportError:
+        return find_anomalies(trace, threshold_ns), None
+    m = model_mod.build(columns_of(trace), threshold_ns)
+    return anomalies_of_model(m), m
+
+
 def make_report(trace: Trace, threshold_ns: int = 1_000_000_000,
                 limits: Limits | None = None) -> tuple[Report, str]:
     """The report model and its HTML for an in-memory trace."""
-    anomalies = find_anomalies(trace, threshold_ns)
-    model = build_report(trace, anomalies, threshold_ns=threshold_ns, limits=limits)
+    anomalies, page_model = analyse(trace, threshold_ns)
+    model = build_report(trace, anomalies, threshold_ns=threshold_ns, limits=limits,
+                         model=page_model)
     return model, render_html(model)
 
 

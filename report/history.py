@@ -208,6 +208,32 @@ def pins_over_time(trace: Trace) -> tuple[np.ndarray, np.ndarray] | None:
     return df["ts"].to_numpy(), step.cumsum().to_numpy(dtype=np.int64)
 
 
+def pins_over_time_from_model(model: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ts_ns, pins outstanding on all pages) from the analysis's page model
+    (pageref.analysis.model.PageModel: rows by (pfn, time) with pins_after and
+    page_starts). These are the analysis's own counts: a pin released through
+    put_page (pin_put_mismatch) is released, a free ends the page's life.
+    None when the model does not have those arrays."""
+    try:
+        pins = np.asarray(model.pins_after, dtype=np.int64)  # type: ignore[attr-defined]
+        starts = np.asarray(model.page_starts, dtype=bool)  # type: ignore[attr-defined]
+        ts = np.asarray(model.ts, dtype=np.int64)  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+    if not len(pins) or len(starts) != len(pins) or len(ts) != len(pins):
+        return None
+    prev = np.empty_like(pins)
+    prev[0] = 0
+    prev[1:] = pins[:-1]
+    prev[starts] = 0
+    d = pins - prev
+    nz = np.flatnonzero(d)
+    if not len(nz):
+        return None
+    order = nz[np.argsort(ts[nz], kind="stable")]
+    return ts[order], np.cumsum(d[order])
+
+
 def references_by_task(trace: Trace) -> pd.DataFrame:
     """Per task: references taken (gets and pins) and still held at the end.
 

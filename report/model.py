@@ -695,19 +695,23 @@ def _refcount_hist(trace: Trace, limits: Limits) -> PlotSpec | None:
                     alt="Distribution of device page refcounts")
 
 
-def _pins_plot(trace: Trace, t0: int, limits: Limits) -> PlotSpec | None:
-    s = hist.pins_over_time(trace)
-    if s is None or not len(s):
+def _pins_plot(trace: Trace, t0: int, limits: Limits, model: object = None) -> PlotSpec | None:
+    s = hist.pins_over_time_from_model(model) if model is not None else None
+    source = "the analysis's count"
+    if s is None:
+        s = hist.pins_over_time(trace)
+        source = "counted from pin/unpin events"
+    if s is None or not len(s[0]):
         return None
     ts, held = s
     n = len(ts)
     idx = minmax_indices(held.astype(np.float64), limits.plot_points)
-    return PlotSpec(id="pins", title="Pins held over time (all pages, counted from the trace)",
+    return PlotSpec(id="pins", title="Pins held over time (all pages)",
                     type="pins",
                     data={"x": ((ts[idx] - t0) / 1e9).tolist(), "y": held[idx].tolist(),
                           "_points": int(len(idx))},
-                    note=(f"downsampled from {n:,} pin/unpin events" if len(idx) < n
-                          else f"{n:,} pin/unpin events"),
+                    note=(f"{source}; " + (f"downsampled from {n:,} changes" if len(idx) < n
+                                           else f"{n:,} changes")),
                     alt="Pins outstanding over time")
 
 
@@ -738,8 +742,12 @@ def build_report(
     limits: Limits | None = None,
     title: str | None = None,
     now: datetime.datetime | None = None,
+    model: object = None,
 ) -> Report:
-    """The report for `trace` with its `anomalies` (find_anomalies' DataFrame)."""
+    """The report for `trace` with its `anomalies` (find_anomalies' DataFrame).
+
+    `model`, the analysis's PageModel of the same trace when the caller has it,
+    gives the pins-over-time plot the analysis's own pin counts."""
     limits = limits or Limits()
     t0 = trace_t0(trace)
     facts, warnings = _facts(trace, threshold_ns)
@@ -752,7 +760,7 @@ def build_report(
     verdict, sections = _sections(trace, anomalies if anomalies is not None
                                   else pd.DataFrame(), t0, limits)
     overview = [p for p in (_rate_plot(trace, t0, limits), _refcount_hist(trace, limits),
-                            _pins_plot(trace, t0, limits), _tasks_plot(trace, limits))
+                            _pins_plot(trace, t0, limits, model), _tasks_plot(trace, limits))
                 if p is not None]
     name = clean_text(getattr(trace.path, "name", str(trace.path)))
     now = now or datetime.datetime.now(datetime.timezone.utc)

@@ -105,7 +105,7 @@ def test_report_command(tmp_path, monkeypatch):
         seen["threshold"] = threshold_ns
         return rt.known_anomalies(EVILS[0])
 
-    monkeypatch.setattr(build, "find_anomalies", fake)
+    monkeypatch.setattr(build, "analyse", lambda t, threshold_ns: (fake(t, threshold_ns), None))
     out = tmp_path / "r.html"
     res = CliRunner().invoke(cli, ["report", str(trace), "-o", str(out), "--threshold",
                                    "250ms", "--max-rows", "10"])
@@ -124,7 +124,7 @@ def test_report_command_bad_threshold(tmp_path):
 
 def test_report_command_default_output_name(tmp_path, monkeypatch):
     trace = rt.write_known(tmp_path / "run.trace.jsonl", "fio")
-    monkeypatch.setattr(build, "find_anomalies", lambda t, threshold_ns: None)
+    monkeypatch.setattr(build, "analyse", lambda t, threshold_ns: (None, None))
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(cli, ["report", str(trace)])
     assert res.exit_code == 0, res.output

@@ -290,3 +290,28 @@ def test_recorder_plan_and_coverage(tmp_path):
     html = render_html(r)
     assert "&lt;b&gt;note&lt;/b&gt;" in html and "<b>note" not in html
     assert 'id="probes-missing"' in html
+
+
+def test_pins_plot_uses_the_analysis_counts(tmp_path):
+    """A pin released through put_page (pin_put_mismatch) is released for the
+    analysis; counting pin/unpin events alone would keep it held for ever."""
+    from pageref.report.build import analyse
+
+    events = [
+        {"ts_ns": 10, "kind": "pin", "pfn": 7, "refcount": 1, "pgmap_type": "fsdax"},
+        {"ts_ns": 20, "kind": "put", "pfn": 7, "refcount": 1025, "pgmap_type": "fsdax"},
+        {"ts_ns": 30, "kind": "pin", "pfn": 8, "refcount": 1, "pgmap_type": "fsdax"},
+        {"ts_ns": 40, "kind": "unpin", "pfn": 8, "refcount": 1025, "pgmap_type": "fsdax"},
+    ]
+    header = {"format": "pageref-events", "version": 1, "idle_refcount": {"fsdax": 1},
+              "start_ns": 0}
+    trace = read_trace(rt.write_jsonl(tmp_path / "t.jsonl", events, header))
+    anomalies, page_model = analyse(trace, 10**9)
+    assert "pin_put_mismatch" in set(anomalies["kind"])
+    ts, held = history.pins_over_time(trace)
+    assert held.tolist() == [1, 2, 1]  # pin/unpin events alone: the first pin never goes
+    r = build_report(trace, anomalies, model=page_model)
+    pins = next(p for p in r.overview if p.id == "pins")
+    assert pins.data["x"] == [1e-08, 2e-08, 3e-08, 4e-08]
+    assert pins.data["y"] == [1, 0, 1, 0]
+    assert pins.note.startswith("the analysis's count")
