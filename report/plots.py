@@ -109,7 +109,8 @@ def _rate(spec: PlotSpec) -> Any:
         ax.plot(d["x"], ys, lw=1, label=name)
     ax.set_xlabel("seconds since trace start")
     ax.set_ylabel("events/s")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3,
+              frameon=False)
     ax.set_title(spec.title, fontsize=10)
     return fig
 
