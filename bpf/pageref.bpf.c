@@ -654,35 +654,49 @@ int ret_dax_layout_busy_page(struct pt_regs *ctx)
  * (FENTRY_<FUNCTION> defines) and the kernel accepted them: BCC attaches these
  * when it loads the program. Drop functions stay kprobes: their nesting mark
  * is keyed by the kernel stack pointer, which only pt_regs gives.
+ *
+ * The verifier types a trampoline's struct arguments as BTF pointers and
+ * forbids arithmetic on them (page - vmemmap_base): CTX_ARG reads the raw
+ * 64-bit argument from the context instead, as a plain number.
  */
+static __always_inline u64 ctx_arg(unsigned long long *ctx, int i)
+{
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), &ctx[i]);
+	return v;
+}
+#define CTX_ARG(i) ctx_arg(ctx, (i))
+
 #ifdef FENTRY_TRY_GRAB_PAGE
 KFUNC_PROBE(try_grab_page, u64 page, u64 flags)
 {
-	return grab_entry(ctx, PROBE_TRY_GRAB_PAGE, page, 1, (u32)flags);
+	return grab_entry(ctx, PROBE_TRY_GRAB_PAGE, CTX_ARG(0), 1, (u32)CTX_ARG(1));
 }
 KRETFUNC_PROBE(try_grab_page, u64 page, u64 flags, u64 ret)
 {
-	return grab_return_rc(ctx, PROBE_TRY_GRAB_PAGE, RET_OK_TRY_GRAB_PAGE, ret);
+	return grab_return_rc(ctx, PROBE_TRY_GRAB_PAGE, RET_OK_TRY_GRAB_PAGE, CTX_ARG(2));
 }
 #endif
 #ifdef FENTRY_TRY_GRAB_FOLIO
 KFUNC_PROBE(try_grab_folio, u64 folio, u64 refs, u64 flags)
 {
-	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO, folio, (s32)refs, (u32)flags);
+	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO, CTX_ARG(0), (s32)CTX_ARG(1),
+			  (u32)CTX_ARG(2));
 }
 KRETFUNC_PROBE(try_grab_folio, u64 folio, u64 refs, u64 flags, u64 ret)
 {
-	return grab_return_rc(ctx, PROBE_TRY_GRAB_FOLIO, RET_OK_TRY_GRAB_FOLIO, ret);
+	return grab_return_rc(ctx, PROBE_TRY_GRAB_FOLIO, RET_OK_TRY_GRAB_FOLIO, CTX_ARG(3));
 }
 #endif
 #ifdef FENTRY_TRY_GRAB_FOLIO_FAST
 KFUNC_PROBE(try_grab_folio_fast, u64 page, u64 refs, u64 flags)
 {
-	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO_FAST, page, (s32)refs, (u32)flags);
+	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO_FAST, CTX_ARG(0), (s32)CTX_ARG(1),
+			  (u32)CTX_ARG(2));
 }
 KRETFUNC_PROBE(try_grab_folio_fast, u64 page, u64 refs, u64 flags, u64 ret)
 {
-	return grab_return_rc(ctx, PROBE_TRY_GRAB_FOLIO_FAST, RET_PTR, ret);
+	return grab_return_rc(ctx, PROBE_TRY_GRAB_FOLIO_FAST, RET_PTR, CTX_ARG(3));
 }
 #endif
 #ifdef FENTRY_FREE_ZONE_DEVICE_PAGE
@@ -690,7 +704,7 @@ KFUNC_PROBE(free_zone_device_page, u64 page)
 {
 	if (!task_ok())
 		return 0;
-	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_PAGE, KIND_FREE, page, 0, 0, 0, 0);
+	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_PAGE, KIND_FREE, CTX_ARG(0), 0, 0, 0, 0);
 }
 #endif
 #ifdef FENTRY_FREE_ZONE_DEVICE_FOLIO
@@ -698,18 +712,19 @@ KFUNC_PROBE(free_zone_device_folio, u64 folio)
 {
 	if (!task_ok())
 		return 0;
-	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_FOLIO, KIND_FREE, folio, 0, 0, 0, 0);
+	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_FOLIO, KIND_FREE, CTX_ARG(0), 0, 0, 0,
+			 0);
 }
 #endif
 #ifdef FENTRY_DAX_LAYOUT_BUSY_PAGE_RANGE
 KRETFUNC_PROBE(dax_layout_busy_page_range, u64 mapping, u64 start, u64 end, u64 ret)
 {
-	return busy_exit(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE_RANGE, mapping, ret);
+	return busy_exit(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE_RANGE, CTX_ARG(0), CTX_ARG(3));
 }
 #endif
 #ifdef FENTRY_DAX_LAYOUT_BUSY_PAGE
 KRETFUNC_PROBE(dax_layout_busy_page, u64 mapping, u64 ret)
 {
-	return busy_exit(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE, mapping, ret);
+	return busy_exit(ctx, PROBE_DAX_LAYOUT_BUSY_PAGE, CTX_ARG(0), CTX_ARG(1));
 }
 #endif
