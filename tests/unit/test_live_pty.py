@@ -59,6 +59,10 @@ def test_watch_screen_in_tmux(tmp_path):
     final = screens[-1]
     (tmp_path / "screen.txt").write_text(final)
     print(f"final screen saved to {tmp_path / 'screen.txt'}")
+    if os.environ.get("PAGEREF_TEST_ARTIFACTS"):
+        dest = Path(os.environ["PAGEREF_TEST_ARTIFACTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "watch-screen.txt").write_text(final)
     assert "EXIT=0" in final, final
     # while running: the table was on screen before the end, with fewer events
     during = [s for s in screens[:-1] if "Events by probe" in s and "EXIT=" not in s]
