@@ -106,8 +106,8 @@ class Scenario:
                  stacks: bool = True, kernel: str = "6.1.0-56-amd64") -> None:
         self.rng = random.Random(seed)
         self.header = TraceHeader(kernel=kernel, pin_bias=pin_bias,
-                                  idle_refcount={"fsdax": idle_fsdax, "devdax": 0,
-                                                 "private": 0},
+                                  idle_refcount={"fsdax": idle_fsdax, "generic": 1,
+                                                 "private": 0, "coherent": 0},
                                   host="pmem-lab", start_time="2026-11-21T23:00:00Z",
                                   command=["pageref", "record", "-o", "run.trace"])
         self.T = threshold_ns
@@ -233,7 +233,7 @@ class Scenario:
 
     def clean_page(self, lives: int = 2, n: int = 6, pgmap: str | None = None,
                    order: int | None = None) -> _Page:
-        p = self.new_page(pgmap or self.rng.choice(("fsdax", "fsdax", "devdax")),
+        p = self.new_page(pgmap or self.rng.choice(("fsdax", "fsdax", "generic")),
                           order if order is not None else self.rng.choice((0, 0, 0, 9)))
         for life in range(lives):
             self.traffic(p, max(n, 1))
@@ -257,12 +257,12 @@ class Scenario:
     def inject(self, bug: str) -> int:
         r = self.rng
         if bug == "grab_on_free_page":
-            p = self.new_page(r.choice(("devdax", "private")), 0)
+            p = self.new_page(r.choice(("private", "coherent")), 0)
         elif bug in ("longterm_pin_fsdax", "busy_page_stall", "missed_wakeup",
                      "grab_refused_on_free_page", "pin_put_mismatch"):
             p = self.new_page("fsdax", r.choice((0, 9)) if bug == "pin_put_mismatch" else 0)
         else:
-            p = self.new_page(r.choice(("fsdax", "devdax")), r.choice((0, 9)))
+            p = self.new_page(r.choice(("fsdax", "generic")), r.choice((0, 9)))
         if p.idle == 0 and bug in ("pin_put_mismatch", "grab_refused_on_free_page"):
             # Not decidable there: a page of a type idling at 0 holds an untraced
             # allocation reference, and a refused grab at 0 is the normal race.
@@ -490,5 +490,5 @@ def bulk_tables(n_events: int, seed: int = 1, part_rows: int = 1_000_000,
 
 def bulk_header() -> TraceHeader:
     return TraceHeader(kernel="6.1.0-56-amd64", pin_bias=1024,
-                       idle_refcount={"fsdax": 1, "devdax": 0, "private": 0},
+                       idle_refcount={"fsdax": 1, "generic": 1, "private": 0},
                        host="bench", command=["bench/bench_analyze.py"])
