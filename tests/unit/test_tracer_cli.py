@@ -83,3 +83,24 @@ def test_record_help_lists_options():
     r = CliRunner().invoke(cli, ["record", "--help"])
     for opt in ("--duration", "--pid", "--all-pages", "--stacks", "--pgmap-type", "--cgroup"):
         assert opt in r.output
+
+
+def test_bench_bpftrace_equivalent_covers_the_plan(monkeypatch):
+    """The bpftrace script the overhead bench compares against probes the same
+    functions with the same ZONE_DEVICE filter (numbers only)."""
+    import importlib.util
+
+    from pageref.tracer import facts as facts_mod
+    from pageref.tracer.plan import resolve
+    spec = importlib.util.spec_from_file_location(
+        "bench_overhead", Path(__file__).resolve().parents[2] / "bench" / "bench_overhead.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    f = facts_mod.KernelFacts.load(FIX / "6.1")
+    monkeypatch.setattr(facts_mod.KernelFacts, "live", classmethod(lambda cls: f))
+    script = bench.bpftrace_script()
+    assert script.startswith("BEGIN")
+    for a in resolve(f).attached:
+        if a["symbol"] not in ("unpin_user_pages", "__bio_release_pages"):
+            assert f"probe:{a['symbol']} " in script, a["symbol"]
+    assert ">> 51) & 7) == 4" in script
