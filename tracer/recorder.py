@@ -365,6 +365,8 @@ def _conform(t: pa.Table) -> pa.Table:
 
 
 def _live_view(mode: str, header: TraceHeader) -> Any:
+    if mode == "quiet":
+        return None  # nothing shown: skip the view's per-event bookkeeping too
     try:
         from pageref.report.live import LiveView
         return LiveView(mode, pin_bias=header.pin_bias, idle_refcount=header.idle_refcount)
