@@ -98,8 +98,14 @@ static __always_inline u8 rd8(u64 addr)
 
 static __always_inline int task_ok(void)
 {
-#ifdef FILTER_PIDS
+#if defined(FILTER_PIDS) || defined(SELF_TGID)
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+#endif
+#ifdef SELF_TGID
+	if (tgid == SELF_TGID)
+		return 0;	/* the recorder's own I/O (Parquet parts) is not traced */
+#endif
+#ifdef FILTER_PIDS
 	if (!pids.lookup(&tgid))
 		return 0;
 #endif

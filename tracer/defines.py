@@ -29,6 +29,7 @@ class Options:
     pgmap_types: tuple[int, ...] = ()   # enum memory_type values
     filter_pids: bool = False
     cgroup_id: int | None = None
+    self_tgid: int | None = None        # the recorder: its own events are not traced
     stacks: bool = False
     fentry: bool = True                 # use BPF trampolines where the plan allows
     ringbuf: bool = True
@@ -229,6 +230,8 @@ def defines(facts: KernelFacts, plan: ProbePlan, opts: Options, page_size: int =
         d["FILTER_PIDS"] = 1
     if opts.cgroup_id is not None:
         d["CGROUP_ID"] = opts.cgroup_id
+    if opts.self_tgid is not None:
+        d["SELF_TGID"] = opts.self_tgid
     if opts.stacks:
         d["WANT_STACKS"] = 1
     if opts.ringbuf:

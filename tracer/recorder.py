@@ -111,6 +111,7 @@ class Recorder:
         if caps.get("kprobes") is False:
             raise PagerefError("this kernel has no kprobes (CONFIG_KPROBES off or no "
                                "kprobe PMU); pageref cannot attach here. Run `pageref doctor`")
+        self.opts.self_tgid = os.getpid()
         want_fentry = self.opts.fentry and caps.get("fentry") is not False
         self.plan = resolve(self.facts, fentry=want_fentry)
         if not self.plan.attached:
