@@ -43,11 +43,13 @@ main()
 """
 
 
-def child_rss(code: str, trace: Path) -> tuple[float, int, str]:
-    """Like child() but the peak RSS is measured by the child itself."""
+def child_rss(code: str, trace: Path) -> tuple[float, int, float, str]:
+    """(wall s, peak RSS bytes, CPU s, stdout) of `code` run in a new interpreter;
+    the child measures its own peak RSS and CPU time (user + system)."""
     wrapped = code + """
 import resource, sys
-sys.stderr.write("\\nMAXRSS %d\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+_ru = resource.getrusage(resource.RUSAGE_SELF)
+sys.stderr.write("\\nMAXRSS %d CPU %.3f\\n" % (_ru.ru_maxrss, _ru.ru_utime + _ru.ru_stime))
 """
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", wrapped, str(trace)], capture_output=True,
@@ -55,8 +57,10 @@ sys.stderr.write("\\nMAXRSS %d\\n" % resource.getrusage(resource.RUSAGE_SELF).ru
     wall = time.perf_counter() - t
     if p.returncode != 0:
         sys.exit(f"bench: child failed ({p.returncode}):\n{p.stderr[-2000:]}")
-    rss = [int(line.split()[1]) for line in p.stderr.splitlines() if line.startswith("MAXRSS")]
-    return wall, (rss[-1] * 1024 if rss else -1), p.stdout
+    stats = [line.split() for line in p.stderr.splitlines() if line.startswith("MAXRSS")]
+    rss = int(stats[-1][1]) * 1024 if stats else -1
+    cpu = float(stats[-1][3]) if stats else float("nan")
+    return wall, rss, cpu, p.stdout
 
 
 def make_trace(path: Path, events: int, stack_fraction: float) -> None:
@@ -93,16 +97,16 @@ def main() -> None:
         if r % 2:
             pair.reverse()
         for name, code in pair:
-            wall, rss, out = child_rss(code, trace)
+            wall, rss, cpu, out = child_rss(code, trace)
             if name == "analyze":
                 doc = json.loads(out)
                 events, anomalies = doc["events"], len(doc["anomalies"])
             else:
                 events, anomalies = int(out.strip()), None
-            rows.append({"round": r, "what": name, "wall": wall, "rss": rss,
+            rows.append({"round": r, "what": name, "wall": wall, "rss": rss, "cpu": cpu,
                          "events": events, "anomalies": anomalies})
             print(f"round {r}: {name:<7} {wall:7.2f} s  {events / wall / 1e6:6.2f} M events/s  "
-                  f"peak RSS {rss / 2**30:5.2f} GiB"
+                  f"CPU {cpu:6.2f} s  peak RSS {rss / 2**30:5.2f} GiB"
                   + (f"  ({anomalies} anomalies)" if anomalies is not None else ""),
                   flush=True)
     read = [x["wall"] for x in rows if x["what"] == "read"]
@@ -111,6 +115,9 @@ def main() -> None:
     ana_rss = max(x["rss"] for x in rows if x["what"] == "analyze")
     read_rss = max(x["rss"] for x in rows if x["what"] == "read")
     ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(
+        [a["cpu"] / b["cpu"] for a, b in zip([x for x in rows if x["what"] == "analyze"],
+                                             [x for x in rows if x["what"] == "read"])])
     print()
     print(f"trace: {trace} ({n:,} events, stack fraction {args.stack_fraction:g}); "
           f"{os.cpu_count()} CPUs; python {sys.version.split()[0]}")
@@ -124,6 +131,8 @@ def main() -> None:
           f"{', '.join(f'{x:.2f}' for x in ratios)}); target <= 3: "
           f"{'met' if ratio <= 3 else 'NOT met'}; memory < 4 GiB: "
           f"{'met' if ana_rss < 4 * 2**30 else 'NOT met'}")
+    print(f"CPU time ratio (user+system, less sensitive to other load on the machine): "
+          f"median {cpu_ratio:.2f}; load average now {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
