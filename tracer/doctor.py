@@ -85,7 +85,8 @@ def check_fentry() -> Check:
     except Exception:
         ok = False
     if ok:
-        return Check("fentry", "INFO", "BPF trampolines present (pageref attaches kprobes)")
+        return Check("fentry", "INFO", "BPF trampolines present: record tries fentry/fexit for "
+                     "grab/free/busy and falls back to kprobes if the kernel refuses")
     return Check("fentry", "INFO", "no BPF trampoline support seen (kprobes are used)")
 
 
