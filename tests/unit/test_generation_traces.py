@@ -1,0 +1,96 @@
+"""Each kernel generation's rules, on every commit, without booting anything.
+
+tests/fixtures/kernels/<gen>/suite.jsonl is a short trace recorded in the lab on
+that kernel (tests/lab/test_generations.py's run: every shipped workload but
+fio, on ext4 and xfs); facts.json beside it is the same kernel's extract. The
+tests check that the probe plan resolved from the extract is the one the
+recorder really chose on that kernel, and hold the analysis to the
+generation's rules on the real events (docs/kernels.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pageref.analysis.anomalies import find_anomalies
+from pageref.trace.io import read_trace
+from pageref.tracer.facts import KernelFacts
+from pageref.tracer.kernel_rules import idle_refcount, pin_bias
+from pageref.tracer.plan import resolve
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kernels"
+GENERATIONS = ("6.1", "6.12", "7.2")
+FSDAX_IDLE = {"6.1": 1, "6.12": 1, "7.2": 0}
+RULE_KINDS = {"refcount_underflow", "double_free", "free_while_referenced",
+              "grab_on_free_page", "pin_put_mismatch"}
+
+
+@pytest.fixture(scope="module", params=GENERATIONS, ids=lambda g: f"kernel-{g}")
+def gen(request: pytest.FixtureRequest):
+    g = request.param
+    trace = read_trace(FIXTURES / g / "suite.jsonl")
+    return g, trace, KernelFacts.load(FIXTURES / g), find_anomalies(trace)
+
+
+def test_trace_is_from_that_kernel(gen) -> None:
+    g, trace, facts, _ = gen
+    assert trace.header.kernel == facts.release
+    assert len(trace.events) > 100
+
+
+def test_plan_from_the_extract_is_the_plan_the_kernel_got(gen) -> None:
+    g, trace, facts, _ = gen
+    recorded = {(p["probe"], p["symbol"]) for p in trace.header.probe_plan}
+    resolved = {(a["probe"], a["symbol"]) for a in resolve(facts).attached}
+    assert resolved == recorded
+
+
+def test_rules_from_the_extract_match_the_recording(gen) -> None:
+    g, trace, facts, _ = gen
+    idle, _why = idle_refcount(facts)
+    assert idle["fsdax"] == FSDAX_IDLE[g] == trace.header.idle_refcount["fsdax"]
+    assert pin_bias(facts)[0] == trace.header.pin_bias == 1024
+
+
+def test_fsdax_frees_only_where_idle_is_zero(gen) -> None:
+    g, trace, _, _ = gen
+    e = trace.events
+    frees = e[(e["kind"] == "free") & (e["pgmap_type"] == "fsdax")]
+    if FSDAX_IDLE[g]:
+        assert frees.empty
+    else:
+        assert len(frees) >= 8
+        assert set(frees["probe"].astype(str)) == {"free_zone_device_folio"}
+        assert (frees["refcount"] == 0).all()
+
+
+def test_pin_bias_on_small_pages(gen) -> None:
+    g, trace, _, _ = gen
+    e = trace.events
+    e = e[e["comm"].astype(str).isin(["dax_odirect", "dax_pvm"])].sort_values("ts_ns")
+    pairs = 0
+    for _, page in e.groupby("pfn"):
+        rows = page.to_dict("records")
+        for a, b in zip(rows, rows[1:]):
+            if a["kind"] == "pin" and b["kind"] == "unpin" and a["tid"] == b["tid"]:
+                refs = 1 if pd.isna(a["refs"]) else int(a["refs"])
+                assert b["refcount"] == a["refcount"] + 1024 * refs
+                pairs += 1
+    assert pairs >= 8
+
+
+def test_refcount_rules(gen) -> None:
+    g, _, _, anomalies = gen
+    kinds = {str(k): int(n) for k, n in anomalies["kind"].value_counts().items()}
+    broken = {k: n for k, n in kinds.items() if k in RULE_KINDS}
+    if g == "7.2":
+        # The known 7.2 gap (docs/kernels.md): the mapping's reference taken at
+        # fault time is not traced, so blocks freed by one workload and faulted
+        # in by the next look freed twice. Stated exactly, so a fix shows here.
+        assert broken == {"double_free": 4}
+        double = anomalies[anomalies["kind"] == "double_free"]
+        assert set(double["comm"].astype(str)) == {"dax_punch"}
+    else:
+        assert broken == {}
