@@ -223,7 +223,7 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     pg = ((packed >> 6) & 0xF).astype(np.int8) - 1
     del packed
     refs_all_one = bool(np.all(cols.refs == 1)) if n else True
-    refs = _const(1, m) if refs_all_one else cols.refs[idx].astype(np.int64)
+    refs = _const(1, m) if refs_all_one else cols.refs[idx]
 
     page_starts = np.zeros(m, dtype=bool)
     if m:
@@ -237,11 +237,9 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
 
     # The page's pgmap type: the first event that names it decides for all its
     # events (puts from generic paths often do not know it).
-    type_counts = np.bincount(pg + 1, minlength=len(PGMAP_TYPES) + 1) if m else \
-        np.zeros(len(PGMAP_TYPES) + 1, dtype=np.int64)
-    if type_counts[0] == 0 and (type_counts[1:] > 0).sum() <= 1:
-        only = np.flatnonzero(type_counts[1:])
-        pgmap = _const(int(only[0]) if len(only) else -1, m, np.int8)
+    lo_pg, hi_pg = (int(pg.min()), int(pg.max())) if m else (-1, -1)
+    if lo_pg == hi_pg:  # one type (or none) throughout: the usual recording
+        pgmap = _const(lo_pg, m, np.int8)
     else:
         firsts = np.flatnonzero(page_starts)
         has_pg = np.where(pg >= 0, np.arange(m), m)
