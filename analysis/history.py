@@ -50,7 +50,8 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
                         event and this one: the history has a hole here
       lost              events those `lost` rows say were lost (0 if unknown)
       pid, tid, comm    who (nullable)
-      probe, stack      kernel symbol and stack (innermost first), where recorded
+      probe, stack      kernel symbol (str) and stack (array of str, innermost
+                        first), where recorded; None otherwise
     """
     cols = columns_of(trace)
     m = model_mod.build(cols, DEFAULT_THRESHOLD_NS)
@@ -94,16 +95,18 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
 
 
 def _details(trace: TraceLike, rows: np.ndarray):
-    """probe and stack of the given rows (only an in-memory Trace has them)."""
+    """probe and stack of the given rows (only an in-memory Trace has them):
+    probe as strings (None where not recorded), stack as arrays of symbols."""
+    none = np.full(len(rows), None, dtype=object)
     if isinstance(trace, Trace) and len(rows):
         ev = trace.events
         sub = ev.loc[rows] if not isinstance(ev.index, pd.RangeIndex) else ev.iloc[rows]
-        stack = [None if s is None or (isinstance(s, float)) else list(s)
-                 for s in sub["stack"].tolist()]
-        probe = [None if p is None or p is pd.NA or isinstance(p, float) else str(p)
-                 for p in sub["probe"].tolist()]
+        probe = sub["probe"].astype(object).to_numpy().copy()
+        probe[pd.isna(probe)] = None
+        stack = sub["stack"].to_numpy(dtype=object).copy()
+        stack[pd.isna(stack)] = None
         return probe, stack
-    return [None] * len(rows), [None] * len(rows)
+    return none, none.copy()
 
 
 def read_page_trace(path: Path, pfn: int, progress=None) -> Trace:

@@ -54,7 +54,7 @@ def render_page(hist: pd.DataFrame, header: TraceHeader, anomalies: pd.DataFrame
             f"  {int(r.row):>7}  +{fmt_ns(int(r.ts_ns) - t0):<9}  {str(r.kind):<11} "
             f"{refs:>4}  {rc:<17} {int(r.pins):>3} {int(r.gets):>3}  "
             f"{_who(r.comm, r.pid):<22} {r.probe or ''}{note}")
-        if stacks and r.stack:
+        if stacks and r.stack is not None and len(r.stack):
             for sym in r.stack:
                 lines.append(f"  {'':>7}  {'':>10}      {sym}")
     if len(rows) < len(hist):

@@ -37,8 +37,9 @@ def test_history_columns_and_values():
     assert list(h["gap"]) == [False, False, True, False, False]
     assert list(h["lost"]) == [0, 0, 4, 0, 0]
     assert list(h["comm"].astype(str))[:2] == ["fio", "qemu"]
-    assert h["probe"][0] == "try_grab_folio" and h["stack"][0] == ["try_grab_folio",
-                                                                    "gup_pte_range"]
+    assert h["probe"][0] == "try_grab_folio" and list(h["stack"][0]) == ["try_grab_folio",
+                                                                          "gup_pte_range"]
+    assert h["probe"][1] is None and h["stack"][1] is None
     assert h["ts_ns"][0] == T0 + MS
 
 
