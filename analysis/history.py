@@ -89,7 +89,7 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
     df.loc[pid < 0, "pid"] = pd.NA
     df.loc[tid < 0, "tid"] = pd.NA
     probe, stack = _details(trace, df["row"].to_numpy())
-    df["probe"] = probe
+    df["probe"] = pd.Series(probe, index=df.index, dtype=object)
     df["stack"] = stack
     return df.reset_index(drop=True)
 
