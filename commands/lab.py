@@ -118,6 +118,11 @@ def run(kernel: str, fs: str, output: Path, no_record: bool, record_args: tuple[
         timeout: int, command: tuple[str, ...]) -> None:
     """Run COMMAND in the guest under `pageref record`; bring the trace out.
 
+    COMMAND starts in the current directory (the host's root is visible
+    read-only, writes go to a throw-away overlay); files meant to come back go
+    to /results ($PAGEREF_LAB_RESULTS), the run directory printed at the end.
+    Its stdout and stderr are printed as they come; the exit status is its own.
+
     \b
     Example:
       pageref lab run --fs xfs -o punch.trace -- sh -c \\
@@ -145,13 +150,15 @@ def shell(kernel: str, fs: str) -> None:
     from pageref.lab import qemu
     from pageref.lab.kernels import ensure_kernel
     from pageref.lab.paths import cache_dir
+    from pageref.lab.session import require_root
 
+    require_root()
     kf = ensure_kernel(kernel)
     cache = cache_dir()
     run_dir = qemu.new_run_dir(cache, f"shell-{kernel}")
     _say(f"booting {kf.release}; results share {run_dir} is /results in the guest")
-    r = qemu.boot(kf, cache, run_dir, "", env={"PAGEREF_LAB_FS": fs}, interactive=True,
-                  timeout_s=24 * 3600)
+    r = qemu.boot(kf, cache, run_dir, "", env={"PAGEREF_LAB_FS": fs, "PAGEREF_LAB_CWD": "/root"},
+                  interactive=True, timeout_s=24 * 3600)
     if r.failure:
         raise PagerefError(r.failure)
 

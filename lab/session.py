@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shlex
 import shutil
@@ -56,6 +57,15 @@ class LabRun:
         return self.guest.exit_code
 
 
+def require_root() -> None:
+    """The lab runs as root: Debian installs kernel images 0600, and QEMU's 9p
+    export of the host's root (security_model=none) reads and writes with
+    QEMU's own credentials."""
+    if os.geteuid() != 0:
+        raise PagerefError("pageref lab needs root (it boots /boot/vmlinuz-*, readable only "
+                           "by root, and shares the host's root with the guest); use sudo")
+
+
 def pageref_in_guest() -> list[str]:
     """How the guest starts this very pageref: the host's interpreter, seen over 9p."""
     return [sys.executable, "-m", "pageref"]
@@ -95,6 +105,7 @@ def run(
     """Boot the lab with `kernel`, run `command` (under `pageref record` if `record`)."""
     if fs not in DAX_MOUNTS:
         raise PagerefError(f"unknown --fs {fs!r}; choose ext4 or xfs")
+    require_root()
     kf = ensure_kernel(kernel)
     cache = cache_dir()
     run_dir = qemu.new_run_dir(cache, f"{label}-{kernel}")
@@ -117,7 +128,10 @@ def run(
         elif event == "fail":
             say(f"lab failed: {detail}")
 
-    environ = {"PAGEREF_LAB_FS": fs, "PAGEREF_WORKLOADS_OUT": f"{RESULTS}/workloads.jsonl"}
+    # The command starts in the caller's directory (the guest sees the host's
+    # root, read-only under a tmpfs overlay), so relative paths work.
+    environ = {"PAGEREF_LAB_FS": fs, "PAGEREF_WORKLOADS_OUT": f"{RESULTS}/workloads.jsonl",
+               "PAGEREF_LAB_CWD": os.getcwd()}
     environ.update(env or {})
     def on_output(line: str) -> None:
         m = _COMPILE_RE.search(line)
