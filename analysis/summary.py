@@ -17,7 +17,10 @@ def trace_counts(cols: Columns) -> dict[str, int]:
     per-CPU lost counters say (a recorder writes both; other tools one or none).
     """
     if cols.pages is None:
-        cols.pages = int(len(np.unique(cols.pfn[cols.has_pfn & (cols.kind != K["lost"])])))
+        sel = cols.has_pfn & (cols.kind != K["lost"])
+        sh = np.clip(cols.order[sel], 0, 62).astype(np.int64)
+        # pages as the model counts them: a large folio once, by its head pfn
+        cols.pages = int(len(np.unique((cols.pfn[sel] >> sh) << sh)))
     from_rows = int(cols.count[cols.kind == K["lost"]].sum())
     return {
         "events": int(cols.n),
