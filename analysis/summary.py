@@ -13,15 +13,17 @@ from pageref.analysis.columns import Columns, K
 def trace_counts(cols: Columns) -> dict[str, int]:
     """events, pages (distinct pfns) and lost_events of a trace.
 
-    lost_events is the larger of what the `lost` rows say and what the header's
-    per-CPU lost counters say (a recorder writes both; other tools one or none).
+    lost_events is the larger of what the `lost` rows say (a row without a count
+    counts 1) and what the header's per-CPU lost counters say (a recorder writes
+    both; other tools one or none).
     """
     if cols.pages is None:
         sel = cols.has_pfn & (cols.kind != K["lost"])
         sh = np.clip(cols.order[sel], 0, 62).astype(np.int64)
         # pages as the model counts them: a large folio once, by its head pfn
         cols.pages = int(len(np.unique((cols.pfn[sel] >> sh) << sh)))
-    from_rows = int(cols.count[cols.kind == K["lost"]].sum())
+    # A `lost` row without a count still says at least one event was lost.
+    from_rows = int(np.maximum(cols.count[cols.kind == K["lost"]], 1).sum())
     return {
         "events": int(cols.n),
         "pages": cols.pages,

@@ -49,3 +49,12 @@ def test_evidence_uses_the_events_index_of_a_sub_trace():
     sub = Trace(full.path, full.header, ev[mask].set_axis(np.flatnonzero(mask)))
     a = find_anomalies(sub)
     assert list(a["kind"]) == ["refcount_underflow"] and a["evidence"][0] == [6]
+
+
+def test_lost_rows_without_count_still_count():
+    t = Tr()
+    t.add("get", rc=1)
+    t.add("lost", pfn=None, cpu=1)
+    t.add("put", rc=2)
+    tr = t.trace()
+    assert summarize(tr, find_anomalies(tr))["lost_events"] == 1
