@@ -60,6 +60,20 @@ def qemu_binary() -> str:
     return q
 
 
+def accel_args() -> list[str]:
+    """TCG unless $PAGEREF_LAB_ACCEL=kvm asks for KVM.
+
+    Not detected from /dev/kvm: on the machine the lab was built on /dev/kvm
+    exists but a KVM guest stops after the BIOS, while TCG always works.
+    """
+    accel = os.environ.get("PAGEREF_LAB_ACCEL", "tcg")
+    if accel == "kvm":
+        return ["-accel", "kvm", "-cpu", "host"]
+    if accel != "tcg":
+        raise PagerefError(f"PAGEREF_LAB_ACCEL={accel!r}: use tcg (default) or kvm")
+    return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+
+
 def kernel_cmdline(stage2: str) -> str:
     memmap = " ".join(f"memmap={size >> 20}M!{start >> 30}G" for start, size in PMEM_RANGES)
     # mitigations=off and tsc=reliable: TCG is slow enough already; panic=-1 with
@@ -77,7 +91,7 @@ def qemu_command(kernel: KernelFiles, initramfs: Path, run_dir: Path,
     stage2 = str(resources.files("pageref.lab").joinpath("stage2.sh"))
     cmd = [
         qemu_binary(),
-        "-machine", "pc", "-accel", "tcg,thread=multi", "-cpu", "max",
+        "-machine", "pc", *accel_args(),
         "-smp", str(GUEST_CPUS), "-m", GUEST_MEMORY,
         "-kernel", str(kernel.vmlinuz), "-initrd", str(initramfs),
         "-append", kernel_cmdline(stage2),
