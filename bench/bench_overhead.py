@@ -117,6 +117,16 @@ def _start_tracer(cmd: list[str], ready: str, log: Path, timeout: float = 600
     raise RuntimeError(f"{cmd[0]} not ready after {timeout}s")
 
 
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process (and its waited-for children), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGINT)
     try:
@@ -133,7 +143,9 @@ def _time(cmd: list[str]) -> float:
 
 
 def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
-    modes = ["untraced", "pageref", "bpftrace"]
+    # pageref-filtered: every probe fires but filters itself out in the kernel
+    # (--pid 1): the probes' own cost, without the event pipeline
+    modes = ["untraced", "pageref", "pageref-filtered", "bpftrace"]
     have_bpftrace = shutil.which("bpftrace") is not None
     if not have_bpftrace:
         modes.remove("bpftrace")
@@ -141,6 +153,7 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
     script.write_text(bpftrace_script())
     times: dict[str, list[float]] = {m: [] for m in modes}
     startup: dict[str, list[float]] = {m: [] for m in modes if m != "untraced"}
+    cpu: dict[str, list[float]] = {m: [] for m in modes if m != "untraced"}
     events, lost, trace_s = [], [], []
     for r in range(rounds):
         order = modes[r % len(modes):] + modes[:r % len(modes)]
@@ -150,17 +163,21 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
                 print(f"bench: round {r} untraced: {times[mode][-1]:.2f}s", file=sys.stderr,
                       flush=True)
                 continue
-            if mode == "pageref":
-                out = work / f"t{r}"
+            if mode.startswith("pageref"):
+                out = work / f"{mode}{r}.trace"
                 cmd = PAGEREF + ["record", "-o", str(out), "--live", "quiet"]
-                proc, up = _start_tracer(cmd, "probes attached", work / f"pageref{r}.log")
+                if mode == "pageref-filtered":
+                    cmd += ["--pid", "1"]
+                proc, up = _start_tracer(cmd, "probes attached", work / f"{mode}{r}.log")
             else:
                 # line-buffered stdout: the ready line must reach the log at once
                 cmd = ["stdbuf", "-oL", "bpftrace", str(script)]
                 proc, up = _start_tracer(cmd, "pageref-bench-ready", work / f"bt{r}.log")
             startup[mode].append(up)
             t0 = time.monotonic()
+            cpu0 = _cpu_s(proc.pid)
             times[mode].append(_time(workload))
+            cpu[mode].append(_cpu_s(proc.pid) - cpu0)
             _stop(proc)
             if mode == "pageref":
                 from pageref.trace.io import read_trace
@@ -176,6 +193,8 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
         "median_s": med, "all_s": times,
         "ratio_vs_untraced": {m: med[m] / med["untraced"] for m in med},
         "startup_s": {m: statistics.median(v) for m, v in startup.items()},
+        # CPU the tracer's user-space process used while the workload ran
+        "tracer_cpu_s": {m: statistics.median(v) for m, v in cpu.items()},
         "pageref_events": events, "pageref_lost": lost,
         "pageref_events_per_s": [e / max(s, 1e-9) for e, s in zip(events, trace_s)],
         "bpftrace": have_bpftrace,
