@@ -40,7 +40,7 @@ STACKS: dict[str, list[str]] = {
                 "__bio_iov_iter_get_pages", "bio_iov_iter_get_pages", "iomap_dio_bio_iter",
                 "__iomap_dio_rw", "iomap_dio_rw", "ext4_file_read_iter", "vfs_read",
                 "ksys_read", *_SYSCALL],
-    "put_dio": ["put_devmap_managed_page_refs", "bio_release_pages", "iomap_dio_bio_end_io",
+    "put_dio": ["__put_devmap_managed_page_refs", "__bio_release_pages", "iomap_dio_bio_end_io",
                 "blk_update_request", "blk_mq_end_request", "pmem_submit_bio",
                 "__submit_bio", "submit_bio_noacct_nocheck", "iomap_dio_submit_bio",
                 "iomap_dio_bio_iter", "__iomap_dio_rw", "iomap_dio_rw", "ext4_file_read_iter",
@@ -61,10 +61,10 @@ STACKS: dict[str, list[str]] = {
                    "ib_umem_release", "mlx5_ib_dereg_mr", "ib_dereg_mr_user",
                    "uverbs_free_mr", "destroy_hw_idr_uobject", "uverbs_destroy_uobject",
                    "ib_uverbs_cmd_verbs", "ib_uverbs_ioctl", "__x64_sys_ioctl", *_SYSCALL],
-    "put_wrong": ["put_devmap_managed_page_refs", "vhost_net_buf_unproduce",
+    "put_wrong": ["__put_devmap_managed_page_refs", "vhost_net_buf_unproduce",
                   "vhost_net_release", "__fput", "task_work_run", "exit_to_user_mode_prepare",
                   "syscall_exit_to_user_mode", *_SYSCALL],
-    "free": ["dax_disassociate_entry", "__dax_invalidate_entry", "dax_delete_mapping_entry",
+    "free": ["free_zone_device_page", "__folio_put", "dax_delete_mapping_entry",
              "truncate_folio_batch_exceptionals", "truncate_inode_pages_range",
              "xfs_setattr_size", "xfs_vn_setattr", "notify_change", "do_truncate",
              "do_sys_ftruncate", *_SYSCALL],
@@ -75,8 +75,8 @@ STACKS: dict[str, list[str]] = {
                 "vfio_pin_map_dma", "vfio_iommu_type1_ioctl", "__x64_sys_ioctl", *_SYSCALL],
 }
 PROBES = {"get": "try_grab_folio", "pin": "try_grab_page", "put":
-          "put_devmap_managed_page_refs", "unpin": "gup_put_folio",
-          "free": "dax_disassociate_entry", "busy": "dax_layout_busy_page_range",
+          "__put_devmap_managed_page_refs", "unpin": "gup_put_folio",
+          "free": "free_zone_device_page", "busy": "dax_layout_busy_page_range",
           "grab_failed": "try_grab_page"}
 
 TASKS = [(2214, "fio"), (2215, "fio"), (3101, "qemu-system-x86"), (3388, "ib_write_bw"),
@@ -448,7 +448,7 @@ def bulk_tables(n_events: int, seed: int = 1, part_rows: int = 1_000_000,
     comm_idx = {c: i for i, c in enumerate(comms.to_pylist())}
     task_comm = np.array([comm_idx[c] for _, c in TASKS], dtype=np.int32)
     task_pid = np.array([p for p, _ in TASKS], dtype=np.int32)
-    probes = pa.array(["try_grab_folio", "try_grab_page", "put_devmap_managed_page_refs",
+    probes = pa.array(["try_grab_folio", "try_grab_page", "__put_devmap_managed_page_refs",
                        "gup_put_folio"])
     stack_pool = [STACKS["get_dio"], STACKS["pin_uring"], STACKS["put_dio"],
                   STACKS["unpin_uring"]]

@@ -16,13 +16,17 @@ from pageref.analysis.synth import BUGS, Scenario
 
 def main() -> None:
     s = Scenario(seed=20261122, idle_fsdax=1, drop_refcount=0.1)
+    # The plan pageref record chose on the lab's Debian 6.1 guest.
     s.header.probe_plan = [
-        {"probe": "grab", "symbol": "try_grab_folio", "method": "kprobe"},
-        {"probe": "grab_page", "symbol": "try_grab_page", "method": "kprobe"},
-        {"probe": "put", "symbol": "put_devmap_managed_page_refs", "method": "kprobe"},
-        {"probe": "unpin", "symbol": "gup_put_folio", "method": "kprobe"},
-        {"probe": "free", "symbol": "dax_disassociate_entry", "method": "kprobe"},
-        {"probe": "busy", "symbol": "dax_layout_busy_page_range", "method": "kretprobe"},
+        {"probe": "grab", "symbol": "try_grab_folio", "method": "fentry+fexit"},
+        {"probe": "grab", "symbol": "try_grab_page", "method": "fentry+fexit"},
+        {"probe": "put", "symbol": "__put_devmap_managed_page_refs", "method": "kprobe"},
+        {"probe": "put", "symbol": "__folio_put", "method": "kprobe"},
+        {"probe": "put", "symbol": "__bio_release_pages", "method": "kprobe"},
+        {"probe": "put", "symbol": "gup_put_folio", "method": "kprobe"},
+        {"probe": "put", "symbol": "unpin_user_page", "method": "kprobe"},
+        {"probe": "free", "symbol": "free_zone_device_page", "method": "fentry"},
+        {"probe": "busy", "symbol": "dax_layout_busy_page_range", "method": "fexit"},
     ]
     for _ in range(4):
         s.clean_page(lives=2, n=6, pgmap="fsdax")
