@@ -1,7 +1,8 @@
 """Lab fixtures: one boot per kernel generation runs every shipped workload
 under `pageref record`; the tests assert on that one trace.
 
-The kernels come from $PAGEREF_LAB_KERNELS (comma-separated, default "6.1").
+The kernels come from $PAGEREF_LAB_KERNELS (comma-separated, default all
+three generations "6.1,6.12,7.2": one boot each, a few minutes per kernel).
 When the lab cannot start (no QEMU, no kernel, too little memory) the tests
 skip with the reason, except under CI (CI=true), where they fail: CI must not
 pass by not running them.
@@ -19,7 +20,8 @@ GUEST_MEMORY_NEEDED_KB = 6 * 1024 * 1024   # 5 GiB guest + QEMU and the host's o
 
 
 def kernels_under_test() -> list[str]:
-    return [k.strip() for k in os.environ.get("PAGEREF_LAB_KERNELS", "6.1").split(",") if k.strip()]
+    kernels = os.environ.get("PAGEREF_LAB_KERNELS", "6.1,6.12,7.2")
+    return [k.strip() for k in kernels.split(",") if k.strip()]
 
 
 def _mem_available_kb() -> int:

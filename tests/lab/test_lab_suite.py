@@ -95,7 +95,9 @@ def test_idle_refcount(suite):
             ev = on_pages(suite.window(w["start_ns"], w["end_ns"]), w["pfns"])
             first = ev[ev["kind"].isin(["get", "pin"])].groupby("pfn").head(1)
             assert set(first["pfn"]) == set(w["pfns"]), (name, fs)
-            assert (first["refcount"] == idle).all(), first[["pfn", "refcount"]]
+            # a mapped page: idle plus the mapping's own references (7.2: 1)
+            mapped = idle + EXPECT[suite.kernel].get("mapped_refs", 0)
+            assert (first["refcount"] == mapped).all(), first[["pfn", "refcount"]]
 
 
 def test_pin_adds_bias(suite):
@@ -108,22 +110,29 @@ def test_pin_adds_bias(suite):
         pins, unpins = ev[ev["kind"] == "pin"], ev[ev["kind"] == "unpin"]
         # readv and writev: each pins every page once
         assert len(pins) == 2 * w["pages"] and len(unpins) == 2 * w["pages"], (fs, len(ev))
-        assert (pins["refcount"] == idle).all()
-        assert (unpins["refcount"] == idle + bias).all(), unpins["refcount"].tolist()
+        mapped = idle + EXPECT[suite.kernel].get("mapped_refs", 0)
+        assert (pins["refcount"] == mapped).all()
+        assert (unpins["refcount"] == mapped + bias).all(), unpins["refcount"].tolist()
 
 
 def test_foll_pin_and_foll_get_told_apart(suite):
-    """process_vm_* pins (FOLL_PIN); O_DIRECT and vmsplice get (FOLL_GET)."""
+    """process_vm_* pins (FOLL_PIN); vmsplice gets (FOLL_GET); O_DIRECT gets on
+    6.1 and pins from 6.5 on (lab_expect.py "odirect_pins")."""
+    odirect_pins = EXPECT.get(suite.kernel, {}).get("odirect_pins")
     for fs in FSS:
         pvm = suite.workload("pvm", fs)
         ev = on_pages(suite.window(pvm["start_ns"], pvm["end_ns"]), pvm["pfns"])
-        assert set(ev["kind"].astype(str)) == {"pin", "unpin"}, fs
+        # (7.2 frees the pages once the workload unmaps them: free is no grab)
+        assert set(ev["kind"].astype(str)) - {"free"} == {"pin", "unpin"}, fs
         for name in ("odirect", "vmsplice"):
+            if name == "odirect" and odirect_pins is None:
+                continue    # not stated for this kernel
             w = suite.workload(name, fs)
             ev = on_pages(suite.window(w["start_ns"], w["end_ns"]), w["pfns"])
             kinds = set(ev["kind"].astype(str))
-            assert "get" in kinds and "put" in kinds and not kinds & {"pin", "unpin"}, (
-                name, fs, kinds)
+            take, drop = ("pin", "unpin") if name == "odirect" and odirect_pins else ("get", "put")
+            other = {"get", "put", "pin", "unpin"} - {take, drop}
+            assert take in kinds and drop in kinds and not kinds & other, (name, fs, kinds)
     # FOLL_* values are the running kernel's: the recorder writes them in the header
     foll = suite.trace.header.extra["tracer"]["foll"]
     get_bit, pin_bit = foll["FOLL_GET"], foll["FOLL_PIN"]
@@ -187,7 +196,14 @@ def test_longterm_pin_refused(suite):
         ev = on_pages(suite.window(w["register_ns"], w["end_ns"]), w["pfns"])
         assert ev[ev["kind"].isin(["pin", "get"])].empty, ev
     pm = suite.events[suite.events["pfn"].notna() & in_pmem(suite.events["pfn"])]
-    assert not pm["longterm"].fillna(False).astype(bool).any()
+    longterm = pm[pm["longterm"].fillna(False).astype(bool)]
+    # no long-term reference was ever taken on pmem ...
+    assert longterm[longterm["kind"].isin(["pin", "get"])].empty, longterm
+    # ... and where the refused attempt reaches a probed grab (7.2: gup-fast), it
+    # is recorded as grab_failed, once per file system
+    seen = EXPECT.get(suite.kernel, {}).get("longterm_grab_failed", False)
+    failed = longterm[longterm["kind"] == "grab_failed"]
+    assert (len(failed) == len(FSS)) if seen else failed.empty, longterm
 
 
 def test_anomalies_are_the_expected_ones(suite):
@@ -203,7 +219,9 @@ def test_anomalies_are_the_expected_ones(suite):
     kinds = set(a["kind"].astype(str))
     wakes = expect(suite, "bio_release_wakes")
     allowed = {"busy_page_stall"} | (set() if wakes else {"missed_wakeup"})
-    assert kinds <= allowed, a[["kind", "pfn", "pid", "detail"]]
+    # what pageref cannot see yet on this kernel (lab_expect.py "tracer_gaps")
+    gaps = EXPECT[suite.kernel].get("tracer_gaps", {})
+    assert kinds - set(gaps) <= allowed, a[["kind", "pfn", "pid", "detail"]]
     for fs in FSS:
         v = suite.workload("vmsplice", fs)
         stalls = a[(a["kind"] == "busy_page_stall") & (a["pid"] == v["mapped_truncate_pid"])]
@@ -216,3 +234,5 @@ def test_anomalies_are_the_expected_ones(suite):
             in_op = missed[(missed["ts_ns"] >= p[f"{op}_start_ns"])
                            & (missed["ts_ns"] <= p[f"{op}_end_ns"])]
             assert (len(in_op) >= 1) == kicked, (fs, op, in_op)
+    if kinds & set(gaps):
+        pytest.xfail("; ".join(f"{k}: {gaps[k]}" for k in sorted(kinds & set(gaps))))
