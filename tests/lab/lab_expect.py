@@ -62,9 +62,10 @@ EXPECT: dict[str, dict] = {
         # free_zone_device_folio: 88 in the suite (measured in four runs).
         "free_events": 88,
         "bio_release_wakes": True,
-        # The last put frees the folio and wakes layout waiters whether or not
-        # the file is still mapped: truncate after munmap waits for the pipe's
-        # references (dax_break_layout loops until the pages are free).
+        # dax_layout_busy_page_range() no longer skips an unmapped file: after
+        # munmap the truncate still finds the pipe's pages busy (refcount 1)
+        # and waits until their last put frees them (free_zone_device_folio
+        # wakes it). Measured: the busy check returns each page, then NULL.
         "unmapped_truncate_waits": True,
         "odirect_pins": True,
         # gup-fast refuses FOLL_LONGTERM on fsdax and pageref sees it: one
