@@ -32,7 +32,9 @@ mkdir -p /results
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 results /results \
     || fail "mount of the results share (9p tag results)"
 [ -f /results/job.env ] || fail "no /results/job.env"
+set -a    # the job and its children see every job.env variable (PAGEREF_WORKLOADS_OUT, ...)
 . /results/job.env
+set +a
 
 rel=$(uname -r)
 # A kernel that is not the host's own: make /lib/modules/<release> (with build ->
