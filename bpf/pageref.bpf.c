@@ -555,6 +555,112 @@ int ret___bio_release_pages(struct pt_regs *ctx)
 }
 #endif
 
+/*
+ * Mapping references (kernels where DAX mappings hold page references, the
+ * "fs/dax: Fix ZONE_DEVICE page reference counts" series): a DAX fault takes
+ * one in vmf_insert_page_mkwrite/vmf_insert_folio_pmd/_pud, but only when it
+ * installs a new entry, and the return value does not say which. So the entry
+ * probe reads the refcount, the return probe reads it again, and a rise is
+ * reported as a `get` of that many references.
+ */
+static __always_inline int mapref_entry(void *ctx, u16 probe, u64 page)
+{
+	struct pageref_event *e;
+	u64 key;
+
+	if (!task_ok())
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	fill_task(e, ctx, probe, KIND_GET);
+	if (fill_page(e, page))
+		return 0;
+	key = ((u64)e->tid << 8) | probe;
+	pending.update(&key, e);
+	return 0;
+}
+
+static __always_inline int mapref_return(void *ctx, u16 probe)
+{
+	u64 key = ((bpf_get_current_pid_tgid() & 0xffffffff) << 8) | probe;
+	struct pageref_event *e = pending.lookup(&key);
+	s32 now;
+
+	if (!e)
+		return 0;
+	now = (s32)rd32(e->page + OFF_PAGE_REFCOUNT);
+	if (now > e->refcount) {
+		e->refs = now - e->refcount;
+		e->ret = PT_REGS_RC((struct pt_regs *)ctx);
+		submit(ctx, e);
+	}
+	pending.delete(&key);
+	return 0;
+}
+
+int on_vmf_insert_page_mkwrite(struct pt_regs *ctx)
+{
+	return mapref_entry(ctx, PROBE_VMF_INSERT_PAGE_MKWRITE, PT_REGS_PARM2(ctx));
+}
+int ret_vmf_insert_page_mkwrite(struct pt_regs *ctx)
+{
+	return mapref_return(ctx, PROBE_VMF_INSERT_PAGE_MKWRITE);
+}
+int on_vmf_insert_folio_pmd(struct pt_regs *ctx)
+{
+	return mapref_entry(ctx, PROBE_VMF_INSERT_FOLIO_PMD, PT_REGS_PARM2(ctx));
+}
+int ret_vmf_insert_folio_pmd(struct pt_regs *ctx)
+{
+	return mapref_return(ctx, PROBE_VMF_INSERT_FOLIO_PMD);
+}
+int on_vmf_insert_folio_pud(struct pt_regs *ctx)
+{
+	return mapref_entry(ctx, PROBE_VMF_INSERT_FOLIO_PUD, PT_REGS_PARM2(ctx));
+}
+int ret_vmf_insert_folio_pud(struct pt_regs *ctx)
+{
+	return mapref_return(ctx, PROBE_VMF_INSERT_FOLIO_PUD);
+}
+
+#if defined(OFF_FBATCH_NR) && defined(OFF_FBATCH_FOLIOS)
+#define FBATCH_MAX 32	/* PAGEVEC_SIZE is 31 */
+/*
+ * folios_put_refs(folios, refs): the batched release of munmap/zap (mmu_gather)
+ * and release_pages (6.10+); zone-device folios are decremented inline there.
+ * One put per folio of the batch, refs[i] references (1 when refs is NULL).
+ */
+int on_folios_put_refs(struct pt_regs *ctx)
+{
+	u64 fb = PT_REGS_PARM1(ctx);
+	u64 refs = PT_REGS_PARM2(ctx);
+	u32 nr = rd8(fb + OFF_FBATCH_NR);
+	int inner = nested(ctx);
+	struct pageref_event *e;
+
+	enter_outer(ctx);
+	if (inner || !task_ok())
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	for (u32 i = 0; i < FBATCH_MAX; i++) {
+		barrier_var(i);
+		if (i >= nr)
+			break;
+		emit_drop_into(e, ctx, PROBE_FOLIOS_PUT_REFS, KIND_PUT,
+			       rd64(fb + OFF_FBATCH_FOLIOS + 8 * (u64)i),
+			       refs ? (s32)rd32(refs + 4 * (u64)i) : 1, 0, 0, 0);
+	}
+	return 0;
+}
+int ret_folios_put_refs(struct pt_regs *ctx)
+{
+	return leave_outer(ctx);
+}
+#endif
+
 /* ---- free: the last reference is gone (never nested-suppressed) ---- */
 
 /* free_zone_device_page(page): 5.18 (80a72d0af8b8); renamed _folio in 6.9-6.10 */

@@ -279,7 +279,9 @@ class BTF:
             return 8
         if r.kind == ARRAY:
             elem = self.resolve(r.members[0])
-            return (elem.size_or_type if elem else 0) * r.members[1]
+            esize = 8 if elem is not None and elem.kind == PTR else (
+                elem.size_or_type if elem else 0)
+            return esize * r.members[1]
         return r.size_or_type
 
     def enum(self, name: str) -> dict[str, int] | None:

@@ -142,7 +142,9 @@ def layout(facts: KernelFacts) -> Layout:
         off["OFF_FOLIO_PINCOUNT"] = o["folio._pincount"]
     for key, name in (("bio.bi_io_vec", "OFF_BIO_IO_VEC"), ("bio.bi_vcnt", "OFF_BIO_VCNT"),
                       ("bio_vec.bv_page", "OFF_BVEC_PAGE"), ("bio_vec.bv_len", "OFF_BVEC_LEN"),
-                      ("bio_vec.bv_offset", "OFF_BVEC_OFFSET")):
+                      ("bio_vec.bv_offset", "OFF_BVEC_OFFSET"),
+                      ("folio_batch.nr", "OFF_FBATCH_NR"),
+                      ("folio_batch.folios", "OFF_FBATCH_FOLIOS")):
         if key in o:
             off[name] = o[key]
     if "bio_vec" in facts.sizes:

@@ -48,6 +48,7 @@ WANTED_MEMBERS = (
     ("folio", "_flags_1"), ("dev_pagemap", "type"),
     ("bio", "bi_io_vec"), ("bio", "bi_vcnt"),
     ("bio_vec", "bv_page"), ("bio_vec", "bv_len"), ("bio_vec", "bv_offset"),
+    ("folio_batch", "nr"), ("folio_batch", "folios"),
 )
 WANTED_SIZES = ("page", "folio", "nodemask_t", "bio_vec")
 WANTED_ENUMS = ("zone_type", "memory_type")

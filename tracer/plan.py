@@ -34,6 +34,13 @@ TARGETS: tuple[Target, ...] = (
     Target("try_grab_folio", "grab", 2, ret=True,
            note="(page, refs, flags) -> folio 5.18-6.9 ('mm/gup: Add try_get_folio() and "
                 "try_grab_folio()'); (folio, refs, flags) -> int 6.10+ (f442fa614137)"),
+    Target("vmf_insert_page_mkwrite", "grab", 19, ret=True,
+           note="DAX PTE fault takes the mapping's reference (6.15+, 'fs/dax: Fix "
+                "ZONE_DEVICE page reference counts' series); seen as a refcount rise"),
+    Target("vmf_insert_folio_pmd", "grab", 20, ret=True,
+           note="DAX PMD fault takes the mapping's reference (same series)"),
+    Target("vmf_insert_folio_pud", "grab", 21, ret=True,
+           note="DAX PUD fault takes the mapping's reference (same series)"),
     Target("try_grab_page", "grab", 1, ret=True,
            note="(page, flags) 5.7-6.9 ('mm/gup: track FOLL_PIN pages', 3faa52c03f44); bool "
                 "until 6.1, int from 6.2 ('mm: allow multiple error returns in "
@@ -58,6 +65,9 @@ TARGETS: tuple[Target, ...] = (
            note="O_DIRECT completion; before BIO_PAGE_PINNED ('block: Add BIO_PAGE_PINNED "
                 "and associated infrastructure', a8affc03a9b3, 6.5) it puts each page "
                 "inline: pageref walks the bio"),
+    Target("folios_put_refs", "put", 22, ret=True,
+           note="batched release (mmu_gather zap, release_pages), 6.10+: zone-device "
+                "folios are decremented inline there; pageref walks the batch"),
     Target("__folio_put", "put", 5,
            note="last reference dropped, 6.0+ (the folio conversion replaced __put_page)"),
     Target("__put_page", "put", 4, note="last reference dropped, <= 5.19"),
@@ -137,6 +147,10 @@ def _signature(facts: KernelFacts, sym: str) -> str | None:
 # Targets that can use BPF trampolines (their handlers need no pt_regs; drop
 # functions keep kprobes because their nesting mark is keyed by the stack pointer).
 FENTRY_METHOD = {"grab": "fentry+fexit", "free": "fentry", "busy": "fexit"}
+FENTRY_SYMBOLS = frozenset({"try_grab_page", "try_grab_folio", "try_grab_folio_fast",
+                            "free_zone_device_page", "free_zone_device_folio",
+                            "dax_layout_busy_page_range", "dax_layout_busy_page"})
+MAPPING_REFS = ("vmf_insert_page_mkwrite", "vmf_insert_folio_pmd", "vmf_insert_folio_pud")
 
 
 def resolve(facts: KernelFacts, method: str = "kprobe", fentry: bool = False) -> ProbePlan:
@@ -159,14 +173,16 @@ def resolve(facts: KernelFacts, method: str = "kprobe", fentry: bool = False) ->
                                    "not in available_filter_functions)"})
             return False
         m = method
-        if fentry and t.probe in FENTRY_METHOD and t.symbol in facts.btf_funcs:
+        if fentry and t.symbol in FENTRY_SYMBOLS and t.symbol in facts.btf_funcs:
             m = FENTRY_METHOD[t.probe]
         entry: dict[str, Any] = {"probe": t.probe, "symbol": t.symbol, "method": m,
                                  "id": t.id, "return": t.ret}
         sig = _signature(facts, t.symbol)
         if sig:
             entry["signature"] = sig
-        if t.probe == "grab":
+        if t.symbol in MAPPING_REFS:
+            entry["returns"] = "a rise of the refcount between entry and return"
+        elif t.probe == "grab":
             proto = facts.btf_funcs.get(t.symbol)
             conv = RET_PTR if t.symbol == "try_grab_folio_fast" else None
             if proto is not None:
@@ -184,8 +200,15 @@ def resolve(facts: KernelFacts, method: str = "kprobe", fentry: bool = False) ->
     # grab: every grab function the kernel has is a separate path (on 6.1 GUP of
     # fsdax PMD mappings uses try_grab_page, PTE mappings try_grab_folio).
     for t in TARGETS:
-        if t.probe == "grab":
+        if t.probe == "grab" and t.symbol not in MAPPING_REFS:
             try_attach(t)
+    # Mapping references: only where DAX mappings hold them (no devmap put path).
+    devmap_put = any(facts.has_symbol(s) for s in (
+        "__put_devmap_managed_folio_refs", "__put_devmap_managed_page_refs",
+        "__put_devmap_managed_page"))
+    for sym in MAPPING_REFS:
+        if facts.has_symbol(sym) and not devmap_put:
+            try_attach(BY_SYMBOL[sym])
 
     # put: gup_put_folio is every unpin's common path, but newer compilers inline
     # it into the single-folio entry points (7.2: unpin_user_page, unpin_user_folio
@@ -244,9 +267,12 @@ def resolve(facts: KernelFacts, method: str = "kprobe", fentry: bool = False) ->
     uncovered.append("put_page()/folio_put()/folio_put_refs() that leave references "
                      "(inline atomic decrement; nothing to probe" +
                      (", except fsdax pages above)" if devmap else ")"))
-    if facts.has_symbol("folios_put_refs") or facts.has_symbol("release_pages"):
-        uncovered.append("batched releases (release_pages/folios_put_refs: munmap, zap, "
-                         "pagevec): decrements inline; a page freed there shows as 'free'")
+    if facts.has_symbol("folios_put_refs") and try_attach(BY_SYMBOL["folios_put_refs"]):
+        covered.append("batched releases (munmap/zap mmu_gather, release_pages) through "
+                       "folios_put_refs: up to 32 folios of each batch")
+    elif facts.has_symbol("release_pages"):
+        uncovered.append("batched releases (release_pages: munmap, zap, pagevec): "
+                         "decrements inline; a page freed there shows as 'free'")
 
     # free: newest name first
     for sym in ("free_zone_device_folio", "free_zone_device_page"):

@@ -158,3 +158,17 @@ def test_no_btf_is_a_clear_error():
 def test_pgmap_names_from_enum():
     names = kernel_rules.pgmap_type_names(facts("6.1"))
     assert names[3] == "fsdax" and names[4] == "generic"
+
+
+def test_72_mapping_references_and_batched_release():
+    """7.2's DAX mappings hold references: the fault's vmf_insert_* and the zap's
+    folios_put_refs are traced there, and only there."""
+    p = plan_of("7.2")
+    assert {"vmf_insert_page_mkwrite", "vmf_insert_folio_pmd", "folios_put_refs"} <= set(p)
+    assert p["vmf_insert_page_mkwrite"]["method"] == "kprobe"
+    assert "ret_conv" not in p["vmf_insert_page_mkwrite"]
+    for gen in ("6.1", "6.12"):
+        assert not any(s.startswith("vmf_insert") for s in plan_of(gen)), gen
+    assert "folios_put_refs" in plan_of("6.12") and "folios_put_refs" not in plan_of("6.1")
+    lay = layout(facts("7.2")).off
+    assert (lay["OFF_FBATCH_NR"], lay["OFF_FBATCH_FOLIOS"]) == (0, 8)
