@@ -157,6 +157,8 @@ def test_busy_pages_during_truncate(suite):
         assert len(busy) >= 1, f"no busy page reported during the vmsplice truncate on {fs}"
         assert (busy["refcount"] > idle).all()
         p = suite.workload("punch", fs)
+        # the read was queued in dm-delay (pages held) before each operation began
+        assert p["punch_inflight_seen"] == 1 and p["truncate_inflight_seen"] == 1, p
         assert p["punch_waited_for_io"] == 1 and p["truncate_waited_for_io"] == 1, p
         for op in ("punch", "truncate"):
             ev = suite.window(p[f"{op}_start_ns"], p[f"{op}_end_ns"])
