@@ -52,7 +52,7 @@ def compile_program(defs: dict[str, int]) -> Any:
     from pageref.tracer.kheaders import bcc_environment
 
     bcc_environment()
-    flags = cflags(defs) + [f"-I{bpf_dir()}", "-Wno-unused-function"]
+    flags = cflags(defs) + [f"-I{bpf_dir()}", "-Wno-unused-function", "-Wno-ignored-attributes"]
     try:
         return BPF(text=program_text(), cflags=flags)
     except Exception as e:  # bcc raises bare Exception
