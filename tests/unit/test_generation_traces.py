@@ -40,11 +40,14 @@ def test_trace_is_from_that_kernel(gen) -> None:
     assert len(trace.events) > 100
 
 
-def test_plan_from_the_extract_is_the_plan_the_kernel_got(gen) -> None:
+def test_plan_from_the_extract_keeps_what_the_kernel_got(gen) -> None:
+    """Every probe the recorder attached on the real kernel is still resolved
+    from the extract. (The plan may grow; the recorded trace then lags until it
+    is re-recorded: `pytest -m lab tests/lab` and tests/fixtures/kernels/README.md.)"""
     g, trace, facts, _ = gen
     recorded = {(p["probe"], p["symbol"]) for p in trace.header.probe_plan}
     resolved = {(a["probe"], a["symbol"]) for a in resolve(facts).attached}
-    assert resolved == recorded
+    assert recorded <= resolved, recorded - resolved
 
 
 def test_rules_from_the_extract_match_the_recording(gen) -> None:
