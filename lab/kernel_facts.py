@@ -236,3 +236,18 @@ def prefetch(generations: Iterable[str], boot: bool = False) -> dict[str, dict[s
             info.update(collect_boot_facts(kernel))
         done[gen] = info
     return done
+
+
+def suite_fixture(trace: Path, out: Path, generation: str) -> int:
+    """Write the short per-generation trace fixture (tests/fixtures/kernels/<gen>/
+    suite.jsonl) from a lab suite run's trace: every workload but fio (whose
+    thousands of O_DIRECT events add nothing the others lack). Returns the rows."""
+    from pageref.trace.io import read_trace
+    from pageref.trace.jsonl import write_jsonl
+
+    t = read_trace(trace)
+    keep = t.events[t.events["comm"].astype(str) != "fio"].reset_index(drop=True)
+    header = t.header
+    header.extra = dict(header.extra or {}, fixture=(
+        f"lab suite run on {generation}: every workload but fio, ext4 (pmem0) and xfs (pmem1)"))
+    return write_jsonl(out, header, iter([keep]))
