@@ -1,7 +1,7 @@
 /* Hole punch and truncate while references are held: a thread reads from the
  * slow device (dm-delay) with O_DIRECT into a DAX mapping, so GUP holds the
- * DAX pages (FOLL_GET) for the whole delay; meanwhile the main thread punches
- * a hole in (round 1), then truncates (round 2), the DAX file. The file system
+ * DAX pages for the whole delay; once the reader sleeps on its read, the main
+ * thread punches a hole in (round 1), then truncates (round 2), the DAX file. The file system
  * must break the layout first: dax_layout_busy_page_range finds the held pages
  * and the caller sleeps (___wait_var_event on the page's _refcount) until the
  * I/O completes and the last reference is dropped, which must wake it.
@@ -16,7 +16,6 @@
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/sysmacros.h>
 
 static char *dax;
 static size_t n;
@@ -27,40 +26,38 @@ static volatile int op_done;
 static ssize_t io_ret;
 static uint64_t io_start, io_end;
 static int kicks;
+static volatile pid_t reader_tid;
+static volatile int op_started;
 
 static void on_kick(int sig) { (void)sig; }
 
-/* Reads in flight on the slow device (its sysfs `inflight`), or -1. GUP has
- * grabbed the buffer's pages before the bio reaches the device, so a read in
- * flight means the references are held: only then is the layout broken. */
-static long reads_in_flight(int fd)
+/* State letter of thread `tid` of this process (/proc/self/task/TID/stat), or 0. */
+static char thread_state(pid_t tid)
 {
-	struct stat st;
-	char path[128];
-	long r = -1, w;
-
-	if (fstat(fd, &st))
-		return -1;
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/inflight",
-		 major(st.st_rdev), minor(st.st_rdev));
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld %ld", &r, &w) != 2)
-		r = -1;
-	fclose(f);
-	return r;
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
 }
 
 static void *reader(void *arg)
 {
 	(void)arg;
+	reader_tid = gettid();
 	io_start = now_ns();
 	io_ret = pread(slow_fd, dax, n * PAGE, 0);
 	io_end = now_ns();
 	/* the references are gone now; the layout break should finish at once */
 	usleep(grace_ms * 1000);
-	while (!op_done && kicks < 50) {
+	while (op_started && !op_done && kicks < 50) {
 		kicks++;
 		pthread_kill(main_thread, SIGUSR1);
 		usleep(100 * 1000);
@@ -75,22 +72,24 @@ static void round_with_io(const char *name, int fd, int punch)
 	char key[64];
 
 	op_done = 0;
+	op_started = 0;
+	reader_tid = 0;
 	kicks = 0;
 	dax = dax_map(fd, n);	/* (re)fault: pmem blocks behind the buffer */
 	if (pthread_create(&t, NULL, reader, NULL))
 		die("pthread_create");
-	/* wait until the read is queued in dm-delay (at most 3 s; without sysfs, 150 ms) */
-	int seen = 0;
-	for (int i = 0; i < 600 && !seen; i++) {
-		long r = reads_in_flight(slow_fd);
-		if (r < 0) {
-			usleep(150 * 1000);
-			break;
-		}
-		seen = r > 0;
+	/* Wait until the reader sleeps on its read (state D, twice in a row):
+	 * GUP has taken the buffer's pages before the bio is submitted, so the
+	 * references are held from then on. At most 3 s. */
+	int seen = 0, streak = 0;
+	for (int i = 0; i < 1500 && !seen; i++) {
+		char st = reader_tid ? thread_state(reader_tid) : 0;
+		streak = st == 'D' ? streak + 1 : 0;
+		seen = streak >= 2;
 		if (!seen)
-			usleep(5 * 1000);
+			usleep(2 * 1000);
 	}
+	op_started = 1;
 	uint64_t t0 = now_ns();
 	int r = punch ? fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, n * PAGE)
 		      : ftruncate(fd, 0);
@@ -110,7 +109,7 @@ static void round_with_io(const char *name, int fd, int punch)
 	jint(key, (long long)t1);
 	snprintf(key, sizeof(key), "%s_io_end_ns", name);
 	jint(key, (long long)io_end);
-	snprintf(key, sizeof(key), "%s_inflight_seen", name);
+	snprintf(key, sizeof(key), "%s_read_in_flight", name);
 	jint(key, seen);
 	/* Waited: ended no earlier than 50 ms before the reader saw its read
 	 * complete. (A woken waiter may well return before the reader thread
