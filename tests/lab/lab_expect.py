@@ -71,10 +71,8 @@ EXPECT: dict[str, dict] = {
         # gup-fast refuses FOLL_LONGTERM on fsdax and pageref sees it: one
         # grab_failed event with FOLL_LONGTERM per registration attempt.
         "longterm_grab_failed": True,
-        # Anomalies that come from what pageref cannot see yet, not from the
-        # kernel: the mapping's reference (vmf_insert_page_mkwrite) and its
-        # inline drop on zap are not traced, so blocks freed by one workload
-        # and faulted in by the next look freed twice (docs/kernels.md).
-        "tracer_gaps": {"double_free": "the DAX mapping's own reference is not traced"},
+        # No "tracer_gaps" any more: the four double_free that the untraced
+        # mapping reference caused are gone since the tracer follows it
+        # (vmf_insert_page_mkwrite as a get, folios_put_refs on zap).
     },
 }

@@ -13,7 +13,7 @@ docs/kernels.md has the table and the measurements):
   __folio_put -> free_zone_device_folio when the last reference goes.
 - Everywhere: a pin adds GUP_PIN_COUNTING_BIAS (1024) on small pages.
 - The probe plan differs, detected from what each kernel has.
-- No anomaly that contradicts the refcount rules (7.2: a known tracer gap).
+- No anomaly that contradicts the refcount rules.
 
 test_lab_suite.py holds the same run to the workloads' own reports (busy
 pages, refused long-term pins, the exact timing anomalies) with per-kernel
@@ -183,10 +183,4 @@ def _kinds(gen: GenRun) -> dict[str, int]:
 
 def test_refcount_rules_hold(gen: GenRun) -> None:
     broken = {k: n for k, n in _kinds(gen).items() if k in RULE_KINDS}
-    if gen.kernel == "7.2" and set(broken) == {"double_free"}:
-        # Known gap, not a kernel bug: on 7.2 a DAX fault takes the mapping's
-        # reference in vmf_insert_page_mkwrite/vmf_insert_folio_pmd and a zap
-        # drops it inline; neither is traced, so a page freed, faulted in again
-        # and freed once more looks freed twice. docs/kernels.md, "Known gaps".
-        pytest.xfail(f"7.2: untraced mapping references: {broken}")
     assert not broken, f"{gen.kernel}: {broken}; see {gen.run_dir}/anomalies.json"

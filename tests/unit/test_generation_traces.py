@@ -88,12 +88,6 @@ def test_refcount_rules(gen) -> None:
     g, _, _, anomalies = gen
     kinds = {str(k): int(n) for k, n in anomalies["kind"].value_counts().items()}
     broken = {k: n for k, n in kinds.items() if k in RULE_KINDS}
-    if g == "7.2":
-        # The known 7.2 gap (docs/kernels.md): the mapping's reference taken at
-        # fault time is not traced, so blocks freed by one workload and faulted
-        # in by the next look freed twice. Stated exactly, so a fix shows here.
-        assert broken == {"double_free": 4}
-        double = anomalies[anomalies["kind"] == "double_free"]
-        assert set(double["comm"].astype(str)) == {"dax_punch"}
-    else:
-        assert broken == {}
+    # (7.2 showed four double_free here until the tracer followed the DAX
+    # mapping's own reference, vmf_insert_page_mkwrite/folios_put_refs.)
+    assert broken == {}
