@@ -237,7 +237,7 @@ def iter_parquet_tables(path: Path, files=None) -> Iterator[tuple[Path, int, pa.
             nrows = pf.metadata.row_group(rg).num_rows
             where = f"rows {row_base}-{row_base + nrows - 1}" if nrows else f"row {row_base}"
             try:
-                table = pf.read_row_group(rg, columns=present, use_threads=True)
+                table = trace_parquet.read_row_group(pf, rg, columns=present)
             except (pa.ArrowException, OSError, ValueError) as e:
                 raise TraceError(part, f"corrupt Parquet data ({trace_parquet._short(e)})",
                                  where) from None

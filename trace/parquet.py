@@ -70,6 +70,15 @@ def read_header(path: Path) -> TraceHeader:
     return header_of_file(part_files(path)[-1])
 
 
+def read_row_group(pf: pq.ParquetFile, rg: int, columns: list[str] | None = None) -> pa.Table:
+    """One row group, fully validated: a flipped byte can leave the file readable
+    but its strings invalid UTF-8, which would only fail (with a traceback) when
+    a string is decoded later. Raises pa.ArrowInvalid instead."""
+    table = pf.read_row_group(rg, columns=columns, use_threads=True)
+    table.validate(full=True)
+    return table
+
+
 def iter_batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
     """Checked events as DataFrames of at most `batch_rows` rows, in file order.
 
@@ -80,7 +89,7 @@ def iter_batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[pd.DataFra
         pf = _open(part)
         for rg in range(pf.metadata.num_row_groups):
             try:
-                group = pf.read_row_group(rg, use_threads=True)
+                group = read_row_group(pf, rg)
             except (pa.ArrowException, OSError, ValueError) as e:
                 raise TraceError(part, f"corrupt Parquet data ({_short(e)})",
                                  f"row {row_base}") from None

@@ -114,3 +114,16 @@ def test_corpus_replays_through_the_cli(path):
     assert code in (0, 2), err
     if code == 2:
         assert err.count("\n") == 1 and err.startswith(f"pageref: error: {path}")
+
+
+def test_invalid_utf8_in_a_string_column_is_a_clean_error(tmp_path):
+    # Found by test_fuzz_parquet_bytes: one flipped byte in the dictionary page
+    # leaves the file readable but a string invalid UTF-8.
+    data = bytearray(GOOD_PARQUET[:1914])
+    data[154] ^= 128
+    p = tmp_path / "f.parquet"
+    p.write_bytes(bytes(data))
+    with pytest.raises(TraceError, match="corrupt Parquet data"):
+        read_trace(p)
+    with pytest.raises(TraceError, match="corrupt Parquet data"):
+        find_anomalies(p)
