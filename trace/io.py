@@ -31,6 +31,9 @@ def trace_format(path: Path) -> str:
         return "parquet"
     if head[:1] in (b"{", b"\n", b" ", b"\r", b"\t"):
         return "jsonl"
+    if head[:1] in (b"[", b'"') or head[:1].isdigit():
+        # JSON, but not an object: the JSON Lines reader names the line.
+        return "jsonl"
     raise TraceError(path, "neither a Parquet trace nor JSON Lines; see docs/trace-format.md")
 
 

@@ -169,3 +169,11 @@ def test_real_process_exit_status_and_no_traceback(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == f"pageref: error: {p}:line 2: expected a JSON object, got list"
+
+
+@pytest.mark.parametrize("first", ["[1, 2]", '"text"', "42"])
+def test_a_first_line_that_is_json_but_not_an_object_names_line_1(tmp_path, first):
+    p = jsonl(tmp_path, first)
+    code, out, err = run_cli("analyze", p)
+    assert code == 2 and "Traceback" not in err
+    assert f"{p}:line 1: expected a JSON object" in err
