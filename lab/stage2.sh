@@ -19,13 +19,16 @@ fail() { mark fail "$*"; [ -d /results ] && echo "$*" > /results/lab-failure; of
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# No tmpfs on /tmp: the overlay's tmpfs upper already takes writes there, and a
+# fresh mount would hide the host's /tmp, where a clone of pageref (its .venv,
+# lab-cache, workloads) may well live (CI clones into /tmp).
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
 echo 1 > /proc/sys/kernel/sysrq
+hostname pageref-lab    # else "(none)": traces name the host they were recorded on
 mark stage2 "$(uname -r)"
 
 mkdir -p /results
