@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from pageref.trace import io as trace_io
 from pageref.trace import jsonl as trace_jsonl
 from pageref.trace import parquet as trace_parquet
-from pageref.trace.frame import cast_column, conform
+from pageref.trace.frame import conform
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import ARROW_SCHEMA, KINDS, KINDS_WITHOUT_PFN, PGMAP_TYPES
 
@@ -199,24 +199,10 @@ _EMPTY_DTYPES = {"ts": np.int64, "kind": np.int8, "pfn": np.int64, "has_pfn": bo
 
 def _project(table: pa.Table, path: Path | None, where: str | None = None) -> pa.Table:
     """The needed columns, cast to the schema; TraceError naming a bad column."""
-    names = set(table.column_names)
-    for req in ("ts_ns", "kind"):
-        if req not in names:
-            raise TraceError(path, f"missing required column {req!r}", where)
-    arrays = []
-    for field in _SUBSCHEMA:
-        if field.name not in names:
-            arrays.append(pa.nulls(table.num_rows, field.type))
-            continue
-        col = table.column(field.name)
-        if col.type != field.type:
-            try:
-                col = cast_column(col, field.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                raise TraceError(path, f"column {field.name!r} has type {col.type}, expected "
-                                 f"{field.type} ({trace_parquet._short(e)})", where) from None
-        arrays.append(col)
-    return pa.Table.from_arrays(arrays, schema=_SUBSCHEMA)
+    try:
+        return conform(table, _SUBSCHEMA)
+    except ValueError as e:
+        raise TraceError(path, str(e), where) from None
 
 
 def _check_parquet_schema(part: Path, schema: pa.Schema) -> None:

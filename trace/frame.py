@@ -40,15 +40,16 @@ def cast_column(col: pa.ChunkedArray, typ: pa.DataType) -> pa.ChunkedArray:
         raise
 
 
-def conform(table: pa.Table) -> pa.Table:
-    """Cast a table read from anywhere to the schema: add missing optional columns
-    as nulls, drop unknown ones. Raises ValueError naming the column."""
+def conform(table: pa.Table, schema: pa.Schema = ARROW_SCHEMA) -> pa.Table:
+    """Cast a table read from anywhere to `schema` (the trace schema, or a subset
+    of it): add missing optional columns as nulls, drop unknown ones. Raises
+    ValueError naming the column."""
     names = set(table.column_names)
     for req in ("ts_ns", "kind"):
         if req not in names:
             raise ValueError(f"missing required column {req!r}")
     arrays = []
-    for field in ARROW_SCHEMA:
+    for field in schema:
         if field.name not in names:
             arrays.append(pa.nulls(table.num_rows, field.type))
             continue
@@ -57,11 +58,12 @@ def conform(table: pa.Table) -> pa.Table:
             try:
                 col = cast_column(col, field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ValueError(
-                    f"column {field.name!r} has type {col.type}, expected {field.type} ({e})"
+                    f"column {field.name!r} has type {col.type}, expected {field.type} ({detail})"
                 ) from None
         arrays.append(col)
-    return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA.remove_metadata())
+    return pa.Table.from_arrays(arrays, schema=schema.remove_metadata())
 
 
 def _per_row(col: pa.ChunkedArray, pred) -> pa.ChunkedArray:
