@@ -54,7 +54,7 @@ def compile_program(defs: dict[str, int]) -> Any:
     bcc_environment()
     flags = cflags(defs) + [f"-I{bpf_dir()}", "-Wno-unused-function", "-Wno-ignored-attributes"]
     try:
-        return BPF(text=program_text(), cflags=flags)
+        return BPF(text=program_text().encode(), cflags=flags)  # bytes: BCC warns on str
     except Exception as e:  # bcc raises bare Exception
         raise PagerefError(f"BPF compile failed ({e}); kernel headers for BCC missing? "
                            f"install linux-headers-{os.uname().release} "
