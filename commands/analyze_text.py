@@ -36,7 +36,7 @@ def render(doc: dict[str, Any], threshold: int, limit: int, t0: int) -> str:
     shown = an if not limit else an[:limit]
     for a in shown:
         who = f"{a['comm'] or '?'}[{a['pid'] if a['pid'] is not None else '?'}]"
-        lines.append(f"  {a['severity']:<7} {a['kind']:<26} pfn {a['pfn_hex'] or '-':<9} "
+        lines.append(f"  {a['severity']:<7} {a['kind']:<27} pfn {a['pfn_hex'] or '-':<9} "
                      f"+{fmt_ns(a['ts_ns'] - t0):<10} {who}")
         lines.append(f"          {a['detail']}")
         lines.append(f"          evidence: rows {_rows(a['evidence'])}")

@@ -65,7 +65,7 @@ def render_page(hist: pd.DataFrame, header: TraceHeader, anomalies: pd.DataFrame
     else:
         lines.append(f"Anomalies on this page ({len(anomalies)}):")
         for a in anomalies.itertuples(index=False):
-            lines.append(f"  {a.severity:<7} {a.kind:<26} +{fmt_ns(int(a.ts_ns) - t0)}  "
+            lines.append(f"  {a.severity:<7} {a.kind:<27} +{fmt_ns(int(a.ts_ns) - t0)}  "
                          f"{a.detail}  [rows {', '.join(map(str, a.evidence[:8]))}]")
     return "\n".join(lines)
 

@@ -23,6 +23,9 @@ KIND_TEXT: dict[str, str] = {
     "longterm_pin_fsdax": "A FOLL_LONGTERM pin on an fsdax page.",
     "grab_refused_on_free_page": "The kernel refused a grab on a page at refcount 0 although "
                                  "its type idles above 0: a freed page is still mapped.",
+    "busy_check_missed_reference": "A truncate or hole punch's busy check found nothing busy "
+                                   "while pages of its mapping still held references: the "
+                                   "blocks went back to the file system referenced.",
 }
 
 # Severity words the analysis may use, ranked; numbers are taken as they are.

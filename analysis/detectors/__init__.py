@@ -4,6 +4,7 @@ detect(model) -> list[Anomaly]. docs/anomalies.md describes every one."""
 from __future__ import annotations
 
 from pageref.analysis.detectors import (
+    busy_check_missed_reference,
     busy_page_stall,
     double_free,
     free_while_referenced,
@@ -28,6 +29,7 @@ DETECTORS = (
     missed_wakeup,
     longterm_pin_fsdax,
     grab_refused_on_free_page,
+    busy_check_missed_reference,
 )
 
 KINDS = tuple(d.KIND for d in DETECTORS)

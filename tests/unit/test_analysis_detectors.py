@@ -429,3 +429,105 @@ def test_lost_events_are_named_in_the_detail():
     t.add("get", rc=1025)
     a = t.anomalies()
     assert list(a["kind"]) == ["pin_leak"] and "7 events were lost" in a["detail"][0]
+
+
+# -- busy_check_missed_reference --------------------------------------------------------
+
+def pipe_truncate(t: Tr, kind: str = "get", release_at: int = 3 * S, check_mapping: int = 0xAB,
+                  grab_mapping: int = 0xAB) -> tuple[list[int], int]:
+    """vmsplice[7] grabs two pages of mapping 0xAB; xfs_io[50]'s busy check (at 1 s)
+    finds nothing; the pipe drops them at release_at (page->mapping cleared by
+    then)."""
+    grabs = [t.add(kind, rc=1, pfn=p, pid=7, comm="vmsplice", at=i * MS, mapping=grab_mapping)
+             for i, p in enumerate((FSDAX, FSDAX + 1))]
+    b = t.add("busy", pfn=None, pid=50, comm="xfs_io", at=S, mapping=check_mapping)
+    rel = "put" if kind == "get" else "unpin"
+    for i, p in enumerate((FSDAX, FSDAX + 1)):
+        t.add(rel, pfn=p, pid=7, comm="vmsplice", at=release_at + i * MS)
+    return grabs, b
+
+
+def test_busy_check_missed_reference_fires_with_the_holders():
+    t = Tr()
+    grabs, b = pipe_truncate(t)
+    a = t.anomalies()
+    assert list(a["kind"]) == ["busy_check_missed_reference"]
+    row = a.iloc[0]
+    assert row["pfn"] == FSDAX and row["ts_ns"] == T0 + S
+    assert row["pid"] == 50 and row["comm"] == "xfs_io" and row["severity"] == "warning"
+    assert row["evidence"] == [*grabs, b]
+    assert "2 page(s)" in row["detail"] and "2 get(s)" in row["detail"]
+    assert "holders: vmsplice[7]" in row["detail"] and "0xab" in row["detail"]
+
+
+def test_busy_check_missed_reference_pins_are_an_error():
+    t = Tr()
+    grabs, b = pipe_truncate(t, kind="pin")
+    a = t.anomalies()
+    assert list(a["kind"]) == ["busy_check_missed_reference"]
+    assert a["severity"][0] == "error" and "2 pin(s)" in a["detail"][0]
+    assert a["evidence"][0] == [*grabs, b]
+
+
+def test_busy_check_missed_reference_near_miss_released_before_the_check():
+    t = Tr()
+    pipe_truncate(t, release_at=S // 2)
+    assert t.kinds() == []
+
+
+def test_busy_check_missed_reference_near_miss_another_mapping():
+    t = Tr()
+    pipe_truncate(t, check_mapping=0xCD)
+    assert t.kinds() == []
+
+
+def test_busy_check_missed_reference_near_miss_page_reused_by_another_mapping():
+    """The page's last recorded mapping decides: a leaked get under 0xAB, then the
+    page shows up under 0xCD before the check of 0xAB."""
+    t = Tr()
+    t.add("get", rc=1, pid=7, at=0, mapping=0xAB)
+    t.add("busy", rc=2, pid=60, at=MS, mapping=0xCD)
+    t.add("busy", pfn=None, pid=50, at=S, mapping=0xAB)
+    assert t.kinds() == []
+
+
+def test_busy_check_missed_reference_near_miss_check_found_a_page_busy():
+    t = Tr()
+    t.add("get", rc=1, pid=7, at=0, mapping=0xAB)
+    t.add("busy", rc=2, pid=50, at=S // 2, mapping=0xAB)
+    t.add("put", rc=2, pid=7, at=S // 2 + MS)
+    t.add("busy", pfn=None, pid=50, at=S // 2 + 2 * MS, mapping=0xAB)
+    assert t.kinds() == []
+
+
+def test_busy_check_missed_reference_not_decided_across_lost_events():
+    t = Tr()
+    t.add("get", rc=1, pid=7, at=0, mapping=0xAB)
+    t.add("lost", pfn=None, cpu=1, count=3, at=MS)
+    t.add("busy", pfn=None, pid=50, at=S, mapping=0xAB)
+    t.add("put", rc=2, pid=7, at=2 * S)
+    assert t.kinds() == []
+
+
+def test_busy_check_missed_reference_lost_events_before_the_references_do_not_matter():
+    t = Tr()
+    t.add("lost", pfn=None, cpu=1, count=3, at=0)
+    t.add("get", rc=1, pid=7, at=MS, mapping=0xAB)
+    t.add("busy", pfn=None, pid=50, at=S, mapping=0xAB)
+    t.add("put", rc=2, pid=7, at=2 * S)
+    assert t.kinds() == [("busy_check_missed_reference", FSDAX)]
+
+
+def test_busy_check_missed_reference_mapping_reference_dropped_at_unmap():
+    """7.2: fsdax idles at 0, the mapping's reference is a traced get
+    (vmf_insert_*) dropped at munmap (folios_put_refs), the pipe's last put frees
+    the page before the truncate's empty check."""
+    t = Tr(idle_refcount={"fsdax": 0})
+    t.add("get", pid=7, at=0, mapping=0xAB)             # fault: the mapping's reference
+    t.add("get", rc=1, pid=7, at=MS, mapping=0xAB)      # vmsplice
+    t.add("put", rc=2, pid=7, at=2 * MS, mapping=0xAB)  # munmap
+    t.add("busy", rc=1, pid=50, at=3 * MS, mapping=0xAB)
+    t.add("put", rc=1, pid=7, at=S)                     # the pipe drained
+    t.add("free", rc=0, pid=7, at=S + 1)
+    t.add("busy", pfn=None, pid=50, at=S + MS, mapping=0xAB)
+    assert t.kinds() == []
