@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from analysis_support import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -114,3 +115,17 @@ def test_analysis_never_fails_on_any_valid_trace(events, threshold):
     assert sorted(h["row"]) == paged
     assert (h["pins"] >= 0).all() and (h["gets"] >= 0).all()
     json.dumps(summarize(tr, a))
+
+
+@pytest.mark.parametrize("idle", [0, 1])
+@pytest.mark.parametrize("seed", range(5))
+def test_busy_check_missed_reference_clean_vs_injected(tmp_path, seed, idle):
+    """A truncate after munmap while a pipe holds the page: found on the injected
+    page alone; the same scenario without it is clean (lost markers included)."""
+    for bugs in ((), ("busy_check_missed_reference",)):
+        s, events = random_scenario(seed, bugs=bugs, clean_pages=3, idle_fsdax=idle,
+                                    truncates=2, shuffle=3, lost_rows=3)
+        path = tmp_path / f"t{len(bugs)}.jsonl"
+        s.write_jsonl(path, events)
+        assert found(path) == set(s.expected) == (
+            {("busy_check_missed_reference", s.expected[0][1])} if bugs else set())
