@@ -28,7 +28,9 @@ EXPECT: dict[str, dict] = {
         "bio_release_wakes": False,
         # dax_layout_busy_page_range() returns NULL when !mapping_mapped():
         # once the file is unmapped, truncate does not wait for references
-        # still held by a pipe (vmsplice).
+        # still held by a pipe (vmsplice). The analysis reports it as
+        # busy_check_missed_reference, once per file system (the kernels where
+        # this is False; none where it is True).
         "unmapped_truncate_waits": False,
         # O_DIRECT takes FOLL_GET references on 6.1; from 6.5 the block layer
         # pins user pages (iov_iter_extract_pages, "block: convert

@@ -233,20 +233,33 @@ def test_anomalies_are_the_expected_ones(suite):
     - missed_wakeup: each punch round (punch, truncate) on each file system,
       when O_DIRECT completion does not wake the waiter (6.1, see expect.py);
     - busy_page_stall: the vmsplice pipe holds its pages 2 s (twice the
-      threshold) while truncate waits: a stall by design.
+      threshold) while truncate waits: a stall by design;
+    - busy_check_missed_reference: the vmsplice round that truncates after
+      munmap, once per file system, where the busy check skips an unmapped
+      file (6.1, 6.12; see expect.py "unmapped_truncate_waits").
     Nothing else: a new kind here is either a kernel change or a tracer bug.
     """
     a = suite.anomalies
     kinds = set(a["kind"].astype(str))
     wakes = expect(suite, "bio_release_wakes")
-    allowed = {"busy_page_stall"} | (set() if wakes else {"missed_wakeup"})
+    waits = expect(suite, "unmapped_truncate_waits")
+    allowed = {"busy_page_stall"} | (set() if wakes else {"missed_wakeup"}) \
+        | (set() if waits else {"busy_check_missed_reference"})
     # what pageref cannot see yet on this kernel (lab_expect.py "tracer_gaps")
     gaps = EXPECT[suite.kernel].get("tracer_gaps", {})
     assert kinds - set(gaps) <= allowed, a[["kind", "pfn", "pid", "detail"]]
+    missed = a[a["kind"] == "busy_check_missed_reference"]
+    assert len(missed) == (0 if waits else len(FSS)), missed[["pfn", "pid", "detail"]]
     for fs in FSS:
         v = suite.workload("vmsplice", fs)
         stalls = a[(a["kind"] == "busy_page_stall") & (a["pid"] == v["mapped_truncate_pid"])]
         assert len(stalls) >= 1, f"no busy_page_stall for the vmsplice truncate on {fs}"
+        if not waits:
+            mine = missed[missed["pid"] == v["unmapped_truncate_pid"]]
+            assert len(mine) == 1, (fs, missed[["pfn", "pid", "detail"]])
+            assert int(mine["pfn"].iloc[0]) in {int(p) for p in v["unmapped_pfns"]}, (fs, mine)
+            assert mine["severity"].iloc[0] == "warning", mine
+            assert (v["unmapped_truncate_start_ns"] <= mine["ts_ns"].iloc[0] <= v["end_ns"]), mine
         p = suite.workload("punch", fs)
         missed = a[(a["kind"] == "missed_wakeup") & (a["pid"] == p["pid"])]
         for op in ("punch", "truncate"):
