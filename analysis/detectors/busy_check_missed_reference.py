@@ -53,12 +53,17 @@ def detect(m: PageModel) -> list[Anomaly]:
     N = int(cols.n) + 1
     key = page_no * N + m.seq                 # increasing: pages by pfn, rows by time
     grab = (m.kind == K["get"]) | (m.kind == K["pin"])
-    grab_rows = np.flatnonzero(grab & (mp != 0))
+    # Grabs that recorded a mapping, by (mapping, time): a check's candidates
+    # are one slice, whatever the number of checks.
+    gr = np.flatnonzero(grab & (mp != 0))
+    gr = gr[np.lexsort((m.seq[gr], mp[gr]))]
+    gr_map, gr_seq = mp[gr], m.seq[gr]
     lost_seq = np.sort(m.seq_of[np.flatnonzero(cols.kind == K["lost"])])
     out = []
     for i in checks[np.argsort(m.seq_of[checks], kind="stable")]:
-        s, M = int(m.seq_of[i]), int(cols.mapping[i])
-        g = grab_rows[(mp[grab_rows] == M) & (m.seq[grab_rows] < s)]
+        s, M = int(m.seq_of[i]), np.uint64(cols.mapping[i])
+        lo, hi = np.searchsorted(gr_map, M, "left"), np.searchsorted(gr_map, M, "right")
+        g = gr[lo:lo + int(np.searchsorted(gr_seq[lo:hi], s, "left"))]
         if not len(g):
             continue
         pages = np.unique(page_no[g])
@@ -88,7 +93,7 @@ def detect(m: PageModel) -> list[Anomaly]:
         out.append(Anomaly(
             kind=KIND, pfn=first, ts_ns=int(cols.ts[i]), pid=pid if pid >= 0 else None,
             comm=cols.comm_of(i),
-            detail=f"busy check of mapping {M:#x} by task {tid} found nothing busy while "
+            detail=f"busy check of mapping {int(M):#x} by task {tid} found nothing busy while "
                    f"{len(last)} page(s) of it (from {page(first)}) held {what} not seen "
                    f"released (holders: {', '.join(holders)}): the blocks go back to the "
                    f"file system with references outstanding",
