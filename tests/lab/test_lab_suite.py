@@ -248,15 +248,15 @@ def test_anomalies_are_the_expected_ones(suite):
     # what pageref cannot see yet on this kernel (lab_expect.py "tracer_gaps")
     gaps = EXPECT[suite.kernel].get("tracer_gaps", {})
     assert kinds - set(gaps) <= allowed, a[["kind", "pfn", "pid", "detail"]]
-    missed = a[a["kind"] == "busy_check_missed_reference"]
-    assert len(missed) == (0 if waits else len(FSS)), missed[["pfn", "pid", "detail"]]
+    unwaited = a[a["kind"] == "busy_check_missed_reference"]
+    assert len(unwaited) == (0 if waits else len(FSS)), unwaited[["pfn", "pid", "detail"]]
     for fs in FSS:
         v = suite.workload("vmsplice", fs)
         stalls = a[(a["kind"] == "busy_page_stall") & (a["pid"] == v["mapped_truncate_pid"])]
         assert len(stalls) >= 1, f"no busy_page_stall for the vmsplice truncate on {fs}"
         if not waits:
-            mine = missed[missed["pid"] == v["unmapped_truncate_pid"]]
-            assert len(mine) == 1, (fs, missed[["pfn", "pid", "detail"]])
+            mine = unwaited[unwaited["pid"] == v["unmapped_truncate_pid"]]
+            assert len(mine) == 1, (fs, unwaited[["pfn", "pid", "detail"]])
             assert int(mine["pfn"].iloc[0]) in {int(p) for p in v["unmapped_pfns"]}, (fs, mine)
             assert mine["severity"].iloc[0] == "warning", mine
             assert (v["unmapped_truncate_start_ns"] <= mine["ts_ns"].iloc[0] <= v["end_ns"]), mine
