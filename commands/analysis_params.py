@@ -9,32 +9,33 @@ import click
 from pageref.analysis.fmt import parse_duration, parse_pfn
 
 
-class Duration(click.ParamType):
+class _Parsed(click.ParamType):
+    """A value given as text and parsed to an int by `parse`; ints pass through
+    (defaults). A ValueError becomes click's usage error."""
+
+    parse = staticmethod(int)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return self.parse(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class Duration(_Parsed):
     """1s, 500ms, 250us, 10ns, 2m; a plain number is seconds. Converts to ns."""
 
     name = "DURATION"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_duration(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+    parse = staticmethod(parse_duration)
 
 
-class Pfn(click.ParamType):
+class Pfn(_Parsed):
     """0x140018 (hex) or 1310744 (decimal)."""
 
     name = "PFN"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_pfn(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+    parse = staticmethod(parse_pfn)
 
 
 class Progress:
