@@ -6,24 +6,16 @@ import webbrowser
 from pathlib import Path
 
 import click
-from pageref.report.units import parse_duration
+from pageref.commands.analysis_params import Duration
 
 from pageref.errors import PagerefError
-
-
-def _threshold(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 @click.command()
 @click.argument("trace", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="HTML file to write (default: the trace's name with .html).")
-@click.option("--threshold", default="1s", show_default=True, callback=_threshold,
-              metavar="DURATION",
+@click.option("--threshold", type=Duration(), default="1s", show_default=True,
               help="How long a busy page may stay referenced (stall / missed wake-up).")
 @click.option("--open", "open_browser", is_flag=True,
               help="Open the report in the default browser.")

@@ -122,6 +122,19 @@ def test_report_command_bad_threshold(tmp_path):
     assert res.exit_code == 2 and "not a duration" in res.output
 
 
+@pytest.mark.parametrize("text,ns", [("2", 2 * 10**9), ("1min", 60 * 10**9), ("7ms", 7 * 10**6)])
+def test_report_threshold_reads_like_analyze(tmp_path, monkeypatch, text, ns):
+    # The same duration syntax as `pageref analyze --threshold`: a plain number is seconds.
+    trace = rt.write_known(tmp_path / "k.jsonl", EVILS[0])
+    seen = {}
+    monkeypatch.setattr(build, "analyse", lambda t, threshold_ns: (
+        seen.setdefault("threshold", threshold_ns) and rt.known_anomalies(EVILS[0]), None))
+    res = CliRunner().invoke(cli, ["report", str(trace), "-o", str(tmp_path / "r.html"),
+                                   "--threshold", text])
+    assert res.exit_code == 0, res.output
+    assert seen["threshold"] == ns
+
+
 def test_report_command_default_output_name(tmp_path, monkeypatch):
     trace = rt.write_known(tmp_path / "run.trace.jsonl", "fio")
     monkeypatch.setattr(build, "analyse", lambda t, threshold_ns: (None, None))

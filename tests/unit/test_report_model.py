@@ -11,7 +11,6 @@ import report_traces as rt
 from pageref.report import history
 from pageref.report.model import Limits, build_report, clean_text, minmax_indices
 from pageref.report.render import render_html
-from pageref.report.units import parse_duration
 from pageref.trace.io import read_trace
 
 EVIL = "<script>document.title='pwned'</script>"
@@ -230,18 +229,6 @@ def test_clean_text():
     assert clean_text("a\x1b[31mb\x00") == "a\\x1b[31mb\\x00"
     assert clean_text(None) == "" and clean_text(pd.NA) == ""
     assert clean_text("x" * 300, 10) == "x" * 9 + "…"
-
-
-@pytest.mark.parametrize("text,ns", [("1s", 10**9), ("250ms", 250 * 10**6), ("2.5s", 25 * 10**8),
-                                     ("500us", 500_000), ("7", 7), ("1min", 60 * 10**9)])
-def test_parse_duration(text, ns):
-    assert parse_duration(text) == ns
-
-
-@pytest.mark.parametrize("text", ["", "s", "1 fortnight", "-1s", "1e3"])
-def test_parse_duration_rejects(text):
-    with pytest.raises(ValueError):
-        parse_duration(text)
 
 
 def test_recorder_plan_and_coverage(tmp_path):
