@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import IO
 
 import pandas as pd
+from pageref.analysis.fmt import fmt_pfn
 from pageref.report.live_state import LiveAnomaly, LiveState
 from pageref.trace.schema import DEFAULT_PIN_BIAS
 
@@ -46,10 +47,6 @@ def safe_text(s: object, limit: int = 64) -> str:
             out.append(ch)
     r = "".join(out)
     return r if len(r) <= limit else r[: limit - 1] + "…"
-
-
-def _fmt_pfn(pfn: int | None) -> str:
-    return "-" if pfn is None else hex(pfn)
 
 
 def _fmt_rate(r: float) -> str:
@@ -225,7 +222,7 @@ class LiveView:
         return f"+{(ts_ns - t0) / 1e9:.3f}s"
 
     def _anomaly_line(self, a: LiveAnomaly) -> str:
-        return (f"  anomaly {a.kind}: pfn {_fmt_pfn(a.pfn)} by {safe_text(a.comm)}"
+        return (f"  anomaly {a.kind}: pfn {fmt_pfn(a.pfn)} by {safe_text(a.comm)}"
                 f"[{a.pid if a.pid is not None else '?'}] at {self._rel(a.ts_ns)}")
 
     def _rich_renderable(self):  # -> rich renderable
@@ -267,7 +264,7 @@ class LiveView:
             for c in ("kind", "pfn", "task", "time"):
                 latest.add_column(c)
             for a in reversed(s.latest):
-                latest.add_row(a.kind, _fmt_pfn(a.pfn),
+                latest.add_row(a.kind, fmt_pfn(a.pfn),
                                Text(f"{safe_text(a.comm)}[{a.pid if a.pid is not None else '?'}]"),
                                self._rel(a.ts_ns))
             parts.append(latest)
