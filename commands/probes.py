@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from pageref.tracer.facts import KernelFacts
 
 EPILOG = """\b
 Examples:
@@ -30,9 +34,32 @@ def probes(facts_path: Path | None, as_json: bool) -> None:
     from pageref.tracer.facts import KernelFacts
     from pageref.tracer.probes_text import plan_report
 
-    facts = KernelFacts.load(facts_path) if facts_path else KernelFacts.live()
+    if facts_path:
+        facts = KernelFacts.load(facts_path)
+    else:
+        facts = _live_facts()
     report = plan_report(facts)
     if as_json:
         click.echo(json.dumps(report, indent=1, sort_keys=True))
     else:
         click.echo(report["text"], nl=False)
+
+
+def _live_facts() -> KernelFacts:
+    """This kernel's facts; without BTF, the layout from its headers (a compile,
+    no root needed). If that fails, the plan is still shown, with the reason."""
+    from pageref.tracer.facts import KernelFacts
+    from pageref.tracer.header_layout import live_facts
+
+    from pageref.errors import PagerefError
+
+    try:
+        return live_facts()
+    except PagerefError as e:
+        facts = KernelFacts.live()
+        facts.layout_note = f"not readable: {e}"
+        return facts
+    except ImportError:
+        facts = KernelFacts.live()
+        facts.layout_note = "not readable: no BTF, and BCC (python3-bpfcc) to read the headers"
+        return facts

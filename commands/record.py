@@ -70,17 +70,22 @@ def cgroup_id(path: str) -> int:
               "kernel has the BPF ring buffer.")
 @click.option("--buffer-pages", type=click.IntRange(1, 65536), default=256, show_default=True,
               help="Ring buffer size in pages (a power of two).")
+@click.option("--layout", "layout_source", type=click.Choice(["auto", "btf", "headers"]),
+              default="auto", show_default=True,
+              help="Where struct offsets and enum values come from: the kernel's BTF, or "
+              "its headers (compiled; checked against BTF where there is one). auto: BTF "
+              "if the kernel has it, else headers.")
 @click.option("--live", "live_mode", type=click.Choice(["auto", "rich", "plain", "quiet"]),
               default="auto", show_default=True, help="Live view while recording.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(out: Path, duration: str | None, pids: tuple[int, ...], cgroup: str | None,
            all_pages: bool, pgmap_types: tuple[str, ...], stacks: bool, no_fentry: bool,
-           perf_buffer: bool,
-           buffer_pages: int, live_mode: str, command: tuple[str, ...]) -> None:
+           perf_buffer: bool, buffer_pages: int, layout_source: str, live_mode: str,
+           command: tuple[str, ...]) -> None:
     """Record references taken and dropped on ZONE_DEVICE pages into OUT
     (root needed). With `-- COMMAND ARGS`, run COMMAND and stop when it exits."""
     from pageref.tracer.defines import Options
-    from pageref.tracer.facts import KernelFacts
+    from pageref.tracer.header_layout import live_facts
     from pageref.tracer.kernel_rules import pgmap_type_values
     from pageref.tracer.recorder import Recorder
 
@@ -90,7 +95,7 @@ def record(out: Path, duration: str | None, pids: tuple[int, ...], cgroup: str |
     if buffer_pages & (buffer_pages - 1):
         raise click.BadParameter("--buffer-pages must be a power of two")
     cg = cgroup_id(cgroup) if cgroup else None
-    facts = KernelFacts.live()
+    facts = live_facts(layout_source)
     values = pgmap_type_values(facts)
     types = []
     for name in pgmap_types:

@@ -18,7 +18,7 @@ from pageref.errors import PagerefError
 VMEMMAP_START_L4 = 0xFFFFEA0000000000
 VMEMMAP_START_L5 = 0xFFD4000000000000
 
-_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a C identifier, nothing else
 
 
 @dataclasses.dataclass
@@ -57,8 +57,8 @@ class Layout:
 
 def _need(value: int | None, what: str) -> int:
     if value is None:
-        raise PagerefError(f"this kernel's BTF lacks {what}; pageref cannot read pages "
-                           "safely here (report the kernel version)")
+        raise PagerefError(f"this kernel's BTF or headers lack {what}; pageref cannot read "
+                           "pages safely here (report the kernel version)")
     return value
 
 
@@ -98,9 +98,10 @@ def layout(facts: KernelFacts) -> Layout:
     if facts.machine not in ("x86_64", "amd64"):
         raise PagerefError(f"pageref's pfn and page-flags layout are x86-64 only "
                            f"(this is {facts.machine})")
-    if not facts.has_btf:
-        raise PagerefError("the kernel has no BTF (/sys/kernel/btf/vmlinux); pageref reads "
-                           "struct page offsets from it: use a kernel with CONFIG_DEBUG_INFO_BTF")
+    if facts.layout_source is None:
+        raise PagerefError("no struct layout for this kernel: it has no BTF "
+                           "(/sys/kernel/btf/vmlinux) and its headers were not read; install "
+                           "linux-headers-$(uname -r)")
     o = facts.offsets
     off = {
         "OFF_PAGE_FLAGS": _need(o.get("page.flags"), "struct page.flags"),
@@ -166,8 +167,10 @@ def layout(facts: KernelFacts) -> Layout:
     mt = facts.enums.get("memory_type") or {}
     fsdax = _need(mt.get("MEMORY_DEVICE_FS_DAX"), "enum memory_type MEMORY_DEVICE_FS_DAX")
     if "FOLL_PIN" not in facts.foll or "FOLL_GET" not in facts.foll:
-        raise PagerefError("cannot find FOLL_GET/FOLL_PIN values (not in BTF, no kernel "
-                           "headers); install linux-headers-$(uname -r)")
+        raise PagerefError("cannot find the FOLL_GET/FOLL_PIN values: not in BTF and not in "
+                           "the kernel headers (from 6.2 FOLL_PIN is private to mm/internal.h, "
+                           "which headers packages do not ship); set BCC_KERNEL_SOURCE to "
+                           "this kernel's source tree")
     sizeof_page = _need(facts.sizes.get("page"), "sizeof(struct page)")
     vm_addr = None
     vm_start = None

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pageref.tracer.facts import TRACEFS, KernelFacts
+from pageref.tracer.facts import TRACEFS, KernelFacts, live_caps
 from pageref.tracer.plan import LOGICAL, resolve
 
 from pageref.errors import PagerefError
@@ -76,8 +76,12 @@ def check_kprobes() -> Check:
                  "pageref lab run -- CMD")
 
 
+def _has_btf() -> bool:
+    return bool(live_caps().get("btf"))
+
+
 def check_fentry() -> Check:
-    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+    if not _has_btf():
         return Check("fentry", "INFO", "no BTF: fentry/fexit impossible (kprobes are used)")
     try:
         from bcc import BPF
@@ -114,10 +118,39 @@ def check_headers() -> Check:
 
 
 def check_btf() -> Check:
-    if os.path.exists("/sys/kernel/btf/vmlinux"):
+    if _has_btf():
         return Check("BTF", "OK", "/sys/kernel/btf/vmlinux (struct offsets, enums, prototypes)")
-    return Check("BTF", "FAIL", "no /sys/kernel/btf/vmlinux: pageref reads page offsets from "
-                 "BTF; use a kernel built with CONFIG_DEBUG_INFO_BTF")
+    return Check("BTF", "WARN", "no BTF (/sys/kernel/btf/vmlinux): struct offsets and enum "
+                 "values come from the kernel headers, and only kprobes can attach")
+
+
+def check_layout(facts: KernelFacts) -> Check:
+    """With BTF: compile the layout program against the kernel headers and check
+    that they agree (`record --layout headers` refuses where they do not)."""
+    from pageref.tracer.header_layout import btf_expectations, read_header_layout
+
+    try:
+        lay = read_header_layout(btf_expectations(facts))
+    except ImportError:
+        return Check("layout", "INFO", "bcc not importable: kernel headers not checked")
+    except PagerefError as e:
+        return Check("layout", "WARN", f"BTF is used; the headers are no fallback: {e}")
+    return Check("layout", "OK", f"from BTF; the kernel headers agree on {len(lay.checked)} "
+                 "offsets, sizes and enum values")
+
+
+def layout_without_btf() -> tuple[Check, KernelFacts | None]:
+    """No BTF: the layout from the kernel headers, as record will read it."""
+    from pageref.tracer.header_layout import live_facts
+
+    try:
+        facts = live_facts()
+    except ImportError:
+        return Check("layout", "FAIL", "no BTF, and bcc is not importable to read the "
+                     "kernel headers"), None
+    except PagerefError as e:
+        return Check("layout", "FAIL", str(e)), None
+    return Check("layout", "OK", facts.layout_note or "from the kernel headers"), facts
 
 
 def check_plan(facts: KernelFacts) -> Check:
@@ -177,7 +210,14 @@ def run_checks() -> list[Check]:
     checks = [check_privileges(), check_bpf_syscall(), check_kprobes(), check_fentry(),
               check_bcc(), check_headers(), check_btf()]
     try:
-        checks.append(check_plan(KernelFacts.live()))
+        facts: KernelFacts | None = KernelFacts.live()
+        if facts.has_btf:
+            checks.append(check_layout(facts))
+        else:
+            check, facts = layout_without_btf()
+            checks.append(check)
+        if facts is not None:
+            checks.append(check_plan(facts))
     except Exception as e:  # a broken kernel fact must not hide the other verdicts
         checks.append(Check("probe plan", "FAIL", f"cannot resolve: {e}"))
     checks += check_pmem()

@@ -38,6 +38,9 @@ WANTED_FUNCS = (
     "vmf_insert_page_mkwrite", "vmf_insert_folio_pmd", "vmf_insert_folio_pud",
 )
 WANTED_VARS = ("vmemmap_base", "page_offset_base")
+# symbols whose presence tells what the kernel offers, where there is no BTF
+# enum to say it: bpf_ringbuf_output is the BPF ring buffer (5.8)
+WANTED_MARKERS = ("bpf_ringbuf_output",)
 
 # struct member paths read by the BPF program (first found wins; see defines.py)
 WANTED_MEMBERS = (
@@ -80,6 +83,11 @@ class KernelFacts:
     foll_source: str | None = None        # "btf" | "headers"
     pin_bias: int | None = None
     pin_bias_source: str | None = None    # "btf" | "headers"
+    # where offsets, sizes and enums came from: "btf", "headers" (header_layout.py)
+    layout_source: str | None = None
+    layout_note: str | None = None        # headers tree, and what was checked
+    # grab functions' return conventions (plan.RET_*) read from headers, no BTF
+    header_ret_conv: dict[str, int] = dataclasses.field(default_factory=dict)
     config: dict[str, str] = dataclasses.field(default_factory=dict)  # a few CONFIG_*
     # capabilities of the running kernel; None where not known (fixtures)
     caps: dict[str, bool | None] = dataclasses.field(default_factory=dict)
@@ -116,7 +124,10 @@ class KernelFacts:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> KernelFacts:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        facts = cls(**{k: v for k, v in d.items() if k in names})
+        if facts.has_btf and facts.layout_source is None:
+            facts.layout_source = "btf"   # extracts written before the field existed
+        return facts
 
     @classmethod
     def load(cls, path: str | Path) -> KernelFacts:
@@ -151,8 +162,9 @@ class KernelFacts:
         return facts
 
     @classmethod
-    def live(cls) -> KernelFacts:
-        """Facts of the running kernel. Works without root (addresses then read 0)."""
+    def live(cls, btf: bool = True) -> KernelFacts:
+        """Facts of the running kernel. Works without root (addresses then read 0).
+        With btf=False its BTF is not read (to take the layout from headers)."""
         release = platform.release()
         facts = cls(release=release, machine=platform.machine(), source="live")
         try:
@@ -166,11 +178,14 @@ class KernelFacts:
                 break
             except OSError:
                 continue
-        try:
-            facts._add_btf(BTF.from_file("/sys/kernel/btf/vmlinux"))
-        except (OSError, BTFError):
-            pass
+        if btf:
+            try:
+                facts._add_btf(BTF.from_file("/sys/kernel/btf/vmlinux"))
+            except (OSError, BTFError):
+                pass
         for hdr in (Path(f"/lib/modules/{release}/build"),
+                    Path(f"/lib/modules/{release}/source"),
+                    Path(os.environ.get("BCC_KERNEL_SOURCE") or "/nonexistent"),
                     Path(f"/usr/src/linux-headers-{release}")):
             if (hdr / "include/linux/mm.h").exists() or hdr.is_dir():
                 facts._add_headers(hdr)
@@ -182,6 +197,7 @@ class KernelFacts:
 
     def _add_btf(self, btf: BTF) -> None:
         self.has_btf = True
+        self.layout_source = "btf"
         for name in WANTED_FUNCS:
             proto = btf.func_proto(name)
             if proto is not None:
@@ -225,7 +241,8 @@ class KernelFacts:
         6.2). Debian splits headers into -amd64 and -common: follow the include dir."""
         texts = []
         for d in _header_dirs(root):
-            for name in ("include/linux/mm.h", "include/linux/mm_types.h"):
+            # mm/internal.h only in a source tree: FOLL_PIN's home since 6.2
+            for name in ("include/linux/mm.h", "include/linux/mm_types.h", "mm/internal.h"):
                 try:
                     texts.append((d / name).read_text(errors="replace"))
                 except OSError:
@@ -237,6 +254,8 @@ class KernelFacts:
             foll = {}
             for name in FOLL_NAMES:
                 v = _c_define(text, name)
+                if v is None:
+                    v = _c_enumerator(text, name)
                 if v is not None:
                     foll[name] = v
             if "FOLL_PIN" in foll and "FOLL_GET" in foll:
@@ -257,7 +276,7 @@ class KernelFacts:
 
 def _read_symbols(text: str) -> dict[str, dict[str, Any]]:
     """WANTED symbols of a kallsyms/System.map/nm listing ("addr type name [module]")."""
-    wanted = set(WANTED_FUNCS) | set(WANTED_VARS)
+    wanted = set(WANTED_FUNCS) | set(WANTED_VARS) | set(WANTED_MARKERS)
     out: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
         parts = line.split()
@@ -300,9 +319,17 @@ _DEFINE = r"^\s*#\s*define\s+{name}\s+(.+?)\s*(?:/\*.*)?$"
 def _c_define(text: str, name: str) -> int | None:
     """The value of `#define name <int expr>` (hex, decimal, `(1U << n)`), else None."""
     m = re.search(_DEFINE.format(name=re.escape(name)), text, re.M)
-    if not m:
-        return None
-    expr = m.group(1).strip()
+    return _int_expr(m.group(1)) if m else None
+
+
+def _c_enumerator(text: str, name: str) -> int | None:
+    """The value of `name = <int expr>,` in an enum (FOLL_* from 6.2), else None."""
+    m = re.search(rf"^\s*{re.escape(name)}\s*=\s*([^,\n/]+?)\s*,", text, re.M)
+    return _int_expr(m.group(1)) if m else None
+
+
+def _int_expr(expr: str) -> int | None:
+    expr = expr.strip()
     expr = re.sub(r"(?<=\d)[uUlL]+\b", "", expr)
     if not re.fullmatch(r"[\s()0-9a-fA-Fx<|+]+", expr):
         return None
@@ -337,7 +364,10 @@ def _live_config(release: str) -> dict[str, str]:
 def live_caps() -> dict[str, bool | None]:
     """What the running kernel offers to a tracer, from files only (no root needed)."""
     caps: dict[str, bool | None] = {}
-    caps["btf"] = os.path.exists("/sys/kernel/btf/vmlinux")
+    try:  # an empty file (BTF hidden by a bind mount, as the lab does) is no BTF
+        caps["btf"] = os.path.getsize("/sys/kernel/btf/vmlinux") > 0
+    except OSError:
+        caps["btf"] = False
     caps["kprobes"] = os.path.exists("/sys/bus/event_source/devices/kprobe") or any(
         os.path.exists(os.path.join(d, "kprobe_events")) for d in TRACEFS)
     # fentry needs BTF and BPF trampolines; whether the kernel lets us attach is only

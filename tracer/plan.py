@@ -187,10 +187,12 @@ def resolve(facts: KernelFacts, method: str = "kprobe", fentry: bool = False) ->
             conv = RET_PTR if t.symbol == "try_grab_folio_fast" else None
             if proto is not None:
                 conv = ret_convention(proto["ret"])
+            elif t.symbol in facts.header_ret_conv:
+                conv = facts.header_ret_conv[t.symbol]
             if conv is None:
                 missing.append({"probe": t.probe, "symbol": t.symbol,
-                                "why": "no BTF prototype: cannot tell a failed grab "
-                                       "from a successful one"})
+                                "why": "no BTF prototype or header declaration: cannot "
+                                       "tell a failed grab from a successful one"})
                 return False
             entry["ret_conv"] = conv
             entry["returns"] = RET_NAMES[conv]

@@ -56,7 +56,11 @@ def plan_report(facts: KernelFacts) -> dict[str, Any]:
                  "vmemmap": (f"vmemmap_base at {lay.vmemmap_base_addr:#x}"
                              if lay.vmemmap_base_addr
                              else f"constant {lay.vmemmap_start or 0:#x}")}
-        lines.append("page layout (BTF): " + ", ".join(f"{k}={v}" for k, v in lay.off.items()))
+        src = {"btf": "BTF", "headers": "kernel headers"}.get(facts.layout_source or "", "?")
+        lines.append(f"page layout ({src}): " + ", ".join(f"{k}={v}" for k, v in lay.off.items()))
+        if facts.layout_note:
+            lines.append(f"  layout {facts.layout_note}")
+        lay_d["source"] = facts.layout_source
         lines.append(f"  zone = (flags >> {lay.zones_pgshift}) & {lay.zones_mask}, "
                      f"ZONE_DEVICE = {lay.zone_device}; pfn from {lay_d['vmemmap']}")
         for n in lay.notes:

@@ -106,7 +106,9 @@ class Recorder:
             raise PagerefError("recording needs root (or CAP_BPF+CAP_PERFMON); run with sudo")
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
             raise PagerefError(f"{self.out} already exists; choose a new -o path")
-        self.facts = self.facts or KernelFacts.live()
+        if self.facts is None:
+            from pageref.tracer.header_layout import live_facts
+            self.facts = live_facts()
         caps = self.facts.caps
         if caps.get("kprobes") is False:
             raise PagerefError("this kernel has no kprobes (CONFIG_KPROBES off or no "
@@ -207,6 +209,8 @@ class Recorder:
                 "notes": self.plan.notes + self.layout.notes + (
                     [f"fentry/fexit refused, kprobes used: {self.fentry_refused}"]
                     if self.fentry_refused else []),
+                "layout": self.facts.layout_source,
+                "layout_note": self.facts.layout_note,
                 "foll": self.facts.foll,
                 "foll_source": self.facts.foll_source,
                 "pgmap_types": {str(k): v for k, v in
@@ -351,7 +355,9 @@ class Recorder:
 
 def has_ringbuf(facts: KernelFacts) -> bool:
     """BPF_MAP_TYPE_RINGBUF (5.8+) in the kernel's enum bpf_map_type."""
-    return "BPF_MAP_TYPE_RINGBUF" in (facts.enums.get("bpf_map_type") or {})
+    if facts.has_btf:
+        return "BPF_MAP_TYPE_RINGBUF" in (facts.enums.get("bpf_map_type") or {})
+    return facts.has_symbol("bpf_ringbuf_output")  # no BTF: the helper's presence
 
 
 def _value_counts(col: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]]:

@@ -148,10 +148,10 @@ def test_defines_carry_ret_conventions_and_filters():
     assert defines(f, pl, Options(all_pages=True))["ALL_PAGES"] == 1
 
 
-def test_no_btf_is_a_clear_error():
+def test_no_layout_is_a_clear_error():
     f = facts("6.1")
-    f.has_btf = False
-    with pytest.raises(PagerefError, match="BTF"):
+    f.has_btf, f.layout_source = False, None   # no BTF, headers not read
+    with pytest.raises(PagerefError, match="no BTF.*linux-headers"):
         layout(f)
 
 
