@@ -3,8 +3,9 @@
  * pageref: who takes and drops references on ZONE_DEVICE pages.
  *
  * BCC program. It includes no kernel struct definitions: every field is read at
- * a byte offset taken from the running kernel's BTF and passed as a -D define
- * by pageref/tracer/defines.py (which validates every number). That keeps the
+ * a byte offset taken from the running kernel's BTF (without BTF, from its
+ * headers: kernel_layout.c) and passed as a -D define by
+ * pageref/tracer/defines.py (which validates every number). That keeps the
  * compile short (no kernel headers to parse) and right on kernels whose layout
  * moved (page->index -> __folio_index in 6.16, page->pgmap -> folio->pgmap).
  *

@@ -20,6 +20,11 @@ are detached and the trace closed properly). The trace is a directory of
 Parquet parts written about every second: after a SIGKILL it is still readable
 up to the last second. Lost events are counted per CPU and written as `lost`
 rows. `pageref probes` shows what will be attached; see docs/tracer.md.
+
+
+Struct offsets and enum values come from the kernel's BTF; on a kernel
+without BTF, from its headers (compiled, a few seconds). `--layout headers`
+uses the headers even where BTF exists, and fails if the two disagree.
 """
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -69,7 +74,8 @@ def cgroup_id(path: str) -> int:
 @click.option("--perf-buffer", is_flag=True, help="Use the perf buffer even if the "
               "kernel has the BPF ring buffer.")
 @click.option("--buffer-pages", type=click.IntRange(1, 65536), default=256, show_default=True,
-              help="Ring buffer size in pages (a power of two).")
+              help="BPF buffer size in pages, a power of two (the ring buffer's "
+              "total; the perf buffer's per CPU).")
 @click.option("--layout", "layout_source", type=click.Choice(["auto", "btf", "headers"]),
               default="auto", show_default=True,
               help="Where struct offsets and enum values come from: the kernel's BTF, or "

@@ -296,7 +296,10 @@ class Recorder:
             events.open_ring_buffer(self._on_event)
             poll = lambda: self.bpf.ring_buffer_poll(100)  # noqa: E731
         else:
-            events.open_perf_buffer(self._on_event, page_cnt=256)
+            # lost_cb: BCC would print "Possibly lost N samples" for what the BPF
+            # program already counts (a refused perf_submit) in its `lost` map
+            events.open_perf_buffer(self._on_event, page_cnt=self.opts.ringbuf_pages,
+                                    lost_cb=lambda _n: None)
             poll = lambda: self.bpf.perf_buffer_poll(100)  # noqa: E731
         old = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
         child = None

@@ -28,7 +28,7 @@ class FakeTable(dict):
     def open_ring_buffer(self, cb):
         self.owner.cb = cb
 
-    def open_perf_buffer(self, cb, page_cnt=64):
+    def open_perf_buffer(self, cb, page_cnt=64, lost_cb=None):
         self.owner.cb = cb
 
     def __getitem__(self, key):
