@@ -17,7 +17,10 @@ order rotating between rounds so slow drift hits every mode alike. A tracer is
 started first and the workload only once the tracer says its probes are
 attached; the workload's wall time is what is compared. Reported: median
 workload seconds per mode, ratios against untraced, pageref's events/s and
-lost events, and each tracer's start-up (compile + attach) time.
+lost events, each tracer's start-up (compile + attach) time, and, from the
+kernel's BPF run-time statistics (kernel.bpf_stats_enabled), the time spent in
+each tracer's probes: per run and as a share of the workload's wall time, a
+figure the emulator's wall-time noise does not drown.
 """
 
 from __future__ import annotations
@@ -127,6 +130,33 @@ def _cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+def _bpf_run_stats(pid: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) summed over the BPF programs `pid` holds open: the
+    kernel's own account of the time spent in the tracer's probes (fdinfo has
+    them while kernel.bpf_stats_enabled is 1). Independent of the workload's
+    wall-time noise, which under emulation is larger than any tracer's effect."""
+    ns = cnt = 0
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    try:
+        entries = list(fdinfo.iterdir())
+    except OSError:
+        return 0, 0
+    for e in entries:
+        try:
+            text = e.read_text()
+        except OSError:
+            continue
+        if "prog_type:" not in text:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        ns += int(fields.get("run_time_ns", "0").strip() or 0)
+        cnt += int(fields.get("run_cnt", "0").strip() or 0)
+    return ns, cnt
+
+
 def _stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGINT)
     try:
@@ -154,7 +184,14 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
     times: dict[str, list[float]] = {m: [] for m in modes}
     startup: dict[str, list[float]] = {m: [] for m in modes if m != "untraced"}
     cpu: dict[str, list[float]] = {m: [] for m in modes if m != "untraced"}
+    bpf_ns: dict[str, list[int]] = {m: [] for m in modes if m != "untraced"}
+    bpf_runs: dict[str, list[int]] = {m: [] for m in modes if m != "untraced"}
     events, lost, trace_s = [], [], []
+    try:
+        stats_before = BPF_STATS.read_text().strip()
+        BPF_STATS.write_text("1\n")
+    except OSError:
+        stats_before = None   # no per-program accounting: bpf_* figures stay 0
     for r in range(rounds):
         order = modes[r % len(modes):] + modes[:r % len(modes)]
         for mode in order:
@@ -176,8 +213,12 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
             startup[mode].append(up)
             t0 = time.monotonic()
             cpu0 = _cpu_s(proc.pid)
+            ns0, cnt0 = _bpf_run_stats(proc.pid)
             times[mode].append(_time(workload))
             cpu[mode].append(_cpu_s(proc.pid) - cpu0)
+            ns1, cnt1 = _bpf_run_stats(proc.pid)
+            bpf_ns[mode].append(ns1 - ns0)
+            bpf_runs[mode].append(cnt1 - cnt0)
             _stop(proc)
             if mode == "pageref":
                 from pageref.trace.io import read_trace
@@ -187,7 +228,11 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
                 lost.append(t.header.lost_total)
                 trace_s.append(time.monotonic() - t0)
             print(f"bench: round {r} {mode}: {times[mode][-1]:.2f}s", file=sys.stderr, flush=True)
+    if stats_before is not None:
+        BPF_STATS.write_text(stats_before + "\n")
     med = {m: statistics.median(v) for m, v in times.items()}
+    bpf_share = {m: statistics.median(ns / 1e9 / t for ns, t in zip(v, times[m]))
+                 for m, v in bpf_ns.items() if v}
     res = {
         "rounds": rounds, "workload": workload, "kernel": os.uname().release,
         "median_s": med, "all_s": times,
@@ -195,6 +240,13 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
         "startup_s": {m: statistics.median(v) for m, v in startup.items()},
         # CPU the tracer's user-space process used while the workload ran
         "tracer_cpu_s": {m: statistics.median(v) for m, v in cpu.items()},
+        # the kernel's account of time spent in each tracer's BPF programs while
+        # the workload ran: per probe run, and as a share of the workload's time
+        "bpf_runs": {m: statistics.median(v) for m, v in bpf_runs.items() if v},
+        "bpf_ns_per_run": {m: statistics.median(ns / max(c, 1) for ns, c in
+                                                zip(bpf_ns[m], bpf_runs[m]))
+                           for m in bpf_ns if bpf_ns[m]},
+        "bpf_share_of_workload": bpf_share,
         "pageref_events": events, "pageref_lost": lost,
         "pageref_events_per_s": [e / max(s, 1e-9) for e, s in zip(events, trace_s)],
         "bpftrace": have_bpftrace,

@@ -28,13 +28,15 @@ from pageref.trace.parquet import PartWriter
 from pageref.tracer import kernel_rules
 from pageref.tracer.decode import DecodeContext, decode, lost_table
 from pageref.tracer.defines import Options, cflags, defines, layout
-from pageref.tracer.event import bpf_dir
+from pageref.tracer.event import PagerefEvent, bpf_dir
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.plan import ProbePlan, resolve
+from pageref.tracer.stale_probes import remove_stale
 
 from pageref.errors import PagerefError
 
 PROGRAM = "pageref.bpf.c"
+EVENT_SIZE = ctypes.sizeof(PagerefEvent)
 FLUSH_S = 1.0
 
 
@@ -153,6 +155,10 @@ class Recorder:
         """Attach every probe of the plan (kprobe + kretprobe where it has a return)."""
         assert self.plan is not None and self.bpf is not None
         t0 = time.monotonic()
+        removed = remove_stale(self.plan.symbols())
+        if removed:
+            print(f"pageref: removed {len(removed)} kretprobe event(s) a killed recorder "
+                  f"left in kprobe_events ({', '.join(removed)})", file=sys.stderr)
         for entry in self.plan.attached:
             sym = entry["symbol"]
             if entry["method"] != "kprobe":
@@ -227,7 +233,11 @@ class Recorder:
 
     # -- streaming ------------------------------------------------------------
     def _on_event(self, _cpu: Any, data: Any, size: int) -> int:
-        self._raw.append(ctypes.string_at(data, size))
+        # One event per call. The perf buffer pads its raw samples to 8 bytes
+        # (u32 size + data), so `size` can exceed the struct: keep exactly one
+        # struct, or the concatenated stream would shift by the padding.
+        if size >= EVENT_SIZE:
+            self._raw.append(ctypes.string_at(data, EVENT_SIZE))
         return 0
 
     def _stack(self, stack_id: int) -> list[str] | None:
@@ -330,12 +340,14 @@ class Recorder:
                 signal.signal(s, h)
             self.detach()
             if child is not None and child.poll() is None:
+                # stopped by a signal or --duration: the recording ends as asked,
+                # so the command's forced exit is not record's exit status
                 child.terminate()
                 try:
-                    exit_code = child.wait(5)
+                    child.wait(5)
                 except subprocess.TimeoutExpired:
                     child.kill()
-                    exit_code = child.wait()
+                    child.wait()
             with contextlib.suppress(Exception):
                 poll()
             self._flush(writer, None)
@@ -344,6 +356,9 @@ class Recorder:
             if view is not None:
                 view.set_counters(self.per_probe, dict(self._lost_seen))
                 view.close()
+            if not self.opts.ringbuf:
+                with contextlib.suppress(Exception):
+                    close_perf_buffer(self.bpf["events"])
             with contextlib.suppress(Exception):
                 self.bpf.cleanup()
         lost_total = sum(self._lost_seen.values())
@@ -354,6 +369,17 @@ class Recorder:
         return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
                             self.compile_s, self.attach_s,
                             (time.monotonic_ns() - start_ns) / 1e9, exit_code)
+
+
+def close_perf_buffer(events: Any) -> None:
+    """Close the perf buffer's per-CPU readers while the map is still open: left
+    to the garbage collector after BPF.cleanup(), BCC's PerfEventArray.__del__
+    deletes entries of a closed map and prints a KeyError traceback at exit."""
+    from bcc.utils import get_online_cpus
+
+    for cpu in get_online_cpus():
+        with contextlib.suppress(Exception):
+            del events[cpu]     # a no-op for a CPU without a reader
 
 
 def has_ringbuf(facts: KernelFacts) -> bool:

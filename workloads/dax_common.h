@@ -49,17 +49,33 @@ static void die(const char *fmt, ...)
 	exit(2);
 }
 
+/* Append to the JSON line; never past its end (a long line is cut, not
+ * overflowed: snprintf returns what it would have written). */
+static void wl_vappend(const char *fmt, va_list ap)
+{
+	if (wl_len >= sizeof(wl_json) - 1)
+		return;
+	wl_len += vsnprintf(wl_json + wl_len, sizeof(wl_json) - wl_len, fmt, ap);
+	if (wl_len >= sizeof(wl_json))
+		wl_len = sizeof(wl_json) - 1;
+}
+
+static void wl_append(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	wl_vappend(fmt, ap);
+	va_end(ap);
+}
+
 /* Append `"key": <value>` to the JSON line (value already formatted as JSON). */
 static void jraw(const char *key, const char *fmt, ...)
 {
 	va_list ap;
-	wl_len += snprintf(wl_json + wl_len, sizeof(wl_json) - wl_len, "%s\"%s\": ",
-			   wl_len ? ", " : "", key);
+	wl_append("%s\"%s\": ", wl_len ? ", " : "", key);
 	va_start(ap, fmt);
-	wl_len += vsnprintf(wl_json + wl_len, sizeof(wl_json) - wl_len, fmt, ap);
+	wl_vappend(fmt, ap);
 	va_end(ap);
-	if (wl_len >= sizeof(wl_json))
-		wl_len = sizeof(wl_json) - 1;
 }
 
 static void jstr(const char *key, const char *val) { jraw(key, "\"%s\"", val); }
@@ -117,8 +133,9 @@ static void report_pfns_as(const char *key, const void *addr, size_t npages)
 	char tmp[32];
 	int n = 0;
 
-	wl_len += snprintf(wl_json + wl_len, sizeof(wl_json) - wl_len, "%s\"%s\": [",
-			   wl_len ? ", " : "", key);
+	size_t unlisted = 0;
+
+	wl_append("%s\"%s\": [", wl_len ? ", " : "", key);
 	for (size_t i = 0; fd >= 0 && i < npages; i++) {
 		off_t off = ((uintptr_t)addr / PAGE + i) * sizeof(e);
 		if (pread(fd, &e, sizeof(e), off) != sizeof(e))
@@ -126,10 +143,17 @@ static void report_pfns_as(const char *key, const void *addr, size_t npages)
 		uint64_t pfn = e & ((1ULL << 55) - 1);
 		if (!(e & (1ULL << 63)) || pfn == 0)
 			continue;
+		/* keep room to close the line: the rest is counted, not listed */
+		if (sizeof(wl_json) - wl_len < 512) {
+			unlisted++;
+			continue;
+		}
 		snprintf(tmp, sizeof(tmp), "%s%llu", n++ ? ", " : "", (unsigned long long)pfn);
-		wl_len += snprintf(wl_json + wl_len, sizeof(wl_json) - wl_len, "%s", tmp);
+		wl_append("%s", tmp);
 	}
-	wl_len += snprintf(wl_json + wl_len, sizeof(wl_json) - wl_len, "]");
+	wl_append("]");
+	if (unlisted)
+		jint("pfns_unlisted", (long long)unlisted);
 	if (fd >= 0)
 		close(fd);
 }
