@@ -30,6 +30,7 @@ from pageref.tracer.decode import DecodeContext, decode, lost_table
 from pageref.tracer.defines import Options, cflags, defines, layout
 from pageref.tracer.event import PagerefEvent, bpf_dir
 from pageref.tracer.facts import KernelFacts
+from pageref.tracer.kprobe_misses import read_missed_returns
 from pageref.tracer.plan import ProbePlan, resolve
 from pageref.tracer.stale_probes import remove_stale
 
@@ -94,6 +95,7 @@ class Recorder:
         self._raw: list[bytes] = []
         self._lost_seen: dict[int, int] = {}
         self._lost_warned = 0
+        self._missed_returns: dict[str, int] = {}   # kretprobe misses (kprobe_misses.py)
         self.per_probe: dict[str, int] = {}
         self._stack_cache: dict[int, list[str]] = {}
         self._stop = False
@@ -280,6 +282,17 @@ class Recorder:
                   f"(CPUs {', '.join(map(str, sorted(delta)))}); the buffer is too small "
                   "or the consumer too slow", file=sys.stderr)
         writer.header.lost = {str(c): n for c, n in self._lost_seen.items()}
+        # counts only grow; after detach the events (and their counts) are gone
+        missed = dict(self._missed_returns)
+        for fn, n in read_missed_returns(os.getpid()).items():
+            missed[fn] = max(n, missed.get(fn, 0))
+        if missed != self._missed_returns:
+            new = sum(missed.values()) - sum(self._missed_returns.values())
+            print(f"pageref: warning: {new} return probes missed (no free kretprobe "
+                  f"instance: {', '.join(sorted(missed))}); those grabs have no event",
+                  file=sys.stderr)
+            self._missed_returns = missed
+            writer.header.extra.setdefault("tracer", {})["return_probes_missed"] = missed
         writer.header.end_ns = time.monotonic_ns()
         if tables:
             table = pa.concat_tables([_conform(t) for t in tables])
@@ -362,9 +375,11 @@ class Recorder:
             with contextlib.suppress(Exception):
                 self.bpf.cleanup()
         lost_total = sum(self._lost_seen.values())
+        missed = sum(self._missed_returns.values())
         print(f"pageref: {writer.events} events in {writer.parts} parts written to "
               f"{self.out}; {lost_total} lost"
-              + (f" (per CPU: {dict(sorted(self._lost_seen.items()))})" if lost_total else ""),
+              + (f" (per CPU: {dict(sorted(self._lost_seen.items()))})" if lost_total else "")
+              + (f"; {missed} return probes missed" if missed else ""),
               file=sys.stderr)
         return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
                             self.compile_s, self.attach_s,

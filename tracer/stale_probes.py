@@ -49,9 +49,13 @@ def remove_stale(symbols: Iterable[str]) -> list[str]:
             continue
         removed = []
         for ev in stale_events(listing, symbols, _alive):
+            # os.open: Python's append mode seeks to the end, which tracefs refuses
             try:
-                with open(path, "a") as f:
-                    f.write(f"-:{ev}\n")
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, f"-:{ev}\n".encode())
+                finally:
+                    os.close(fd)
                 removed.append(ev)
             except OSError:
                 pass  # in use or already gone: leave it

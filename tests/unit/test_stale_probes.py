@@ -24,3 +24,19 @@ def test_only_dead_processes_probes_on_our_symbols():
 
 def test_nothing_when_every_owner_lives():
     assert stale_events(LISTING, ["gup_put_folio"], lambda pid: True) == []
+
+
+PROFILE = """\
+  r_gup_put_folio_bcc_236                                  123               4
+  r___bio_release_pages_bcc_236                             10               0
+  p_vfs_read_bcc_236                                        99               7
+  r_gup_put_folio_bcc_300                                    5               2
+"""
+
+
+def test_missed_returns_of_this_process_only():
+    from pageref.tracer.kprobe_misses import missed_returns
+
+    assert missed_returns(PROFILE, 236) == {"gup_put_folio": 4}
+    assert missed_returns(PROFILE, 300) == {"gup_put_folio": 2}
+    assert missed_returns(PROFILE, 1) == {}
