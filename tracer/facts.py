@@ -183,11 +183,12 @@ class KernelFacts:
                 facts._add_btf(BTF.from_file("/sys/kernel/btf/vmlinux"))
             except (OSError, BTFError):
                 pass
-        for hdr in (Path(f"/lib/modules/{release}/build"),
-                    Path(f"/lib/modules/{release}/source"),
-                    Path(os.environ.get("BCC_KERNEL_SOURCE") or "/nonexistent"),
-                    Path(f"/usr/src/linux-headers-{release}")):
-            if (hdr / "include/linux/mm.h").exists() or hdr.is_dir():
+        trees = [Path(f"/lib/modules/{release}/build"), Path(f"/lib/modules/{release}/source"),
+                 Path(f"/usr/src/linux-headers-{release}")]
+        if os.environ.get("BCC_KERNEL_SOURCE"):   # a source tree has mm/internal.h
+            trees.insert(0, Path(os.environ["BCC_KERNEL_SOURCE"]))
+        for hdr in trees:
+            if hdr.is_dir():
                 facts._add_headers(hdr)
         cfg = _live_config(release)
         if cfg:

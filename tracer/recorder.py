@@ -289,7 +289,7 @@ class Recorder:
         if missed != self._missed_returns:
             new = sum(missed.values()) - sum(self._missed_returns.values())
             print(f"pageref: warning: {new} return probes missed (no free kretprobe "
-                  f"instance: {', '.join(sorted(missed))}); those grabs have no event",
+                  f"instance: {', '.join(sorted(missed))}); their events are missing",
                   file=sys.stderr)
             self._missed_returns = missed
             writer.header.extra.setdefault("tracer", {})["return_probes_missed"] = missed
