@@ -40,6 +40,7 @@ def test_probes_json():
     assert d["idle_refcount"]["fsdax"] == 1
     assert any(a["symbol"] == "__put_devmap_managed_folio_refs" for a in d["plan"]["attached"])
     assert d["layout"]["zones_pgshift"] == 51
+    assert d["layout"]["source"] == "btf"
 
 
 def test_probes_live_no_root_needed():
@@ -68,6 +69,16 @@ def test_record_without_kprobes_is_one_line(tmp_path):
     assert len(err) == 1 and "kprobes" in err[0] and "Traceback" not in r.stderr
 
 
+@pytest.mark.skipif(os.path.isdir(f"/lib/modules/{os.uname().release}/build")
+                    or bool(os.environ.get("BCC_KERNEL_SOURCE")),
+                    reason="this kernel has headers")
+def test_record_layout_from_missing_headers_is_one_line(tmp_path):
+    r = run("record", "-o", str(tmp_path / "t"), "--layout", "headers", "--duration", "1s")
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "no kernel headers" in err[0] and "linux-headers-" in err[0]
+
+
 def test_record_bad_duration(tmp_path):
     r = CliRunner().invoke(cli, ["record", "-o", str(tmp_path / "t"), "--duration", "soon"])
     assert r.exit_code != 0 and "duration" in r.output
@@ -81,7 +92,8 @@ def test_duration_parse():
 
 def test_record_help_lists_options():
     r = CliRunner().invoke(cli, ["record", "--help"])
-    for opt in ("--duration", "--pid", "--all-pages", "--stacks", "--pgmap-type", "--cgroup"):
+    for opt in ("--duration", "--pid", "--all-pages", "--stacks", "--pgmap-type", "--cgroup",
+                "--layout"):
         assert opt in r.output
 
 
