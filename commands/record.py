@@ -115,6 +115,8 @@ def record(out: Path, duration: str | None, pids: tuple[int, ...], cgroup: str |
     rec = Recorder(out, opts, pids=pids, duration_s=seconds,
                    command=list(command) or None, live_mode=live_mode, facts=facts)
     rec.prepare()
+    if facts.layout_source == "headers":
+        click.echo(f"pageref: struct layout {facts.layout_note}", err=True)
     rec.attach()
     methods = {}
     for a in rec.plan.attached:

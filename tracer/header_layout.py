@@ -19,6 +19,7 @@ import os
 import re
 import struct
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class HeaderLayout:
     missing: list[str]           # facts these headers do not have
     checked: list[str]           # facts equal to the running kernel's BTF
     headers: str                 # the tree compiled against
+    compiles: int = 1            # compiles it took (one more per kind of absence)
+    seconds: float = 0.0         # their wall time
 
 
 def program_text() -> str:
@@ -111,7 +114,8 @@ def read_header_layout(expect: dict[str, int] | None = None) -> HeaderLayout:
     names = fact_names(text)
     want = dict.fromkeys(names, 1)
     at_line = _fact_at_line(text)
-    for _ in range(MAX_ROUNDS):
+    t0 = time.monotonic()
+    for rounds in range(1, MAX_ROUNDS + 1):
         bpf, diags = _compile(text, want, expect, build_cflags(tree))
         if bpf is not None:
             try:
@@ -130,7 +134,8 @@ def read_header_layout(expect: dict[str, int] | None = None) -> HeaderLayout:
                                    "headers")
             checked = [n for n in values if expect.get(n, UNCHECKED) >= 0]
             return HeaderLayout(values=values, missing=missing, checked=checked,
-                                headers=str(tree))
+                                headers=str(tree), compiles=rounds,
+                                seconds=round(time.monotonic() - t0, 1))
         failed: dict[str, str] = {}
         for line, _kind, msg in diags:
             name = at_line.get(line)
@@ -277,9 +282,10 @@ def live_facts(source: str = "auto") -> KernelFacts:
         layout = read_header_layout(btf_expectations(facts))
         bare = KernelFacts.live(btf=False)
         apply_layout(bare, layout)
-        bare.layout_note = (f"from the kernel headers in {layout.headers}"
+        bare.layout_note = (f"from the kernel headers in {layout.headers} ({layout.compiles} "
+                            f"compiles, {layout.seconds} s)"
                             + (f", {len(layout.checked)} values checked equal to the "
                                "running kernel's BTF" if layout.checked else
-                               " (no BTF to check them against)"))
+                               "; no BTF to check them against"))
         facts = bare
     return facts
