@@ -59,7 +59,3 @@ def _live_facts() -> KernelFacts:
         facts = KernelFacts.live()
         facts.layout_note = f"not readable: {e}"
         return facts
-    except ImportError:
-        facts = KernelFacts.live()
-        facts.layout_note = "not readable: no BTF, and BCC (python3-bpfcc) to read the headers"
-        return facts

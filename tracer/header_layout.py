@@ -192,7 +192,11 @@ def _pretty(name: str) -> str:
 
 def _compile(text: str, want: dict[str, int], expect: dict[str, int],
              extra: list[str]) -> tuple[Any | None, list[tuple[int, str, str]]]:
-    from bcc import BPF
+    try:
+        from bcc import BPF
+    except ImportError:
+        raise PagerefError("BCC is not importable (python3-bpfcc); it compiles the kernel "
+                           "headers' layout: apt-get install python3-bpfcc") from None
 
     defs = {f"WANT_{n}": w for n, w in want.items()}
     defs.update({f"EXPECT_{n}": expect.get(n, UNCHECKED) for n in want})

@@ -192,3 +192,11 @@ def test_headers_lacking_a_btf_member_are_refused(headers_of):
     exp["off__page____folio_index"] = 32    # as if BTF were 6.16+'s
     with pytest.raises(PagerefError, match=r"lack struct page\.__folio_index"):
         hl.read_header_layout(exp)
+
+
+def test_without_bcc_a_clear_error(monkeypatch, tmp_path):
+    (tmp_path / "include").mkdir()
+    monkeypatch.setenv("BCC_KERNEL_SOURCE", str(tmp_path))
+    monkeypatch.setitem(__import__("sys").modules, "bcc", None)   # import bcc fails
+    with pytest.raises(PagerefError, match="BCC is not importable.*python3-bpfcc"):
+        hl.read_header_layout()
