@@ -100,9 +100,12 @@ def main() -> int:
     ap.add_argument("--lab", action="store_true", help="boot the lab guest and run there")
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--perf-buffer", action="store_true", help="record with the perf buffer")
+    ap.add_argument("--buffer-pages", type=int, help="record's --buffer-pages")
     a = ap.parse_args()
     sys.path.insert(0, str(REPO))
     extra = ["--perf-buffer"] if a.perf_buffer else []
+    if a.buffer_pages:
+        extra += ["--buffer-pages", str(a.buffer_pages)]
     if a.lab:
         return run_in_lab(a.kernel, a.out, extra)
     res = run_all(SIZES, extra)

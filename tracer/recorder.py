@@ -279,8 +279,8 @@ class Recorder:
             self._lost_seen = lost_now
             tables.append(lost_table(time.monotonic_ns(), delta))
             print(f"pageref: warning: {sum(delta.values())} events lost "
-                  f"(CPUs {', '.join(map(str, sorted(delta)))}); the buffer is too small "
-                  "or the consumer too slow", file=sys.stderr)
+                  f"(CPUs {', '.join(map(str, sorted(delta)))}); the buffer is too small (raise "
+                  "--buffer-pages) or the consumer too slow", file=sys.stderr)
         writer.header.lost = {str(c): n for c, n in self._lost_seen.items()}
         # counts only grow; after detach the events (and their counts) are gone
         missed = dict(self._missed_returns)
