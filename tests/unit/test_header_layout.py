@@ -200,3 +200,28 @@ def test_without_bcc_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "bcc", None)   # import bcc fails
     with pytest.raises(PagerefError, match="BCC is not importable.*python3-bpfcc"):
         hl.read_header_layout()
+
+
+def test_source_tree_supplies_foll_pin_from_mm_internal_h(tmp_path):
+    """A 6.2+ kernel without BTF: with its source tree (BCC_KERNEL_SOURCE), FOLL_PIN
+    comes from mm/internal.h's enum, the public flags from mm_types.h's."""
+    tree = _headers("6.12")
+    if tree is None:
+        pytest.skip("no 6.12 headers (bin/setup downloads the lab kernels')")
+    from pageref.tracer.kheaders import merged_tree
+
+    src = merged_tree(tree)
+    (tmp_path / "include" / "linux").mkdir(parents=True)
+    (tmp_path / "include/linux/mm_types.h").write_text(
+        (src / "include/linux/mm_types.h").read_text(errors="replace"))
+    (tmp_path / "mm").mkdir()
+    # the enum as it stands in 6.12's mm/internal.h (not in any headers package)
+    (tmp_path / "mm/internal.h").write_text(
+        "enum {\n\t/* mark page accessed */\n\tFOLL_TOUCH = 1 << 16,\n"
+        "\tFOLL_TRIED = 1 << 17,\n\tFOLL_REMOTE = 1 << 18,\n"
+        "\t/* pages must be released via unpin_user_page */\n\tFOLL_PIN = 1 << 19,\n"
+        "\tFOLL_FAST_ONLY = 1 << 20,\n\tFOLL_UNLOCKABLE = 1 << 21,\n};\n")
+    h = bare(btf_facts("6.12"))
+    h._add_headers(tmp_path)
+    assert h.foll_source == "headers"
+    assert h.foll == btf_facts("6.12").foll      # the running kernel's BTF values
