@@ -180,6 +180,25 @@ static __always_inline int fill_page(struct pageref_event *e, u64 page)
 	return 0;
 }
 
+/* The page part of an event that names no page (busy with nothing busy). */
+static __always_inline void zero_page_part(struct pageref_event *e)
+{
+	e->page = 0;
+	e->pfn = 0;
+	e->mapping = 0;
+	e->index = 0;
+	e->refcount = 0;
+	e->pincount = -1;
+	e->order = 0;
+	e->zone_device = 0;
+	e->pgmap_type = PAGEREF_NO_PGMAP;
+}
+
+/*
+ * The task part of `e`. Called after fill_page() has accepted the page: most
+ * pages a drop function sees on a live host are not ZONE_DEVICE, and those cost
+ * two reads, not a timestamp, the comm and the rest.
+ */
 static __always_inline void fill_task(struct pageref_event *e, void *ctx, u16 probe, u8 kind)
 {
 	u64 id = bpf_get_current_pid_tgid();
@@ -193,15 +212,6 @@ static __always_inline void fill_task(struct pageref_event *e, void *ctx, u16 pr
 	e->refs = 1;
 	e->flags = 0;
 	e->ret = 0;
-	e->page = 0;
-	e->pfn = 0;
-	e->mapping = 0;
-	e->index = 0;
-	e->refcount = 0;
-	e->pincount = -1;
-	e->order = 0;
-	e->zone_device = 0;
-	e->pgmap_type = PAGEREF_NO_PGMAP;
 	/* 6.1's bpf_get_current_comm() does not pad: clear the reused scratch first */
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
@@ -249,9 +259,9 @@ static __always_inline int grab_entry(void *ctx, u16 probe, u64 page, s32 refs, 
 	e = scratch_event();
 	if (!e)
 		return 0;
-	fill_task(e, ctx, probe, (flags & FOLL_PIN_VAL) ? KIND_PIN : KIND_GET);
 	if (fill_page(e, page))
 		return 0;
+	fill_task(e, ctx, probe, (flags & FOLL_PIN_VAL) ? KIND_PIN : KIND_GET);
 	e->refs = refs;
 	e->flags = flags;
 	key = ((u64)e->tid << 8) | probe;
@@ -357,9 +367,9 @@ static __always_inline int emit_drop_into(struct pageref_event *e, void *ctx, u1
 					  u8 kind, u64 page, s32 refs, u64 flags,
 					  s32 refcount_bias, int fsdax_only)
 {
-	fill_task(e, ctx, probe, kind);
 	if (fill_page(e, page))
 		return 0;
+	fill_task(e, ctx, probe, kind);
 	if (fsdax_only && e->pgmap_type != PGMAP_FSDAX)
 		return 0;	/* the function returns false and put_page() goes on inline */
 	e->refs = refs;
@@ -574,9 +584,9 @@ static __always_inline int mapref_entry(void *ctx, u16 probe, u64 page)
 	e = scratch_event();
 	if (!e)
 		return 0;
-	fill_task(e, ctx, probe, KIND_GET);
 	if (fill_page(e, page))
 		return 0;
+	fill_task(e, ctx, probe, KIND_GET);
 	key = ((u64)e->tid << 8) | probe;
 	pending.update(&key, e);
 	return 0;
@@ -693,6 +703,7 @@ static __always_inline int busy_entry(void *ctx, u16 probe)
 	if (!e)
 		return 0;
 	fill_task(e, ctx, probe, KIND_BUSY);
+	zero_page_part(e);
 	e->mapping = PT_REGS_PARM1((struct pt_regs *)ctx);	/* the address_space */
 	e->refs = 0;
 	key = ((u64)e->tid << 8) | probe;
@@ -711,6 +722,7 @@ static __always_inline int busy_exit(void *ctx, u16 probe, u64 mapping, u64 page
 	if (!e)
 		return 0;
 	fill_task(e, ctx, probe, KIND_BUSY);
+	zero_page_part(e);
 	e->refs = 0;
 	e->ret = page;
 	if (page && fill_page(e, page))
