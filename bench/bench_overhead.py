@@ -254,26 +254,6 @@ def run_bench(workload: list[str], rounds: int, work: Path) -> dict:
     return res
 
 
-def run_in_lab(kernel: str, rounds: int, out: Path, iterations: int) -> int:
-    from pageref.lab import qemu
-    from pageref.lab.kernels import ensure_kernel
-    from pageref.lab.paths import cache_dir
-
-    k = ensure_kernel(kernel)
-    cache = cache_dir()
-    run = qemu.new_run_dir(cache, f"bench-{kernel}")
-    script = (f"cd /results && {sys.executable} {HERE / 'bench_overhead.py'} "
-              f"--rounds {rounds} --iterations {iterations} -o /results/bench.json\n")
-    r = qemu.boot(k, cache, run, script, timeout_s=3600,
-                  on_output=lambda line: print(line, file=sys.stderr))
-    if r.failure or not (run / "bench.json").exists():
-        print(f"bench: lab failed: {r.failure or 'no bench.json'} ({run})", file=sys.stderr)
-        return 1
-    shutil.copyfile(run / "bench.json", out)
-    print((run / "bench.json").read_text())
-    return 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -290,7 +270,10 @@ def main() -> int:
         print(bpftrace_script(), end="")
         return 0
     if a.lab:
-        return run_in_lab(a.kernel, a.rounds, a.out, a.iterations)
+        from lab_runner import run_in_lab
+        return run_in_lab(a.kernel, HERE / "bench_overhead.py",
+                          ["--rounds", str(a.rounds), "--iterations", str(a.iterations)],
+                          "bench.json", a.out)
     workload = a.command or default_workload(a.iterations)
     if os.environ.get("PAGEREF_LAB_RESULTS"):
         work = Path(os.environ["PAGEREF_LAB_RESULTS"]) / "bench-work"  # kept for a look

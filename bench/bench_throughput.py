@@ -73,27 +73,6 @@ def run_all(sizes: tuple[int, ...], extra: list[str]) -> dict:
             "max_events_per_s_zero_loss": max((r["events_per_s"] for r in clean), default=None)}
 
 
-def run_in_lab(kernel: str, out: Path, extra: list[str]) -> int:
-    from pageref.lab import qemu
-    from pageref.lab.kernels import ensure_kernel
-    from pageref.lab.paths import cache_dir
-    from pageref.workloads.build import build
-
-    build(cache_dir())
-    k = ensure_kernel(kernel)
-    run = qemu.new_run_dir(cache_dir(), f"throughput-{kernel}")
-    script = (f"cd /results && {sys.executable} {HERE / 'bench_throughput.py'} "
-              f"-o /results/throughput.json {' '.join(extra)}\n")
-    r = qemu.boot(k, cache_dir(), run, script, timeout_s=3600,
-                  on_output=lambda line: print(line, file=sys.stderr))
-    if r.failure or not (run / "throughput.json").exists():
-        print(f"bench: lab failed: {r.failure or 'no throughput.json'} ({run})", file=sys.stderr)
-        return 1
-    shutil.copyfile(run / "throughput.json", out)
-    print((run / "throughput.json").read_text())
-    return 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--out", type=Path, default=Path("throughput.json"))
@@ -107,7 +86,9 @@ def main() -> int:
     if a.buffer_pages:
         extra += ["--buffer-pages", str(a.buffer_pages)]
     if a.lab:
-        return run_in_lab(a.kernel, a.out, extra)
+        from lab_runner import run_in_lab
+        return run_in_lab(a.kernel, HERE / "bench_throughput.py", extra, "throughput.json",
+                          a.out)
     res = run_all(SIZES, extra)
     a.out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))
