@@ -284,7 +284,9 @@ def live_facts(source: str = "auto") -> KernelFacts:
                            "--layout btf to read the layout from the kernel headers")
     if source == "headers" or not facts.has_btf:
         layout = read_header_layout(btf_expectations(facts))
-        bare = KernelFacts.live(btf=False)
+        # without BTF the facts already read are the bare ones: no second read
+        # of kallsyms and tracefs
+        bare = KernelFacts.live(btf=False) if facts.has_btf else facts
         apply_layout(bare, layout)
         bare.layout_note = (f"from the kernel headers in {layout.headers} ({layout.compiles} "
                             f"compiles, {layout.seconds} s)"
