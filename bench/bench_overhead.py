@@ -47,19 +47,13 @@ def default_workload(iterations: int = 20) -> list[str]:
     bio release) and process_vm_readv (pins) on ext4 -o dax."""
     dax = os.environ.get("PAGEREF_LAB_DAX", "/mnt/ext4")
     scratch = os.environ.get("PAGEREF_LAB_SCRATCH", "/mnt/scratch")
-    bindir = os.environ.get("PAGEREF_BENCH_BIN") or _workload_bin()
+    from lab_runner import workload_bin
+
+    bindir = os.environ.get("PAGEREF_BENCH_BIN") or workload_bin()
     loop = (f"i=0; while [ $i -lt {iterations} ]; do "
             f"{bindir}/dax_odirect {dax} {scratch} 64 >/dev/null || exit 1; "
             f"{bindir}/dax_pvm {dax} 64 >/dev/null || exit 1; i=$((i+1)); done")
     return ["/bin/sh", "-c", loop]
-
-
-def _workload_bin() -> str:
-    cands = sorted((REPO / "lab-cache").glob("workloads-*/dax_odirect"),
-                   key=lambda p: p.stat().st_mtime)
-    if not cands:
-        sys.exit("bench: no compiled workloads (lab-cache/workloads-*); run the lab once")
-    return str(cands[-1].parent)
 
 
 def bpftrace_script() -> str:

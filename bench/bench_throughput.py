@@ -32,22 +32,15 @@ PAGEREF = [sys.executable, "-m", "pageref"]
 SIZES = (1024, 4096, 16384, 65536)
 
 
-def _workload_bin() -> str:
-    cands = sorted((REPO / "lab-cache").glob("workloads-*/dax_pvm"),
-                   key=lambda p: p.stat().st_mtime)
-    if not cands:
-        sys.exit("bench: no compiled workloads (lab-cache/workloads-*); run the lab once")
-    return str(cands[-1].parent)
-
-
 def burst(pages: int, work: Path, extra: list[str]) -> dict:
     """Record one dax_pvm burst of `pages` pages; what was kept and lost, and how fast."""
+    from lab_runner import workload_bin
     from pageref.trace.io import read_trace
 
     dax = os.environ.get("PAGEREF_LAB_DAX", "/mnt/ext4")
     out = work / f"pvm-{pages}.trace"
     cmd = [*PAGEREF, "record", "-o", str(out), "--live", "quiet", *extra, "--",
-           f"{_workload_bin()}/dax_pvm", dax, str(pages)]
+           f"{workload_bin()}/dax_pvm", dax, str(pages)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     t = read_trace(out)
     ev = t.events

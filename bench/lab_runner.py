@@ -9,6 +9,16 @@ import sys
 from pathlib import Path
 
 
+def workload_bin() -> str:
+    """The compiled workloads of this checkout (pageref.workloads.build: the
+    build for these sources, which run_in_lab made on the host before booting;
+    in the guest it is found, not rebuilt)."""
+    from pageref.lab.paths import cache_dir
+    from pageref.workloads.build import build
+
+    return str(build(cache_dir()))
+
+
 def run_in_lab(kernel: str, script: Path, args: list[str], result: str, out: Path) -> int:
     """Boot `kernel`, run `script args -o /results/<result>` there, copy the result
     to `out` and print it. Returns the exit status for main()."""
