@@ -87,11 +87,23 @@ static void report(void)
 	fflush(stdout);
 }
 
+/* Exit unless the kernel serves `fd` with DAX. */
+static void require_dax(int fd, const char *path)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx))
+		die("statx %s", path);
+	if (!(stx.stx_attributes & STATX_ATTR_DAX)) {
+		errno = EINVAL;
+		die("%s is not DAX (mount the file system with -o dax)", path);
+	}
+}
+
 /* Create `path` with `npages` pages of data (written, so the blocks are
  * allocated: a read fault on a hole would map the zero page, not pmem). */
 static int dax_file(const char *path, size_t npages)
 {
-	struct statx stx;
 	char buf[PAGE];
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 
@@ -103,12 +115,7 @@ static int dax_file(const char *path, size_t npages)
 			die("pwrite %s", path);
 	if (fsync(fd))
 		die("fsync %s", path);
-	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx))
-		die("statx %s", path);
-	if (!(stx.stx_attributes & STATX_ATTR_DAX)) {
-		errno = EINVAL;
-		die("%s is not DAX (mount the file system with -o dax)", path);
-	}
+	require_dax(fd, path);
 	return fd;
 }
 

@@ -36,7 +36,6 @@ int main(int argc, char **argv)
 	size_t len = n * PMD_SIZE;
 	char path[4096];
 	struct fsxattr fa;
-	struct statx stx;
 
 	start("pmd", argv[1]);
 	snprintf(path, sizeof(path), "%s/pmd.buf", argv[1]);
@@ -52,12 +51,7 @@ int main(int argc, char **argv)
 	jint("extsize_hint", hint);
 	if (fallocate(fd, 0, 0, len))
 		die("fallocate %s", path);
-	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx))
-		die("statx %s", path);
-	if (!(stx.stx_attributes & STATX_ATTR_DAX)) {
-		errno = EINVAL;
-		die("%s is not DAX (mount the file system with -o dax)", path);
-	}
+	require_dax(fd, path);
 	/* reserve len + 2 MiB, then map the file at the first 2 MiB boundary */
 	char *resv = mmap(NULL, len + PMD_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (resv == MAP_FAILED)
