@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Union
 
 import pandas as pd
+
 from pageref.analysis import columns as cols_mod
 from pageref.analysis import model as model_mod
 from pageref.analysis.columns import Columns

@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pageref.errors import TraceError
 from pageref.trace import io as trace_io
 from pageref.trace import jsonl as trace_jsonl
 from pageref.trace import parquet as trace_parquet
 from pageref.trace.frame import conform
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import ARROW_SCHEMA, KINDS, KINDS_WITHOUT_PFN, PGMAP_TYPES
-
-from pageref.errors import TraceError
 
 # Kind codes used throughout the analysis (index into schema.KINDS).
 K = {name: code for code, name in enumerate(KINDS)}

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from pageref.analysis import model as model_mod
 from pageref.analysis.anomalies import DEFAULT_THRESHOLD_NS, TraceLike, columns_of
 from pageref.analysis.columns import PGMAP
+from pageref.errors import PagerefError
 from pageref.trace.io import Trace, iter_batches, read_header
 from pageref.trace.schema import KINDS
-
-from pageref.errors import PagerefError
 
 HISTORY_COLUMNS = (
     "row", "ts_ns", "kind", "pfn", "page", "refs", "w", "idle", "refcount_before",

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import PGMAP, Columns, K
 from pageref.trace.schema import PGMAP_TYPES

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from pageref.analysis.anomalies import TraceLike, columns_of
 from pageref.analysis.columns import Columns, K
 

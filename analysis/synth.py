@@ -27,6 +27,7 @@ import random
 from typing import Any
 
 import numpy as np
+
 from pageref.trace.header import TraceHeader
 
 BASE_PFN = 0x140000
@@ -421,6 +422,7 @@ def bulk_tables(n_events: int, seed: int = 1, part_rows: int = 1_000_000,
     a kernel stack (the rest null), as a recorder that samples stacks would write.
     """
     import pyarrow as pa
+
     from pageref.analysis import segments as seg
     from pageref.trace.schema import ARROW_SCHEMA
 

@@ -35,6 +35,7 @@ SIZES = (1024, 4096, 16384, 65536)
 def burst(pages: int, work: Path, extra: list[str]) -> dict:
     """Record one dax_pvm burst of `pages` pages; what was kept and lost, and how fast."""
     from lab_runner import workload_bin
+
     from pageref.trace.io import read_trace
 
     dax = os.environ.get("PAGEREF_LAB_DAX", "/mnt/ext4")

@@ -6,6 +6,7 @@ import sys
 import time
 
 import click
+
 from pageref.analysis.fmt import parse_duration, parse_pfn
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+
 from pageref.commands.analysis_params import Duration, Progress
 
 EPILOG = """\b

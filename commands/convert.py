@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from pageref.commands.analysis_params import Progress
 
 EPILOG = """\b
@@ -31,11 +32,10 @@ _SUFFIX = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": 
 def convert(src: Path, dst: Path, fmt: str | None) -> None:
     """Convert the trace IN to OUT, either way between Parquet (native) and JSON
     Lines (interchange). Streams: any size of trace fits in memory."""
+    from pageref.errors import PagerefError
     from pageref.trace import io as trace_io
     from pageref.trace.jsonl import write_jsonl
     from pageref.trace.parquet import write_parquet
-
-    from pageref.errors import PagerefError
 
     fmt = fmt or _SUFFIX.get(dst.suffix.lower())
     if fmt is None:

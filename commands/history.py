@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from pageref.commands.analysis_params import Duration, Pfn, Progress
 
 EPILOG = """\b
@@ -40,7 +41,6 @@ def history(trace: Path, pfn: int | None, plot: Path | None, stacks: bool, limit
     free and busy report, with the refcount before and after, pins and gets
     outstanding, and who (task, probe, stack)."""
     from pageref.commands.history_text import render_page, render_pages
-
     from pageref.errors import PagerefError
 
     threshold_ns = threshold

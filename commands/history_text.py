@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PGMAP_NAMES, PageModel
 from pageref.trace.header import TraceHeader

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import click
+
 from pageref.lab.kernels import GENERATIONS
 
 

@@ -48,10 +48,9 @@ def probes(facts_path: Path | None, as_json: bool) -> None:
 def _live_facts() -> KernelFacts:
     """This kernel's facts; without BTF, the layout from its headers (a compile,
     no root needed). If that fails, the plan is still shown, with the reason."""
+    from pageref.errors import PagerefError
     from pageref.tracer.facts import KernelFacts
     from pageref.tracer.header_layout import live_facts
-
-    from pageref.errors import PagerefError
 
     try:
         return live_facts()

@@ -90,12 +90,11 @@ def record(out: Path, duration: str | None, pids: tuple[int, ...], cgroup: str |
            command: tuple[str, ...]) -> None:
     """Record references taken and dropped on ZONE_DEVICE pages into OUT
     (root needed). With `-- COMMAND ARGS`, run COMMAND and stop when it exits."""
+    from pageref.errors import PagerefError
     from pageref.tracer.defines import Options
     from pageref.tracer.header_layout import live_facts
     from pageref.tracer.kernel_rules import pgmap_type_values
     from pageref.tracer.recorder import Recorder
-
-    from pageref.errors import PagerefError
 
     seconds = parse_duration(duration) if duration else None
     if buffer_pages & (buffer_pages - 1):

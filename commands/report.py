@@ -6,8 +6,8 @@ import webbrowser
 from pathlib import Path
 
 import click
-from pageref.commands.analysis_params import Duration
 
+from pageref.commands.analysis_params import Duration
 from pageref.errors import PagerefError
 
 

@@ -17,9 +17,8 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-from pageref.lab.kernels import KernelFiles
-
 from pageref.errors import PagerefError
+from pageref.lab.kernels import KernelFiles
 
 # What stage one needs to mount the host's root: the 9p transport over virtio
 # PCI and overlayfs for the writable tmpfs layer.

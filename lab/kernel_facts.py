@@ -45,9 +45,8 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from pageref.lab.kernels import KernelFiles, kernel_dir
-
 from pageref.errors import PagerefError
+from pageref.lab.kernels import KernelFiles, kernel_dir
 
 # Compression magics as scripts/extract-vmlinux tries them.
 _MAGICS: tuple[tuple[str, bytes], ...] = (

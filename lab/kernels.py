@@ -31,10 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pageref.errors import PagerefError
 from pageref.lab.paths import cache_dir
 from pageref.tracer.build_cflags import build_cflags
-
-from pageref.errors import PagerefError
 
 GENERATIONS: tuple[str, ...] = ("6.1", "6.12", "7.2")
 DEFAULT_GENERATION = "6.1"

@@ -20,10 +20,9 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from pageref.errors import PagerefError
 from pageref.lab.initramfs import build_initramfs
 from pageref.lab.kernels import KernelFiles
-
-from pageref.errors import PagerefError
 
 MARK = "@@pageref-lab "
 # Two legacy e820 pmem ranges, 512 MiB each, above 4 GiB with a gap between

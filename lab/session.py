@@ -23,11 +23,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pageref.errors import PagerefError
 from pageref.lab import qemu
 from pageref.lab.kernels import ensure_kernel
 from pageref.lab.paths import cache_dir
-
-from pageref.errors import PagerefError
 
 DAX_MOUNTS = {"ext4": "/mnt/ext4", "xfs": "/mnt/xfs"}
 SCRATCH = "/mnt/scratch"

@@ -7,11 +7,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from pageref.errors import PagerefError
 from pageref.report.model import Limits, Report, build_report
 from pageref.report.render import render_html
 from pageref.trace.io import Trace, read_trace
-
-from pageref.errors import PagerefError
 
 
 def find_anomalies(trace: Trace, threshold_ns: int) -> pd.DataFrame:

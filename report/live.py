@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping
 from typing import IO
 
 import pandas as pd
+
 from pageref.analysis.fmt import fmt_pfn
+from pageref.errors import PagerefError
 from pageref.report.live_state import LiveAnomaly, LiveState
 from pageref.trace.schema import DEFAULT_PIN_BIAS
-
-from pageref.errors import PagerefError
 
 MODES = ("auto", "rich", "plain", "quiet")
 REFRESH_S = 1.0

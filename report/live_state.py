@@ -23,6 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
 from pageref.trace.schema import DEFAULT_PIN_BIAS
 
 LIVE_KINDS = (

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from pageref.report import history as hist
 from pageref.report.catalog import kind_text, severity_class, severity_rank
 from pageref.trace.io import Trace

@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import jinja2
+
 from pageref.report.model import PlotSpec, Report
 from pageref.report.plots import render_png
 

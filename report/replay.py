@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from pageref.report.live import LiveView
 from pageref.trace.io import read_trace
 

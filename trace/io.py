@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+
+from pageref.errors import TraceError
 from pageref.trace import jsonl, parquet
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import ARROW_SCHEMA
-
-from pageref.errors import TraceError
 
 PARQUET_MAGIC = b"PAR1"
 

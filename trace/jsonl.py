@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+
+from pageref.errors import TraceError
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import (
     ARROW_SCHEMA,
@@ -23,8 +25,6 @@ from pageref.trace.schema import (
     STR_COLUMNS,
     int_range,
 )
-
-from pageref.errors import TraceError
 
 _RANGES = {name: int_range(name) for name in INT_COLUMNS}
 

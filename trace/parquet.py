@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pageref.errors import TraceError
 from pageref.trace.frame import conform, first_bad_row, table_to_frame
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import ARROW_SCHEMA, METADATA_KEY, PARQUET_FORMAT
-
-from pageref.errors import TraceError
 
 PART_GLOB = "part-*.parquet"
 

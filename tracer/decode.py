@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
+
 from pageref.trace.schema import ARROW_SCHEMA
 from pageref.tracer.event import KIND_NAMES, PagerefEvent
 from pageref.tracer.plan import BY_ID

@@ -8,10 +8,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from pageref.errors import PagerefError
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.plan import RET_BOOL, ProbePlan
-
-from pageref.errors import PagerefError
 
 # x86-64 VMEMMAP_START without CONFIG_RANDOMIZE_MEMORY (4- and 5-level paging;
 # arch/x86/include/asm/pgtable_64_types.h __VMEMMAP_BASE_L4/L5)

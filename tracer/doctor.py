@@ -11,10 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from pageref.errors import PagerefError
 from pageref.tracer.facts import TRACEFS, KernelFacts, live_caps
 from pageref.tracer.plan import LOGICAL, resolve
-
-from pageref.errors import PagerefError
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 SYS_BPF = 321  # x86-64

@@ -24,13 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pageref.errors import PagerefError
 from pageref.tracer.build_cflags import build_cflags
 from pageref.tracer.defines import cflags
 from pageref.tracer.event import bpf_dir
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.plan import RET_PTR, RET_ZERO_OK, ret_convention
-
-from pageref.errors import PagerefError
 
 PROGRAM = "kernel_layout.c"
 UNCHECKED = -1

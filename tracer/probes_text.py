@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pageref.errors import PagerefError
 from pageref.tracer import kernel_rules
 from pageref.tracer.defines import layout
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.plan import LOGICAL, resolve
-
-from pageref.errors import PagerefError
 
 
 def plan_report(facts: KernelFacts) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+from pageref.errors import PagerefError
 from pageref.trace.frame import conform, table_to_frame
 from pageref.trace.header import TraceHeader
 from pageref.trace.parquet import PartWriter
@@ -33,8 +35,6 @@ from pageref.tracer.facts import KernelFacts
 from pageref.tracer.kprobe_misses import read_missed_returns
 from pageref.tracer.plan import ProbePlan, resolve
 from pageref.tracer.stale_probes import remove_stale
-
-from pageref.errors import PagerefError
 
 PROGRAM = "pageref.bpf.c"
 EVENT_SIZE = ctypes.sizeof(PagerefEvent)

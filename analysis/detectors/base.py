@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
 from pageref.analysis.columns import K
 from pageref.analysis.fmt import fmt_pfn
 from pageref.analysis.model import PageModel

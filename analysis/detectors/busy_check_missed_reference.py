@@ -19,6 +19,7 @@ before the check is left out.
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import (

@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import K
 from pageref.analysis.model import PageModel

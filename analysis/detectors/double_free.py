@@ -9,6 +9,7 @@ count as a grab in between.
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, gap_note

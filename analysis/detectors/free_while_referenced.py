@@ -11,6 +11,7 @@ puts), so G alone decides nothing.
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import (
     ERROR,

@@ -9,6 +9,7 @@ A negative observed refcount counts as 0 here (the page is already broken).
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
 from pageref.analysis.model import PageModel

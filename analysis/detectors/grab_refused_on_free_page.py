@@ -13,6 +13,7 @@ refused FOLL_LONGTERM pins on fsdax are the kernel working: neither is reported.
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import WARNING, Anomaly, anomaly
 from pageref.analysis.model import PageModel

@@ -9,6 +9,7 @@ the check. A refused one (`grab_failed`) is the kernel working: not reported.
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis.columns import PGMAP, K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
 from pageref.analysis.model import PageModel

@@ -10,6 +10,7 @@ A check with no mapping recorded counts as a check of any mapping.
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, task_label
 from pageref.analysis.detectors.busy_episodes import episodes, task_ids

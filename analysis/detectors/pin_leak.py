@@ -10,6 +10,7 @@ long it has been held. Severity is `warning` when held less than the threshold
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import (
     ERROR,

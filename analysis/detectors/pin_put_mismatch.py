@@ -10,6 +10,7 @@ so the same pin is not also reported as a pin_leak.
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, pin_episode, pin_rows
 from pageref.analysis.model import PageModel
 

@@ -9,6 +9,7 @@ fsdax pages idling at 1, a put to 0 frees a page that is still mapped).
 from __future__ import annotations
 
 import numpy as np
+
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
 from pageref.analysis.model import PageModel

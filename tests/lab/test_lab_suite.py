@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from lab_expect import EXPECT
+
 from pageref.lab.qemu import pmem_pfn_ranges
 
 pytestmark = pytest.mark.lab

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from analysis_support import FSDAX, MS, T0, Tr
-from pageref.analysis.history import HISTORY_COLUMNS, df_history, plot_history, read_page_trace
 
+from pageref.analysis.history import HISTORY_COLUMNS, df_history, plot_history, read_page_trace
 from pageref.errors import PagerefError
 
 

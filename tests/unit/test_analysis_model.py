@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import random
 
-import pageref.analysis.model as model
 import pytest
 from analysis_support import Tr
+
+import pageref.analysis.model as model
 from pageref.analysis.history import df_history
 
 

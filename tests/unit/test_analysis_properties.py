@@ -11,6 +11,7 @@ import pytest
 from analysis_support import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pageref.analysis.anomalies import find_anomalies
 from pageref.analysis.detectors import KINDS as DETECTOR_KINDS
 from pageref.analysis.history import df_history

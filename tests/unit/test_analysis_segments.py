@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pageref.analysis import segments as seg
 
 cases = st.lists(st.tuples(st.integers(-5, 5), st.booleans(), st.booleans()),

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 from analysis_support import FSDAX, Tr
+
 from pageref.analysis.anomalies import ANOMALY_COLUMNS, find_anomalies
 from pageref.analysis.summary import summarize
 from pageref.trace.io import Trace

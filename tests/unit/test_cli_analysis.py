@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from analysis_support import FSDAX, MS, S, Tr, run_cli
+
 from pageref.analysis.fmt import fmt_ns, parse_duration, parse_pfn
 from pageref.analysis.synth import BUGS
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from pageref.analysis.anomalies import find_anomalies
 from pageref.trace.io import read_trace
 from pageref.tracer.facts import KernelFacts

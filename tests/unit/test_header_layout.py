@@ -10,12 +10,12 @@ import struct
 from pathlib import Path
 
 import pytest
+
+from pageref.errors import PagerefError
 from pageref.tracer import header_layout as hl
 from pageref.tracer.defines import Options, defines, layout
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.plan import RET_BOOL, RET_PTR, RET_ZERO_OK, resolve
-
-from pageref.errors import PagerefError
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "kernels"
 REPO = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pageref.lab import initramfs, qemu, session
-from pageref.lab.kernels import KernelFiles
 
 from pageref.errors import PagerefError
+from pageref.lab import initramfs, qemu, session
+from pageref.lab.kernels import KernelFiles
 
 DEP = """\
 kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko kernel/fs/fscache/fscache.ko

@@ -8,9 +8,9 @@ import struct
 from pathlib import Path
 
 import pytest
-from pageref.lab import kernel_facts
 
 from pageref.errors import PagerefError
+from pageref.lab import kernel_facts
 
 
 @pytest.mark.parametrize("compress", [lzma.compress, gzip.compress], ids=["xz", "gzip"])

@@ -8,10 +8,10 @@ import lzma
 from pathlib import Path
 
 import pytest
-from pageref.lab import kernels
-from pageref.lab.kernels import _SPECS, KernelFiles
 
 from pageref.errors import PagerefError
+from pageref.lab import kernels
+from pageref.lab.kernels import _SPECS, KernelFiles
 
 
 class FakeApt:

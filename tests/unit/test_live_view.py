@@ -7,12 +7,12 @@ import io
 import pandas as pd
 import pytest
 import report_traces as rt
+
+from pageref.errors import PagerefError
 from pageref.report.live import LiveView, safe_text
 from pageref.report.live_state import LiveState
 from pageref.report.replay import replay
 from pageref.trace.io import read_trace
-
-from pageref.errors import PagerefError
 
 
 class Clock:
@@ -196,6 +196,7 @@ def test_feed_as_the_recorder_does(known):
     """The recorder feeds `pyarrow.Table.to_pandas()` batches: dictionary columns
     arrive as categoricals, nullable integers as floats with NaN."""
     import pyarrow as pa
+
     from pageref.trace.schema import ARROW_SCHEMA
 
     table = pa.Table.from_pandas(known.events, schema=ARROW_SCHEMA, preserve_index=False)

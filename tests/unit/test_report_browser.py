@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import report_traces as rt
 from cdp import Browser, find_chromium
+
 from pageref.report.build import atomic_write_text, make_report
 from pageref.trace.io import read_trace
 

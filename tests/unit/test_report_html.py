@@ -8,12 +8,12 @@ from html.parser import HTMLParser
 import pytest
 import report_traces as rt
 from click.testing import CliRunner
+
+from pageref.cli import cli
 from pageref.report import build
 from pageref.report.model import build_report
 from pageref.report.render import render_html
 from pageref.trace.io import read_trace
-
-from pageref.cli import cli
 
 EVILS = [
     "<script>document.title='pwned'</script>",

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import report_traces as rt
+
 from pageref.report import history
 from pageref.report.model import Limits, build_report, clean_text, minmax_indices
 from pageref.report.render import render_html

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from analysis_support import run_cli
+
 from pageref.trace.schema import METADATA_KEY
 
 GOOD = {"ts_ns": 1, "kind": "get", "pfn": 5, "refcount": 1}

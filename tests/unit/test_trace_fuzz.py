@@ -16,11 +16,11 @@ import pytest
 from analysis_support import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pageref.analysis.anomalies import find_anomalies
+from pageref.errors import TraceError
 from pageref.trace.io import read_trace
 from pageref.trace.schema import KINDS, PGMAP_TYPES
-
-from pageref.errors import TraceError
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "fuzz"
 FUZZ = settings(max_examples=int(os.environ.get("PAGEREF_FUZZ_EXAMPLES", "150")), deadline=None,

@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pyarrow as pa
 from analysis_support import Tr, run_cli
+
 from pageref.analysis.anomalies import find_anomalies
 from pageref.analysis.synth import bulk_header, bulk_tables, random_scenario
 from pageref.trace.io import read_header, read_trace

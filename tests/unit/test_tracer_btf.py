@@ -6,6 +6,7 @@ import os
 import struct
 
 import pytest
+
 from pageref.tracer.btf import BTF, BTFError
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from pageref.tracer.defines import Options, defines
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.plan import resolve
@@ -72,9 +73,8 @@ def test_compile_and_load_every_handler(bcc_env, gen, opts):
 
 
 def test_missing_define_fails_to_compile(bcc_env):
-    from pageref.tracer.recorder import compile_program
-
     from pageref.errors import PagerefError
+    from pageref.tracer.recorder import compile_program
 
     facts = KernelFacts.load(FIX / "6.1")
     d = defines(facts, resolve(facts), Options())

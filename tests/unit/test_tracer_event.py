@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from pageref.trace.schema import KINDS
 from pageref.tracer.decode import EVENT_DTYPE
 from pageref.tracer.event import KIND_NAMES, PagerefEvent, bpf_dir, header_defines

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from pageref.errors import PagerefError
 from pageref.tracer import kernel_rules
 from pageref.tracer.defines import Options, defines, layout
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.plan import RET_BOOL, RET_PTR, RET_ZERO_OK, resolve
-
-from pageref.errors import PagerefError
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "kernels"
 

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from pageref.trace.io import read_trace
 from pageref.tracer import recorder as rec_mod
 from pageref.tracer.defines import Options
