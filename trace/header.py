@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 from pageref.trace.schema import DEFAULT_PAGE_SIZE, DEFAULT_PIN_BIAS, FORMAT_VERSION
+
+
+class CoverageRecord(TypedDict):
+    """What the probe plan covers, as the recorder wrote it (trace/plan_record.py
+    reads it as `Coverage`). Absent in traces written before it existed."""
+
+    covered: list[str]      # drop paths covered (the text `pageref probes` prints)
+    uncovered: list[str]    # drop paths not covered
+    left_out: list[dict[str, str]]  # {"probe", "symbol", "why"}: targets not attached
+    notes: list[str]
 
 
 @dataclasses.dataclass
@@ -26,6 +36,7 @@ class TraceHeader:
     host: str | None = None
     command: list[str] | None = None
     lost: dict[str, int] = dataclasses.field(default_factory=dict)  # cpu -> events lost
+    coverage: CoverageRecord | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def idle_for(self, pgmap_type: str | None) -> int:
@@ -97,6 +108,8 @@ class TraceHeader:
             isinstance(p, dict) for p in self.probe_plan
         ):
             raise ValueError("header field 'probe_plan' must be a list of objects")
+        if self.coverage is not None:
+            _check_coverage(self.coverage)
         for name in ("kernel", "start_time", "host"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
@@ -105,3 +118,21 @@ class TraceHeader:
             isinstance(self.command, list) and all(isinstance(a, str) for a in self.command)
         ):
             raise ValueError("header field 'command' must be a list of strings")
+
+
+def _check_coverage(c: Any) -> None:
+    def strings(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    if not isinstance(c, dict) or not all(
+        strings(c.get(k)) for k in ("covered", "uncovered", "notes")
+    ):
+        raise ValueError("header field 'coverage' must hold lists of strings 'covered', "
+                         "'uncovered' and 'notes'")
+    left = c.get("left_out")
+    if not isinstance(left, list) or not all(
+        isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("probe", "symbol", "why"))
+        for m in left
+    ):
+        raise ValueError("header field 'coverage' must hold 'left_out', a list of "
+                         "{probe, symbol, why} strings")
