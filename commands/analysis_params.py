@@ -1,9 +1,10 @@
-"""click parameter types shared by the analysis commands (analyze, history)."""
+"""click parameter types shared by the commands (analyze, history, report, record)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -14,9 +15,11 @@ class _Parsed(click.ParamType):
     """A value given as text and parsed to an int by `parse`; ints pass through
     (defaults). A ValueError becomes click's usage error."""
 
-    parse = staticmethod(int)
+    def parse(self, text: str) -> int:
+        return int(text)
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
         try:
@@ -26,17 +29,25 @@ class _Parsed(click.ParamType):
 
 
 class Duration(_Parsed):
-    """1s, 500ms, 250us, 10ns, 2m; a plain number is seconds. Converts to ns."""
+    """10ns, 250us, 500ms, 1s, 2min, 1h; a plain number is seconds. Converts to ns
+    (pageref.analysis.fmt.parse_duration). `positive`: 0 is refused too."""
 
     name = "DURATION"
-    parse = staticmethod(parse_duration)
+
+    def __init__(self, positive: bool = False) -> None:
+        self.positive = positive
+
+    def parse(self, text: str) -> int:
+        return parse_duration(text, positive=self.positive)
 
 
 class Pfn(_Parsed):
     """0x140018 (hex) or 1310744 (decimal)."""
 
     name = "PFN"
-    parse = staticmethod(parse_pfn)
+
+    def parse(self, text: str) -> int:
+        return parse_pfn(text)
 
 
 class Progress:

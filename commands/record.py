@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import click
+
+from pageref.commands.analysis_params import Duration
 
 EPILOG = """\b
 Examples:
@@ -27,21 +28,6 @@ without BTF, from its headers (compiled, a few seconds). `--layout headers`
 uses the headers even where BTF exists, and fails if the two disagree.
 """
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(text: str) -> float:
-    """'30s', '2m', '500ms', '10' (seconds) -> seconds."""
-    m = _DURATION.match(text)
-    if not m:
-        raise click.BadParameter(f"{text!r} is not a duration (e.g. 30s, 2m, 500ms)")
-    value = float(m.group(1)) * _UNITS[m.group(2)]
-    if value <= 0:
-        raise click.BadParameter("duration must be positive")
-    return value
-
-
 def cgroup_id(path: str) -> int:
     """cgroup v2 id of PATH (absolute, or relative to /sys/fs/cgroup): its inode."""
     p = Path(path)
@@ -59,7 +45,8 @@ def cgroup_id(path: str) -> int:
 @click.command(epilog=EPILOG, context_settings={"ignore_unknown_options": False})
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Trace directory to create.")
-@click.option("--duration", type=str, default=None, help="Stop after this long (30s, 2m).")
+@click.option("--duration", type=Duration(positive=True), default=None,
+              help="Stop after this long (30s, 2min, 1h; a plain number is seconds).")
 @click.option("--pid", "pids", type=click.IntRange(1, 2**22), multiple=True,
               help="Only events of this process (tgid); repeatable.")
 @click.option("--cgroup", "cgroup", type=str, default=None,
@@ -84,19 +71,20 @@ def cgroup_id(path: str) -> int:
 @click.option("--live", "live_mode", type=click.Choice(["auto", "rich", "plain", "quiet"]),
               default="auto", show_default=True, help="Live view while recording.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def record(out: Path, duration: str | None, pids: tuple[int, ...], cgroup: str | None,
+def record(out: Path, duration: int | None, pids: tuple[int, ...], cgroup: str | None,
            all_pages: bool, pgmap_types: tuple[str, ...], stacks: bool, no_fentry: bool,
            perf_buffer: bool, buffer_pages: int, layout_source: str, live_mode: str,
            command: tuple[str, ...]) -> None:
     """Record references taken and dropped on ZONE_DEVICE pages into OUT
     (root needed). With `-- COMMAND ARGS`, run COMMAND and stop when it exits."""
+    from pageref.analysis.fmt import fmt_seconds
     from pageref.errors import PagerefError
     from pageref.tracer.defines import Options
     from pageref.tracer.header_layout import live_facts
     from pageref.tracer.kernel_rules import pgmap_type_values
     from pageref.tracer.recorder import Recorder
 
-    seconds = parse_duration(duration) if duration else None
+    seconds = None if duration is None else duration / 1e9
     if buffer_pages & (buffer_pages - 1):
         raise click.BadParameter("--buffer-pages must be a power of two")
     cg = cgroup_id(cgroup) if cgroup else None
@@ -121,7 +109,7 @@ def record(out: Path, duration: str | None, pids: tuple[int, ...], cgroup: str |
     for a in rec.plan.attached:
         methods.setdefault(a["method"], []).append(a["symbol"])
     click.echo(f"pageref: {len(rec.plan.attached)} functions probed, probes attached "
-               f"(compile {rec.compile_s:.1f}s, attach {rec.attach_s:.1f}s): "
+               f"(compile {fmt_seconds(rec.compile_s)}, attach {fmt_seconds(rec.attach_s)}): "
                + "; ".join(f"{m}: {', '.join(s)}" for m, s in methods.items()), err=True)
     result = rec.run()
     if result.exit_code:

@@ -8,31 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from pageref.analysis.anomalies import anomalies_of_model, columns_of
+from pageref.analysis.model import PageModel
+from pageref.analysis.model import build as build_model
 from pageref.errors import PagerefError
 from pageref.report.model import Limits, Report, build_report
 from pageref.report.render import render_html
 from pageref.trace.io import Trace, read_trace
 
 
-def find_anomalies(trace: Trace, threshold_ns: int) -> pd.DataFrame:
-    """The analysis's anomalies for `trace` (pageref.analysis.anomalies)."""
-    try:
-        from pageref.analysis.anomalies import find_anomalies as _find
-    except ImportError as e:
-        raise PagerefError(f"the anomaly analysis is not available ({e}); "
-                           "reinstall pageref") from None
-    return _find(trace, threshold_ns=threshold_ns)
-
-
-def analyse(trace: Trace, threshold_ns: int) -> tuple[pd.DataFrame, object]:
-    """(anomalies, the analysis's page model or None): the model is built once
-    and serves both the anomalies and the report's pins-over-time plot."""
-    try:
-        from pageref.analysis import model as model_mod
-        from pageref.analysis.anomalies import anomalies_of_model, columns_of
-    except ImportError:
-        return find_anomalies(trace, threshold_ns), None
-    m = model_mod.build(columns_of(trace), threshold_ns)
+def analyse(trace: Trace, threshold_ns: int) -> tuple[pd.DataFrame, PageModel]:
+    """(anomalies, the analysis's page model): the model is built once and serves
+    both the anomalies and the report's pins-over-time plot."""
+    m = build_model(columns_of(trace), threshold_ns)
     return anomalies_of_model(m), m
 
 

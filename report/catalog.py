@@ -1,9 +1,14 @@
 """Words the report uses for anomaly kinds and severities (no detection here:
-the detectors live in pageref.analysis.anomalies)."""
+the detectors live in pageref.analysis.anomalies; the severity vocabulary is
+pageref.analysis.severity's)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from pageref.analysis.severity import Severity, severity_rank
+
+__all__ = ["KIND_TEXT", "kind_text", "severity_class", "severity_rank"]
 
 # One-line explanations shown above each kind's table.
 KIND_TEXT: dict[str, str] = {
@@ -28,36 +33,11 @@ KIND_TEXT: dict[str, str] = {
                                    "blocks went back to the file system referenced.",
 }
 
-# Severity words the analysis may use, ranked; numbers are taken as they are.
-_SEVERITY_RANK = {
-    "critical": 4, "high": 3, "error": 3, "bug": 3,
-    "medium": 2, "warning": 2, "warn": 2,
-    "low": 1, "info": 0, "note": 0,
-}
-
-
-def severity_rank(sev: Any) -> float:
-    """Sort key for a severity (bigger is worse); unknown words rank as 'medium'."""
-    if sev is None:
-        return 0.0
-    try:
-        if isinstance(sev, (int, float)) and not isinstance(sev, bool):
-            return float(sev)
-    except (TypeError, ValueError):
-        pass
-    if sev != sev:  # NaN
-        return 0.0
-    return float(_SEVERITY_RANK.get(str(sev).strip().lower(), 2))
-
-
 def severity_class(sev: Any) -> str:
-    """CSS class for a severity: sev-high, sev-medium or sev-low."""
-    r = severity_rank(sev)
-    if r >= 3:
-        return "sev-high"
-    if r >= 2:
-        return "sev-medium"
-    return "sev-low"
+    """CSS class for a severity: sev-error, sev-warning, sev-uncertain, or
+    sev-unknown for a word the analysis never emits (pageref.analysis.severity)."""
+    s = Severity.of(sev)
+    return "sev-unknown" if s is None else f"sev-{s.value}"
 
 
 def kind_text(kind: str) -> str:

@@ -26,7 +26,7 @@ from typing import IO
 
 import pandas as pd
 
-from pageref.analysis.fmt import fmt_pfn
+from pageref.analysis.fmt import fmt_ns, fmt_pfn, fmt_seconds
 from pageref.errors import PagerefError
 from pageref.report.live_state import LiveAnomaly, LiveState
 from pageref.trace.schema import DEFAULT_PIN_BIAS
@@ -176,7 +176,7 @@ class LiveView:
         s = self.state
         elapsed = self._clock() - self._t0
         parts = [
-            f"{self.title}: {self.events_total:,} events in {elapsed:.1f}s",
+            f"{self.title}: {self.events_total:,} events in {fmt_seconds(elapsed)}",
             f"{len(s.pages):,} pages",
             f"{s.pins_outstanding:,} pins outstanding on {s.pages_pinned:,} pages",
             f"{self.lost_total:,} lost",
@@ -205,6 +205,7 @@ class LiveView:
         probes = " ".join(f"{safe_text(p, 40)}={_fmt_rate(r)}" for p, r in sorted(
             self.rates.items()))
         anomalies = " ".join(f"{k}={n}" for k, n in sorted(s.anomalies.items())) or "none"
+        # A fixed-width clock column (a ticker, not a duration to read back).
         return (f"[{self._clock() - self._t0:7.1f}s] events {self.events_total:,} "
                 f"({_fmt_rate(rate)}) [{probes}] | pages {len(s.pages):,} | "
                 f"pins {s.pins_outstanding:,} | lost {self.lost_total:,} | "
@@ -219,7 +220,7 @@ class LiveView:
 
     def _rel(self, ts_ns: int) -> str:
         t0 = self.state.first_ts if self.state.first_ts is not None else ts_ns
-        return f"+{(ts_ns - t0) / 1e9:.3f}s"
+        return f"+{fmt_ns(ts_ns - t0)}"  # as `pageref analyze` shows the same anomaly
 
     def _anomaly_line(self, a: LiveAnomaly) -> str:
         return (f"  anomaly {a.kind}: pfn {fmt_pfn(a.pfn)} by {safe_text(a.comm)}"

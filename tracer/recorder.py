@@ -418,31 +418,5 @@ def _conform(t: pa.Table) -> pa.Table:
 def _live_view(mode: str, header: TraceHeader) -> Any:
     if mode == "quiet":
         return None  # nothing shown: skip the view's per-event bookkeeping too
-    try:
-        from pageref.report.live import LiveView
-        return LiveView(mode, pin_bias=header.pin_bias, idle_refcount=header.idle_refcount)
-    except ImportError:
-        return _PlainLine()
-
-
-class _PlainLine:
-    """Fallback live line with LiveView's calls (used if pageref.report is absent)."""
-
-    def __init__(self) -> None:
-        self.t = time.monotonic()
-        self.counts: dict[str, int] = {}
-        self.lost: dict[int, int] = {}
-
-    def feed(self, events: Any) -> None:
-        pass
-
-    def set_counters(self, per_probe: dict[str, int], lost: dict[int, int]) -> None:
-        self.counts, self.lost = per_probe, lost
-
-    def refresh(self) -> None:
-        print(f"pageref: {sum(self.counts.values())} events, {sum(self.lost.values())} lost "
-              f"({', '.join(f'{k} {v}' for k, v in sorted(self.counts.items()))})",
-              file=sys.stderr)
-
-    def close(self) -> None:
-        self.refresh()
+    from pageref.report.live import LiveView
+    return LiveView(mode, pin_bias=header.pin_bias, idle_refcount=header.idle_refcount)

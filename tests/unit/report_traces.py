@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pageref.analysis.severity import Severity
+
 S = 1_000_000_000
 T0 = 1 * S
 
@@ -69,13 +71,14 @@ def known_anomalies(evil: str = "<script>document.title='pwned'</script>") -> pd
     """The anomalies of KNOWN, as find_anomalies' contract describes them."""
     rows = [
         ("grab_on_free_page", 0x1002, T0 + 1 * S, 666, evil,
-         "get on a page with refcount 0", "high", [3]),
+         "get on a page with refcount 0", Severity.ERROR.value, [3]),
         ("double_free", 0x1003, T0 + int(1.6 * S), 30, "kworker/0:1",
-         "second free with no get/pin since the free at 1.500000 s", "high", [4, 5]),
+         "second free with no get/pin since the free at 1.500000 s", Severity.ERROR.value,
+         [4, 5]),
         ("pin_leak", 0x1001, T0 + int(0.5 * S), 200, "rdma-app",
-         "pin held 4.5 s, still outstanding at the end", "medium", [2]),
+         "pin held 4.5 s, still outstanding at the end", Severity.WARNING.value, [2]),
         ("longterm_pin_fsdax", 0x1004, T0 + 2 * S, 300, "vfio-user",
-         "FOLL_LONGTERM pin on an fsdax page", "low", [6]),
+         "FOLL_LONGTERM pin on an fsdax page", Severity.UNCERTAIN.value, [6]),
     ]
     return pd.DataFrame(rows, columns=["kind", "pfn", "ts_ns", "pid", "comm", "detail",
                                        "severity", "evidence"])

@@ -135,12 +135,13 @@ def test_convert_needs_a_known_suffix(tmp_path):
 
 @pytest.mark.parametrize("text,ns", [("1s", S), ("500ms", 500 * MS), ("250us", 250_000),
                                      ("250µs", 250_000), ("10ns", 10), ("2", 2 * S),
-                                     ("0.5", S // 2), ("1.5s", 3 * S // 2), ("2m", 120 * S)])
+                                     ("0.5", S // 2), ("1.5s", 3 * S // 2), ("2m", 120 * S),
+                                     ("1h", 3600 * S)])
 def test_parse_duration(text, ns):
     assert parse_duration(text) == ns
 
 
-@pytest.mark.parametrize("text", ["", "s", "1h", "-1s", "1 2", "abc"])
+@pytest.mark.parametrize("text", ["", "s", "-1s", "1 2", "abc"])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)

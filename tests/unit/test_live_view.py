@@ -99,12 +99,12 @@ def test_plain_mode_lines(known):
     v.close()
     lines = out.getvalue().splitlines()
     assert lines[0] == ("  anomaly grab_on_free_page: pfn 0x1002 by "
-                        "bad\\x1b[2J[bold]x[/bold][666] at +0.900s")
+                        "bad\\x1b[2J[bold]x[/bold][666] at +900.0 ms")
     assert lines[1] == ("[    2.0s] events 4 (2.0/s) [put_page=0.5/s try_grab_folio=1.5/s] | "
                         "pages 3 | pins 1 | lost 0 | anomalies grab_on_free_page=1")
     assert lines[2].startswith("  anomaly double_free: pfn 0x1003")
     assert lines[3].startswith("  anomaly longterm_pin_fsdax: pfn 0x1004")
-    assert lines[4] == ("pageref record: 9 events in 3.0s; 5 pages; 1 pins outstanding on "
+    assert lines[4] == ("pageref record: 9 events in 3.00 s; 5 pages; 1 pins outstanding on "
                         "1 pages; 3 lost; anomalies so far: double_free 1, "
                         "grab_on_free_page 1, longterm_pin_fsdax 1 (run `pageref analyze` "
                         "for the full analysis)")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import report_traces as rt
 
+from pageref.analysis.severity import Severity
 from pageref.report import history
 from pageref.report.model import Limits, build_report, clean_text, minmax_indices
 from pageref.report.render import render_html
@@ -63,10 +64,10 @@ def test_probe_plan_and_drop_paths(report):
 def test_verdict_worst_first(report):
     assert report.total_anomalies == 4
     assert [(v.kind, v.count, v.severity, v.severity_class) for v in report.verdict] == [
-        ("double_free", 1, "high", "sev-high"),
-        ("grab_on_free_page", 1, "high", "sev-high"),
-        ("pin_leak", 1, "medium", "sev-medium"),
-        ("longterm_pin_fsdax", 1, "low", "sev-low"),
+        ("double_free", 1, "error", "sev-error"),
+        ("grab_on_free_page", 1, "error", "sev-error"),
+        ("pin_leak", 1, "warning", "sev-warning"),
+        ("longterm_pin_fsdax", 1, "uncertain", "sev-uncertain"),
     ]
     assert [s.kind for s in report.sections] == [v.kind for v in report.verdict]
 
@@ -160,7 +161,7 @@ def test_tables_capped_and_worst_on_distinct_pages(known):
     a = pd.DataFrame({
         "kind": ["pin_leak"] * n, "pfn": [0x1001 if i < 10 else 0x1004 for i in range(n)],
         "ts_ns": [rt.T0 + i for i in range(n)], "pid": [1] * n, "comm": ["x"] * n,
-        "detail": ["d"] * n, "severity": ["medium"] * n, "evidence": [[2]] * n})
+        "detail": ["d"] * n, "severity": [Severity.WARNING.value] * n, "evidence": [[2]] * n})
     r = build_report(known, a, limits=Limits(rows_per_kind=50, worst_per_kind=3))
     (s,) = r.sections
     assert (s.count, len(s.rows), s.hidden) == (500, 50, 450)
@@ -181,7 +182,7 @@ def test_large_trace_plots_downsampled(tmp_path):
 
     trace = Trace(tmp_path / "big", TraceHeader(idle_refcount={"fsdax": 1}), ev)
     a = pd.DataFrame([{"kind": "refcount_underflow", "pfn": 0x2000, "ts_ns": int(ts[-1]),
-                       "pid": 7, "comm": "big", "detail": "d", "severity": "high",
+                       "pid": 7, "comm": "big", "detail": "d", "severity": Severity.ERROR.value,
                        "evidence": [2 * n - 1]}])
     r = build_report(trace, a, limits=Limits(plot_points=1000))
     for p in r.plots:

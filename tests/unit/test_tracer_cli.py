@@ -85,7 +85,8 @@ def test_record_bad_duration(tmp_path):
 
 
 def test_duration_parse():
-    from pageref.commands.record import parse_duration
+    # record --duration parses with the one duration parser (pageref.analysis.fmt)
+    from pageref.analysis.fmt import parse_seconds as parse_duration
     assert parse_duration("30s") == 30 and parse_duration("2m") == 120
     assert parse_duration("500ms") == 0.5 and parse_duration("7") == 7
 
