@@ -26,7 +26,7 @@ from typing import Any
 from pageref.tracer.btf import BTF, BTFError
 
 # Every function pageref may probe, or whose presence tells something about the
-# kernel (see plan.py and idle.py for what each one means).
+# kernel (see plan.py and kernel_rules.py for what each one means).
 WANTED_FUNCS = (
     "try_grab_page", "try_grab_folio", "try_grab_folio_fast",
     "__put_page", "__folio_put", "__put_devmap_managed_page",
