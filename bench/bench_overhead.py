@@ -73,23 +73,24 @@ def bpftrace_script() -> str:
           else str(lay.vmemmap_start))
     out = []
     for a in plan.attached:
-        sym = a["symbol"]
+        sym = a.symbol
         if sym in ("unpin_user_pages", "__bio_release_pages"):
             continue  # array walks: no simple bpftrace equivalent; pageref does more
         body = (f"$p = (uint64)arg0; if ({zone}) {{ printf(\"%s %d %d %lx %d\\n\", probe, "
                 f"pid, tid, ($p - {vm}) / {lay.sizeof_page}, "
                 f"*(int32 *)($p + {o['OFF_PAGE_REFCOUNT']})); }}")
-        if a["probe"] == "busy":
+        if a.probe == "busy":
             out.append(f"kretprobe:{sym} {{ $p = (uint64)retval; if ($p != 0) "
                        f"{{ printf(\"busy %d %lx\\n\", pid, ($p - {vm}) / "
                        f"{lay.sizeof_page}); }} }}")
             continue
-        if a["probe"] == "grab":
+        if a.probe == "grab":
             # remember the thread's grab on a ZONE_DEVICE page, report its result
-            body = body.replace("); }", f"); @g{a['id']}[tid] = 1; }}")
+            gid = a.target.id
+            body = body.replace("); }", f"); @g{gid}[tid] = 1; }}")
             out.append(f"kprobe:{sym} {{ {body} }}")
-            out.append(f"kretprobe:{sym} /@g{a['id']}[tid]/ {{ printf(\"ret %s %d %ld\\n\", "
-                       f"probe, tid, retval); delete(@g{a['id']}[tid]); }}")
+            out.append(f"kretprobe:{sym} /@g{gid}[tid]/ {{ printf(\"ret %s %d %ld\\n\", "
+                       f"probe, tid, retval); delete(@g{gid}[tid]); }}")
         else:
             out.append(f"kprobe:{sym} {{ {body} }}")
     # BEGIN runs once every probe is attached: the bench waits for this line

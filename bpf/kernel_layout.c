@@ -3,7 +3,7 @@
  * pageref: the struct offsets and enum values pageref.bpf.c needs, read from
  * the kernel's headers, for kernels without BTF. Compiled by BCC and never
  * loaded: each fact is a function `fact_<name>` whose code is `r0 = value;
- * exit`, and pageref/tracer/header_layout.py reads the value from the bytecode.
+ * exit`, and tracer/header_layout.py reads the value from the bytecode.
  *
  * Every fact is switched by WANT_<name> (1 or 0: the headers do not have it,
  * known from the previous compile's errors) and checked against EXPECT_<name>,

@@ -5,12 +5,15 @@
  * BCC program. It includes no kernel struct definitions: every field is read at
  * a byte offset taken from the running kernel's BTF (without BTF, from its
  * headers: kernel_layout.c) and passed as a -D define by
- * pageref/tracer/defines.py (which validates every number). That keeps the
+ * tracer/defines.py (which validates every number). That keeps the
  * compile short (no kernel headers to parse) and right on kernels whose layout
  * moved (page->index -> __folio_index in 6.16, page->pgmap -> folio->pgmap).
  *
  * Probe handlers are named on_<function> (entry) and ret_<function> (return);
- * the recorder attaches those its probe plan selected, nothing else.
+ * the recorder attaches those its probe plan selected, nothing else. Handlers
+ * that need optional offsets (a plan Target's `requires`) are compiled only
+ * under HAVE_<FUNCTION>, which defines.py emits exactly for the targets the
+ * plan attaches, and the plan attaches them only when those offsets exist.
  */
 #include <uapi/linux/ptrace.h>
 #include "pageref.h"
@@ -22,7 +25,7 @@
 	!defined(ZONES_MASK) || !defined(ZONE_DEVICE_ID) || !defined(PG_HEAD) || \
 	!defined(FOLL_GET_VAL) || !defined(FOLL_PIN_VAL) || !defined(PGMAP_FSDAX) || \
 	!defined(RET_OK_TRY_GRAB_PAGE) || !defined(RET_OK_TRY_GRAB_FOLIO)
-#error "pageref: a required -D define is missing (pageref/tracer/defines.py builds them)"
+#error "pageref: a required -D define is missing (tracer/defines.py builds them)"
 #endif
 #if !defined(VMEMMAP_BASE_ADDR) && !defined(VMEMMAP_START)
 #error "pageref: need VMEMMAP_BASE_ADDR (address of vmemmap_base) or VMEMMAP_START"
@@ -247,6 +250,18 @@ static __always_inline struct pageref_event *scratch_event(void)
 
 /* ---- grab: entry saves the event, return decides get/pin or grab_failed ---- */
 
+/*
+ * The `flags` column: the kernel's GUP flags are an unsigned int in every
+ * function pageref probes, so only the low 32 bits of the register (kprobe) or
+ * trampoline argument (fentry) are the flags; the rest is whatever the caller
+ * left there. Every handler stores them through here, so the column does not
+ * depend on how the probe was attached.
+ */
+static __always_inline void set_flags(struct pageref_event *e, u64 raw)
+{
+	e->flags = (u32)raw;
+}
+
 static __always_inline int grab_entry(void *ctx, u16 probe, u64 page, s32 refs, u64 flags)
 {
 	struct pageref_event *e;
@@ -263,7 +278,7 @@ static __always_inline int grab_entry(void *ctx, u16 probe, u64 page, s32 refs, 
 		return 0;
 	fill_task(e, ctx, probe, (flags & FOLL_PIN_VAL) ? KIND_PIN : KIND_GET);
 	e->refs = refs;
-	e->flags = flags;
+	set_flags(e, flags);
 	key = ((u64)e->tid << 8) | probe;
 	pending.update(&key, e);
 	return 0;
@@ -373,7 +388,7 @@ static __always_inline int emit_drop_into(struct pageref_event *e, void *ctx, u1
 	if (fsdax_only && e->pgmap_type != PGMAP_FSDAX)
 		return 0;	/* the function returns false and put_page() goes on inline */
 	e->refs = refs;
-	e->flags = flags;
+	set_flags(e, flags);
 	e->refcount += refcount_bias;
 	submit(ctx, e);
 	return 0;
@@ -512,8 +527,11 @@ int ret_unpin_user_pages(struct pt_regs *ctx)
 	return leave_outer(ctx);
 }
 
-#if defined(OFF_BIO_IO_VEC) && defined(OFF_BIO_VCNT) && defined(OFF_BVEC_PAGE) && \
-	defined(OFF_BVEC_LEN) && defined(OFF_BVEC_OFFSET) && defined(SIZEOF_BIO_VEC)
+#ifdef HAVE___BIO_RELEASE_PAGES
+#if !defined(OFF_BIO_IO_VEC) || !defined(OFF_BIO_VCNT) || !defined(OFF_BVEC_PAGE) || \
+	!defined(OFF_BVEC_LEN) || !defined(OFF_BVEC_OFFSET) || !defined(SIZEOF_BIO_VEC)
+#error "pageref: __bio_release_pages planned without the bio offsets (plan.py BIO_WALK)"
+#endif
 /*
  * __bio_release_pages(bio, mark_dirty): before BIO_PAGE_PINNED (6.5) it drops one
  * reference per page with an inline put (no probe-able function below it), so
@@ -635,7 +653,10 @@ int ret_vmf_insert_folio_pud(struct pt_regs *ctx)
 	return mapref_return(ctx, PROBE_VMF_INSERT_FOLIO_PUD);
 }
 
-#if defined(OFF_FBATCH_NR) && defined(OFF_FBATCH_FOLIOS)
+#ifdef HAVE_FOLIOS_PUT_REFS
+#if !defined(OFF_FBATCH_NR) || !defined(OFF_FBATCH_FOLIOS)
+#error "pageref: folios_put_refs planned without the folio_batch offsets (plan.py FBATCH_WALK)"
+#endif
 #define FBATCH_MAX 32	/* PAGEVEC_SIZE is 31 */
 /*
  * folios_put_refs(folios, refs): the batched release of munmap/zap (mmu_gather)
@@ -795,7 +816,7 @@ static __always_inline u64 ctx_arg(unsigned long long *ctx, int i)
 #ifdef FENTRY_TRY_GRAB_PAGE
 KFUNC_PROBE(try_grab_page, u64 page, u64 flags)
 {
-	return grab_entry(ctx, PROBE_TRY_GRAB_PAGE, CTX_ARG(0), 1, (u32)CTX_ARG(1));
+	return grab_entry(ctx, PROBE_TRY_GRAB_PAGE, CTX_ARG(0), 1, CTX_ARG(1));
 }
 KRETFUNC_PROBE(try_grab_page, u64 page, u64 flags, u64 ret)
 {
@@ -806,7 +827,7 @@ KRETFUNC_PROBE(try_grab_page, u64 page, u64 flags, u64 ret)
 KFUNC_PROBE(try_grab_folio, u64 folio, u64 refs, u64 flags)
 {
 	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO, CTX_ARG(0), (s32)CTX_ARG(1),
-			  (u32)CTX_ARG(2));
+			  CTX_ARG(2));
 }
 KRETFUNC_PROBE(try_grab_folio, u64 folio, u64 refs, u64 flags, u64 ret)
 {
@@ -817,7 +838,7 @@ KRETFUNC_PROBE(try_grab_folio, u64 folio, u64 refs, u64 flags, u64 ret)
 KFUNC_PROBE(try_grab_folio_fast, u64 page, u64 refs, u64 flags)
 {
 	return grab_entry(ctx, PROBE_TRY_GRAB_FOLIO_FAST, CTX_ARG(0), (s32)CTX_ARG(1),
-			  (u32)CTX_ARG(2));
+			  CTX_ARG(2));
 }
 KRETFUNC_PROBE(try_grab_folio_fast, u64 page, u64 refs, u64 flags, u64 ret)
 {

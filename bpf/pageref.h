@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The one event pageref's BPF program sends to user space. Mirrored once in
- * Python (pageref/tracer/event.py); tests/unit/test_tracer_event.py checks that
+ * Python (tracer/event.py); tests/unit/test_tracer_event.py checks that
  * sizes and offsets agree. Change both together.
  */
 #ifndef PAGEREF_H

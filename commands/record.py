@@ -105,9 +105,10 @@ def record(out: Path, duration: int | None, pids: tuple[int, ...], cgroup: str |
     if facts.layout_source == "headers":
         click.echo(f"pageref: struct layout {facts.layout_note}", err=True)
     rec.attach()
-    methods = {}
+    methods: dict[str, list[str]] = {}
+    assert rec.plan is not None   # prepare() resolved it
     for a in rec.plan.attached:
-        methods.setdefault(a["method"], []).append(a["symbol"])
+        methods.setdefault(a.method.value, []).append(a.symbol)
     click.echo(f"pageref: {len(rec.plan.attached)} functions probed, probes attached "
                f"(compile {fmt_seconds(rec.compile_s)}, attach {fmt_seconds(rec.attach_s)}): "
                + "; ".join(f"{m}: {', '.join(s)}" for m, s in methods.items()), err=True)

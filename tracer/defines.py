@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 
 from pageref.errors import PagerefError
 from pageref.tracer.facts import KernelFacts
-from pageref.tracer.plan import RET_BOOL, ProbePlan
+
+if TYPE_CHECKING:   # plan.py imports this module (Target.requires names these defines)
+    from pageref.tracer.plan import ProbePlan
 
 # x86-64 VMEMMAP_START without CONFIG_RANDOMIZE_MEMORY (4- and 5-level paging;
 # arch/x86/include/asm/pgtable_64_types.h __VMEMMAP_BASE_L4/L5)
@@ -18,6 +21,29 @@ VMEMMAP_START_L4 = 0xFFFFEA0000000000
 VMEMMAP_START_L5 = 0xFFD4000000000000
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a C identifier, nothing else
+
+# Offsets only some handlers need (a plan Target's `requires`): fact key -> define.
+# Absent from a kernel's facts, the define is not emitted and the plan leaves the
+# targets needing it out (plan.py), so their guarded handlers are not compiled.
+OPTIONAL_OFFSETS = (
+    ("bio.bi_io_vec", "OFF_BIO_IO_VEC"), ("bio.bi_vcnt", "OFF_BIO_VCNT"),
+    ("bio_vec.bv_page", "OFF_BVEC_PAGE"), ("bio_vec.bv_len", "OFF_BVEC_LEN"),
+    ("bio_vec.bv_offset", "OFF_BVEC_OFFSET"),
+    ("folio_batch.nr", "OFF_FBATCH_NR"), ("folio_batch.folios", "OFF_FBATCH_FOLIOS"),
+)
+OPTIONAL_SIZES = (("bio_vec", "SIZEOF_BIO_VEC"),)
+# What the walks of a bio and of a folio batch read (bpf/pageref.bpf.c)
+BIO_WALK = frozenset({"OFF_BIO_IO_VEC", "OFF_BIO_VCNT", "OFF_BVEC_PAGE", "OFF_BVEC_LEN",
+                      "OFF_BVEC_OFFSET", "SIZEOF_BIO_VEC"})
+FBATCH_WALK = frozenset({"OFF_FBATCH_NR", "OFF_FBATCH_FOLIOS"})
+
+
+def optional_defines(facts: KernelFacts) -> dict[str, int]:
+    """The optional offset and size defines `facts` gives (no other check: the
+    plan asks this even where the page layout itself is not readable)."""
+    d = {name: facts.offsets[key] for key, name in OPTIONAL_OFFSETS if key in facts.offsets}
+    d.update({name: facts.sizes[key] for key, name in OPTIONAL_SIZES if key in facts.sizes})
+    return d
 
 
 @dataclasses.dataclass
@@ -140,15 +166,7 @@ def layout(facts: KernelFacts) -> Layout:
         notes.append("folio order not readable (no _folio_order/_flags_1): order left 0")
     if "folio._pincount" in o:
         off["OFF_FOLIO_PINCOUNT"] = o["folio._pincount"]
-    for key, name in (("bio.bi_io_vec", "OFF_BIO_IO_VEC"), ("bio.bi_vcnt", "OFF_BIO_VCNT"),
-                      ("bio_vec.bv_page", "OFF_BVEC_PAGE"), ("bio_vec.bv_len", "OFF_BVEC_LEN"),
-                      ("bio_vec.bv_offset", "OFF_BVEC_OFFSET"),
-                      ("folio_batch.nr", "OFF_FBATCH_NR"),
-                      ("folio_batch.folios", "OFF_FBATCH_FOLIOS")):
-        if key in o:
-            off[name] = o[key]
-    if "bio_vec" in facts.sizes:
-        off["SIZEOF_BIO_VEC"] = facts.sizes["bio_vec"]
+    off.update(optional_defines(facts))
 
     zones = facts.enums.get("zone_type") or {}
     zone_device = _need(zones.get("ZONE_DEVICE"), "enum zone_type ZONE_DEVICE "
@@ -211,12 +229,16 @@ def defines(facts: KernelFacts, plan: ProbePlan, opts: Options, page_size: int =
         "PAGE_SIZE_VAL": page_size,
         "MAX_BATCH": opts.max_batch,
     })
-    conv = plan.ret_conventions()
-    d["RET_OK_TRY_GRAB_PAGE"] = conv.get("try_grab_page", RET_BOOL)
-    d["RET_OK_TRY_GRAB_FOLIO"] = conv.get("try_grab_folio", RET_BOOL)
-    for entry in plan.attached:
-        if entry["method"] != "kprobe":
-            d[f"FENTRY_{entry['symbol'].upper()}"] = 1
+    d["RET_OK_TRY_GRAB_PAGE"] = plan.ret_ok("try_grab_page")
+    d["RET_OK_TRY_GRAB_FOLIO"] = plan.ret_ok("try_grab_folio")
+    for a in plan.attached:
+        # HAVE_<SYMBOL>: the plan attaches it, so its guarded handler is compiled
+        d[f"HAVE_{a.symbol.upper()}"] = 1
+        if a.method.trampoline:
+            d[f"FENTRY_{a.symbol.upper()}"] = 1
+        lacking = a.target.requires - d.keys()
+        if lacking:   # plan.resolve() leaves such targets out: a bug if reached
+            raise PagerefError(f"internal: {a.symbol} attached without {sorted(lacking)}")
     if lay.vmemmap_base_addr is not None:
         d["VMEMMAP_BASE_ADDR"] = lay.vmemmap_base_addr
     else:

@@ -150,7 +150,7 @@ def layout_without_btf() -> tuple[Check, KernelFacts | None]:
 def check_plan(facts: KernelFacts) -> Check:
     from pageref.tracer.defines import layout
     plan = resolve(facts)
-    have = {a["probe"] for a in plan.attached}
+    have = {a.probe for a in plan.attached}
     absent = [p for p in LOGICAL if p not in have]
     try:
         layout(facts)

@@ -11,19 +11,22 @@ so they can be tested on any kernel's extract without booting it.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import gzip
 import json
+import operator
 import os
 import platform
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pageref.tracer.btf import BTF, BTFError
 
 # Every function pageref may probe, or whose presence tells something about the
-# kernel (see plan.py and idle.py for what each one means).
+# kernel (see plan.py and kernel_rules.py for what each one means).
 WANTED_FUNCS = (
     "try_grab_page", "try_grab_folio", "try_grab_folio_fast",
     "__put_page", "__folio_put", "__put_devmap_managed_page",
@@ -315,28 +318,80 @@ def _header_dirs(root: Path) -> list[Path]:
 
 
 _DEFINE = r"^\s*#\s*define\s+{name}\s+(.+?)\s*(?:/\*.*)?$"
+_MAX_DEPTH = 8          # macro references followed, at most
+_MAX_EXPR = 200         # characters of one expression
 
 
-def _c_define(text: str, name: str) -> int | None:
-    """The value of `#define name <int expr>` (hex, decimal, `(1U << n)`), else None."""
+def _c_define(text: str, name: str, depth: int = 0) -> int | None:
+    """The value of `#define name <int expr>`, else None. The expression may
+    name other #defines or enumerators of `text` (followed _MAX_DEPTH deep)."""
     m = re.search(_DEFINE.format(name=re.escape(name)), text, re.M)
-    return _int_expr(m.group(1)) if m else None
+    if not m or depth > _MAX_DEPTH:
+        return None
+    return _int_expr(m.group(1), lambda ref: _c_value(text, ref, depth + 1))
 
 
-def _c_enumerator(text: str, name: str) -> int | None:
+def _c_enumerator(text: str, name: str, depth: int = 0) -> int | None:
     """The value of `name = <int expr>,` in an enum (FOLL_* from 6.2), else None."""
     m = re.search(rf"^\s*{re.escape(name)}\s*=\s*([^,\n/]+?)\s*,", text, re.M)
-    return _int_expr(m.group(1)) if m else None
-
-
-def _int_expr(expr: str) -> int | None:
-    expr = expr.strip()
-    expr = re.sub(r"(?<=\d)[uUlL]+\b", "", expr)
-    if not re.fullmatch(r"[\s()0-9a-fA-Fx<|+]+", expr):
+    if not m or depth > _MAX_DEPTH:
         return None
+    return _int_expr(m.group(1), lambda ref: _c_value(text, ref, depth + 1))
+
+
+def _c_value(text: str, name: str, depth: int) -> int | None:
+    v = _c_define(text, name, depth)
+    return v if v is not None else _c_enumerator(text, name, depth)
+
+
+_BINOPS: dict[type[ast.operator], Callable[[int, int], int]] = {
+    ast.BitOr: operator.or_, ast.BitAnd: operator.and_, ast.BitXor: operator.xor,
+    ast.LShift: operator.lshift, ast.RShift: operator.rshift,
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[int], int]] = {
+    ast.Invert: operator.invert, ast.USub: operator.neg, ast.UAdd: operator.pos,
+}
+
+
+def _int_expr(expr: str, lookup: Callable[[str], int | None] | None = None) -> int | None:
+    """A C integer constant expression of header text as an int, or None: ints
+    (decimal, hex, with U/L suffixes), parentheses, | & ^ << >> + - * ~ and names
+    `lookup` resolves. Parsed, never evaluated as code: anything else is None, and
+    so is a value outside 64 bits (header text is data, not trusted)."""
+    expr = expr.strip()
+    if not expr or len(expr) > _MAX_EXPR:
+        return None
+    expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|\d+)[uUlL]+\b", r"\1", expr)
     try:
-        return int(eval(expr, {"__builtins__": {}}, {}))  # noqa: S307 - digits/shifts only
-    except Exception:
+        tree = ast.parse(expr, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+    def ev(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            v = node.value
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            a, b = ev(node.left), ev(node.right)
+            if isinstance(node.op, (ast.LShift, ast.RShift)) and not 0 <= b < 64:
+                raise ValueError("shift out of range")
+            v = _BINOPS[type(node.op)](a, b)
+        elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            v = _UNARY[type(node.op)](ev(node.operand))
+        elif isinstance(node, ast.Name) and lookup is not None:
+            ref = lookup(node.id)
+            if ref is None:
+                raise ValueError(f"unknown name {node.id}")
+            v = ref
+        else:
+            raise ValueError(f"not an integer expression: {type(node).__name__}")
+        if not -(1 << 63) <= v < (1 << 64):
+            raise ValueError("outside 64 bits")
+        return v
+
+    try:
+        return ev(tree.body)
+    except (ValueError, RecursionError):
         return None
 
 

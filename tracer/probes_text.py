@@ -31,15 +31,15 @@ def plan_report(facts: KernelFacts) -> dict[str, Any]:
         if not entries:
             lines.append("  (nothing to attach)")
         for e in entries:
-            ret = "  + return" if e.get("return") else ""
-            sig = e.get("signature") or e["symbol"]
-            lines.append(f"  {e['method']:12} {sig}{ret}")
-            if e.get("returns"):
-                lines.append(f"          success: {e['returns']}")
+            ret = "  + return" if e.ret else ""
+            sig = e.signature or e.symbol
+            lines.append(f"  {e.method.value:12} {sig}{ret}")
+            if e.returns:
+                lines.append(f"          success: {e.returns}")
     if plan.missing:
         lines.append("not attached:")
         for m in plan.missing:
-            lines.append(f"  {m['probe']:5} {m['symbol']}: {m['why']}")
+            lines.append(f"  {m.probe:5} {m.symbol}: {m.why}")
     lines.append("drop paths covered:")
     lines += [f"  + {c}" for c in plan.covered]
     lines.append("drop paths NOT covered:")

@@ -128,7 +128,7 @@ class Recorder:
         page_size = os.sysconf("SC_PAGE_SIZE")
         self.defs = defines(self.facts, self.plan, self.opts, page_size=page_size)
         t0 = time.monotonic()
-        uses_fentry = any(a["method"] != "kprobe" for a in self.plan.attached)
+        uses_fentry = any(a.method.trampoline for a in self.plan.attached)
         try:
             # fentry/fexit programs are attached by BCC as it loads them
             self.bpf = compile_program(self.defs)
@@ -162,13 +162,13 @@ class Recorder:
             print(f"pageref: removed {len(removed)} kretprobe event(s) a killed recorder "
                   f"left in kprobe_events ({', '.join(removed)})", file=sys.stderr)
         for entry in self.plan.attached:
-            sym = entry["symbol"]
-            if entry["method"] != "kprobe":
+            sym = entry.symbol
+            if entry.method.trampoline:
                 continue  # fentry/fexit: attached when BCC loaded the program
             try:
                 self.bpf.attach_kprobe(event=sym, fn_name=f"on_{sym}")
                 self.attached.append(("kprobe", sym))
-                if entry.get("return"):
+                if entry.ret:
                     self.bpf.attach_kretprobe(event=sym, fn_name=f"ret_{sym}", maxactive=64)
                     self.attached.append(("kretprobe", sym))
             except Exception as e:
@@ -204,6 +204,9 @@ class Recorder:
             page_size=os.sysconf("SC_PAGE_SIZE"),
             idle_refcount=idle,
             probe_plan=self.plan.header_plan(),
+            coverage=self.plan.header_coverage(self.layout.notes + (
+                [f"fentry/fexit refused, kprobes used: {self.fentry_refused}"]
+                if self.fentry_refused else [])),
             start_ns=start_ns,
             start_time=start_time,
             host=socket.gethostname(),
@@ -213,7 +216,7 @@ class Recorder:
                 "pin_bias_source": bias_src,
                 "drop_paths_covered": self.plan.covered,
                 "drop_paths_uncovered": self.plan.uncovered,
-                "probes_missing": self.plan.missing,
+                "probes_missing": self.plan.header_coverage()["left_out"],
                 "notes": self.plan.notes + self.layout.notes + (
                     [f"fentry/fexit refused, kprobes used: {self.fentry_refused}"]
                     if self.fentry_refused else []),

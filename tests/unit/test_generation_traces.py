@@ -47,7 +47,7 @@ def test_plan_from_the_extract_keeps_what_the_kernel_got(gen) -> None:
     is re-recorded: `pytest -m lab tests/lab` and tests/fixtures/kernels/README.md.)"""
     g, trace, facts, _ = gen
     recorded = {(p["probe"], p["symbol"]) for p in trace.header.probe_plan}
-    resolved = {(a["probe"], a["symbol"]) for a in resolve(facts).attached}
+    resolved = {(a.probe, a.symbol) for a in resolve(facts).attached}
     assert recorded <= resolved, recorded - resolved
 
 

@@ -97,14 +97,14 @@ def test_try_grab_folio_convention_without_btf(gen, conv):
     h = bare(btf_facts(gen))
     hl.apply_layout(h, hl.HeaderLayout(values={}, missing=[], checked=[], headers="/x"))
     assert h.header_ret_conv["try_grab_folio"] == conv
-    grab = {a["symbol"]: a for a in resolve(h).attached if a["probe"] == "grab"}
-    assert grab["try_grab_folio"]["ret_conv"] == conv
+    grab = {a.symbol: a for a in resolve(h).attached if a.probe == "grab"}
+    assert grab["try_grab_folio"].ret_conv == conv
 
 
 def test_grab_without_any_prototype_is_missing_with_reason():
     h = bare(btf_facts("6.1"))
     h.layout_source = "headers"
-    why = {m["symbol"]: m["why"] for m in resolve(h).missing}
+    why = {m.symbol: m.why for m in resolve(h).missing}
     assert "no BTF prototype or header declaration" in why["try_grab_page"]
 
 

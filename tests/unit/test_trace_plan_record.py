@@ -103,3 +103,13 @@ def test_hostile_entries_are_skipped_and_said():
 def test_legacy_kinds_unknown_is_empty():
     assert legacy_kinds("put", "unpin_folio") == ("unpin",)
     assert legacy_kinds("nonsense", "x") == ()
+
+
+def test_legacy_table_agrees_with_the_plan_targets():
+    """Old traces' derived kinds are what the plan's targets declare today."""
+    from pageref.trace.schema import KINDS
+    from pageref.tracer.plan import TARGETS
+
+    for t in TARGETS:
+        assert set(t.kinds) <= set(KINDS), t.symbol
+        assert legacy_kinds(t.probe, t.symbol) == t.kinds, t.symbol

@@ -114,6 +114,6 @@ def test_bench_bpftrace_equivalent_covers_the_plan(monkeypatch):
     script = bench.bpftrace_script()
     assert script.startswith("BEGIN")
     for a in resolve(f).attached:
-        if a["symbol"] not in ("unpin_user_pages", "__bio_release_pages"):
-            assert f"probe:{a['symbol']} " in script, a["symbol"]
+        if a.symbol not in ("unpin_user_pages", "__bio_release_pages"):
+            assert f"probe:{a.symbol} " in script, a.symbol
     assert ">> 51) & 7) == 4" in script

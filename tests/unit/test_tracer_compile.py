@@ -55,7 +55,7 @@ def bcc_env():
     ("7.2", Options(cgroup_id=12345)),
 ])
 def test_compile_and_load_every_handler(bcc_env, gen, opts):
-    from pageref.tracer.recorder import compile_program, program_text
+    from pageref.tracer.recorder import compile_program
 
     facts = KernelFacts.load(FIX / gen)
     d = defines(facts, resolve(facts), opts)
@@ -63,13 +63,52 @@ def test_compile_and_load_every_handler(bcc_env, gen, opts):
     b = compile_program(d)
     elapsed = time.monotonic() - t0
     try:
-        for fn in re.findall(r"^int ((?:on|ret)_\w+)\(", program_text(), re.M):
-            if "bio_release" in fn and "OFF_BVEC_PAGE" not in d:
-                continue
+        for fn in compiled_handlers(d):
             b.load_func(fn.encode(), bcc_env.BPF.KPROBE)  # verifier accepts it; nothing attached
     finally:
         b.cleanup()
     assert elapsed < 60, f"compile took {elapsed:.1f}s"
+
+
+def compiled_handlers(d: dict[str, int]) -> list[str]:
+    """on_/ret_ handlers the program has with defines `d`: all, but those of a
+    target with requirements only under its HAVE_ define (plan.py Target.requires)."""
+    from pageref.tracer.plan import BY_SYMBOL
+    from pageref.tracer.recorder import program_text
+
+    out = []
+    for fn in re.findall(r"^int ((?:on|ret)_\w+)\(", program_text(), re.M):
+        t = BY_SYMBOL[fn.split("_", 1)[1]]
+        if t.requires and f"HAVE_{t.symbol.upper()}" not in d:
+            continue
+        out.append(fn)
+    return out
+
+
+@pytest.mark.parametrize("drop", [("bio_vec.bv_len",), ("folio_batch.nr",),
+                                  ("bio.bi_vcnt", "folio_batch.folios")])
+def test_plan_without_optional_offsets_compiles(bcc_env, drop):
+    """Offsets a kernel does not give: the plan leaves their targets out, and the
+    program compiles and loads without them (6.1, both walks planned when complete)."""
+    from pageref.tracer.recorder import compile_program
+
+    facts = KernelFacts.load(FIX / "6.1")
+    for key in drop:
+        del facts.offsets[key]
+    plan = resolve(facts)
+    d = defines(facts, plan, Options())
+    b = compile_program(d)
+    try:
+        handlers = compiled_handlers(d)
+        for fn in handlers:
+            b.load_func(fn.encode(), bcc_env.BPF.KPROBE)
+    finally:
+        b.cleanup()
+    for sym in plan.symbols():   # every attached target's handler is in the program
+        assert f"on_{sym}" in handlers or f"ret_{sym}" in handlers, sym
+    if "bio_vec.bv_len" in drop or "bio.bi_vcnt" in drop:
+        assert "on___bio_release_pages" not in handlers
+        assert "__bio_release_pages" not in plan.symbols()
 
 
 def test_missing_define_fails_to_compile(bcc_env):
@@ -79,5 +118,18 @@ def test_missing_define_fails_to_compile(bcc_env):
     facts = KernelFacts.load(FIX / "6.1")
     d = defines(facts, resolve(facts), Options())
     del d["OFF_PAGE_REFCOUNT"]
+    with pytest.raises(PagerefError, match="compile failed"):
+        compile_program(d)
+
+
+def test_planned_walk_without_its_offsets_fails_to_compile(bcc_env):
+    """The BPF side refuses a HAVE_ guard whose offsets are missing (a plan bug)."""
+    from pageref.errors import PagerefError
+    from pageref.tracer.recorder import compile_program
+
+    facts = KernelFacts.load(FIX / "6.1")
+    d = defines(facts, resolve(facts), Options())
+    assert d["HAVE___BIO_RELEASE_PAGES"] == 1
+    del d["OFF_BVEC_LEN"]
     with pytest.raises(PagerefError, match="compile failed"):
         compile_program(d)

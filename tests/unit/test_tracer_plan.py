@@ -10,7 +10,14 @@ from pageref.errors import PagerefError
 from pageref.tracer import kernel_rules
 from pageref.tracer.defines import Options, defines, layout
 from pageref.tracer.facts import KernelFacts
-from pageref.tracer.plan import RET_BOOL, RET_PTR, RET_ZERO_OK, resolve
+from pageref.tracer.plan import (
+    RET_BOOL,
+    RET_PTR,
+    RET_ZERO_OK,
+    Attached,
+    AttachMethod,
+    resolve,
+)
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "kernels"
 
@@ -19,14 +26,14 @@ def facts(gen: str) -> KernelFacts:
     return KernelFacts.load(FIX / gen)
 
 
-def plan_of(gen: str) -> dict[str, dict]:
-    return {a["symbol"]: a for a in resolve(facts(gen)).attached}
+def plan_of(gen: str) -> dict[str, Attached]:
+    return resolve(facts(gen)).by_symbol()
 
 
 def test_61_grabs_both_forms_with_their_return_types():
     p = plan_of("6.1")
-    assert p["try_grab_page"]["ret_conv"] == RET_BOOL
-    assert p["try_grab_folio"]["ret_conv"] == RET_PTR
+    assert p["try_grab_page"].ret_conv == RET_BOOL
+    assert p["try_grab_folio"].ret_conv == RET_PTR
     assert "try_grab_folio_fast" not in p
 
 
@@ -40,9 +47,9 @@ def test_61_put_paths():
 
 def test_612_folio_forms():
     p = plan_of("6.12")
-    assert p["try_grab_folio"]["ret_conv"] == RET_ZERO_OK
-    assert "struct folio *folio" in p["try_grab_folio"]["signature"]
-    assert p["try_grab_folio_fast"]["ret_conv"] == RET_PTR
+    assert p["try_grab_folio"].ret_conv == RET_ZERO_OK
+    assert "struct folio *folio" in p["try_grab_folio"].signature
+    assert p["try_grab_folio_fast"].ret_conv == RET_PTR
     assert "__put_devmap_managed_folio_refs" in p
     assert "free_zone_device_folio" in p
     # bios pin with BIO_PAGE_PINNED: no bio walk
@@ -59,7 +66,7 @@ def test_new_kernels_have_no_devmap_put(gen):
 
 def test_72_gup_put_folio_inlined_entry_points_attached_as_outer():
     pl = resolve(facts("7.2"))
-    outer = {a["symbol"] for a in pl.attached if a["return"] and a["probe"] == "put"}
+    outer = {a.symbol for a in pl.attached if a.ret and a.probe == "put"}
     assert {"unpin_user_page", "unpin_user_folio", "unpin_folio", "gup_put_folio"} <= outer
     assert any("inlined" in u for u in pl.uncovered)
 
@@ -78,13 +85,13 @@ def test_old_kernels():
     p10 = plan_of("5.10")
     assert set(p10) >= {"try_grab_page", "unpin_user_page", "unpin_user_pages",
                         "__put_devmap_managed_page", "__put_page", "dax_layout_busy_page"}
-    assert p10["try_grab_page"]["ret_conv"] == RET_BOOL
+    assert p10["try_grab_page"].ret_conv == RET_BOOL
     assert "dax_layout_busy_page_range" in plan_of("5.15")
     pl = resolve(facts("5.10"))
-    assert any(m["probe"] == "free" for m in pl.missing)
+    assert any(m.probe == "free" for m in pl.missing)
     p66 = plan_of("6.6")
-    assert p66["try_grab_page"]["ret_conv"] == RET_ZERO_OK  # int since 6.2
-    assert p66["try_grab_folio"]["ret_conv"] == RET_PTR
+    assert p66["try_grab_page"].ret_conv == RET_ZERO_OK  # int since 6.2
+    assert p66["try_grab_folio"].ret_conv == RET_PTR
 
 
 def test_uncovered_always_lists_inline_puts():
@@ -99,7 +106,7 @@ def test_not_traceable_is_missing_with_reason():
     f.traceable = [s for s in f.symbols if s != "gup_put_folio"]
     pl = resolve(f)
     assert "gup_put_folio" not in pl.symbols()
-    why = {m["symbol"]: m["why"] for m in pl.missing}
+    why = {m.symbol: m.why for m in pl.missing}
     assert "not traceable" in why["gup_put_folio"]
     # without gup_put_folio the batch entry point is used
     assert "unpin_user_pages" in pl.symbols()
@@ -165,8 +172,8 @@ def test_72_mapping_references_and_batched_release():
     folios_put_refs are traced there, and only there."""
     p = plan_of("7.2")
     assert {"vmf_insert_page_mkwrite", "vmf_insert_folio_pmd", "folios_put_refs"} <= set(p)
-    assert p["vmf_insert_page_mkwrite"]["method"] == "kprobe"
-    assert "ret_conv" not in p["vmf_insert_page_mkwrite"]
+    assert p["vmf_insert_page_mkwrite"].method is AttachMethod.KPROBE
+    assert p["vmf_insert_page_mkwrite"].ret_conv is None
     for gen in ("6.1", "6.12"):
         assert not any(s.startswith("vmf_insert") for s in plan_of(gen)), gen
     assert "folios_put_refs" in plan_of("6.12") and "folios_put_refs" not in plan_of("6.1")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pageref.trace.io import read_trace
+from pageref.trace.plan_record import coverage_of
 from pageref.tracer import recorder as rec_mod
 from pageref.tracer.defines import Options
 from pageref.tracer.event import PagerefEvent
@@ -143,6 +144,12 @@ def test_records_events_header_and_lost(recorder):
     assert {p["symbol"] for p in h.probe_plan} >= {"try_grab_page", "gup_put_folio"}
     assert h.end_ns and h.start_ns and h.end_ns >= h.start_ns
     assert h.extra["tracer"]["drop_paths_uncovered"]
+    cov = coverage_of(h)   # the typed header seam: kinds and coverage as the plan said
+    assert cov.uncovered == tuple(h.extra["tracer"]["drop_paths_uncovered"])
+    assert cov.covered and cov.left_out
+    kinds = {e.symbol: e.kinds for e in cov.entries}
+    assert kinds["gup_put_folio"] == ("put", "unpin")
+    assert kinds["try_grab_page"] == ("get", "pin", "grab_failed")
     assert res.events == 4 and res.lost == {1: 3}
 
 
@@ -194,7 +201,7 @@ def test_comm_stops_at_first_nul():
 def test_fentry_where_allowed(recorder):
     make, fake, out = recorder
     r = make(fentry=True, duration_s=0.1)
-    methods = {a["symbol"]: a["method"] for a in r.plan.attached}
+    methods = {a.symbol: a.method.value for a in r.plan.attached}
     assert methods["try_grab_page"] == "fentry+fexit"
     assert methods["free_zone_device_page"] == "fentry"
     assert methods["dax_layout_busy_page_range"] == "fexit"
@@ -211,7 +218,7 @@ def test_fentry_refused_falls_back_to_kprobes(recorder):
     fake.refuse_fentry = True
     r = make(fentry=True, duration_s=0.1)
     assert len(fake.compiled) == 2
-    assert all(a["method"] == "kprobe" for a in r.plan.attached)
+    assert all(a.method.value == "kprobe" for a in r.plan.attached)
     assert ("kretprobe", "try_grab_page", "ret_try_grab_page") in fake.attached
     r.run()
     notes = read_trace(out).header.extra["tracer"]["notes"]
