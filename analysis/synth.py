@@ -1,7 +1,12 @@
 """Synthetic traces that follow the kernel's refcount rules, with injected bugs.
 
-Used by the property tests (tests/unit/test_properties.py), the bundled example
-(examples/make_basic.py) and the benchmark (bench/bench_analyze.py).
+Why this ships in the runtime package and not beside the tests: besides the
+property tests (tests/unit/test_analysis_properties.py) it makes the bundled
+example (examples/make_basic.py) and the benchmark's recordings
+(bench/bench_analyze.py), and docs/analysis.md offers it to users who want a
+trace with a known answer. It uses only public interfaces of the package
+(the header and the schema); turning event dicts into a validated frame, which
+only the tests need, lives in tests/unit/analysis_support.py.
 
 The simulated kernel (one per trace):
 - pages of a pgmap type; at rest a page sits at its type's idle refcount, except
@@ -399,13 +404,6 @@ def random_scenario(seed: int, bugs: tuple[str, ...] = (), clean_pages: int = 3,
         else:
             s.inject(arg)
     return s, s.finish(shuffle=shuffle, lost_rows=lost_rows)
-
-
-def events_frame(events: list[dict[str, Any]]):
-    """Event dicts -> a DataFrame in the trace schema (via the JSON Lines checks)."""
-    from pageref.trace.jsonl import _check_event, rows_to_frame
-
-    return rows_to_frame([_check_event(e) for e in events])
 
 
 # -- bulk traces for the benchmark ----------------------------------------------------
