@@ -144,8 +144,9 @@ class Scenario:
         self.pages.append(p)
         return p
 
-    def _emit(self, kind: str, p: _Page | None, task=None, stack: str | None = None,
-              observe: bool | None = None, **extra) -> dict[str, Any]:
+    def _emit(self, kind: str, p: _Page | None, task: tuple[int, str] | None = None,
+              stack: str | None = None, observe: bool | None = None,
+              **extra: Any) -> dict[str, Any]:
         pid, comm = task or self.rng.choice(TASKS)
         ev: dict[str, Any] = {"ts_ns": self.tick(), "kind": kind, "pid": pid,
                               "tid": pid, "comm": comm, "cpu": self.rng.randrange(4)}
@@ -186,13 +187,13 @@ class Scenario:
 
     def pin(self, p: _Page, task=None, refs: int = 1, longterm: bool = False) -> None:
         self.alloc(p)
-        self._emit("pin", p, task, "pin_rdma" if longterm else "pin_uring",
+        self._emit("pin", p, task, "pin_rdma" if longterm else "pin_uring", None,
                    flags=0x40000 | (0x10000 if longterm else 0), longterm=longterm,
                    **({"refs": refs} if refs > 1 else {}))
         p.rc += refs * self.w(p)
 
     def unpin(self, p: _Page, task=None, refs: int = 1) -> None:
-        self._emit("unpin", p, task, "unpin_uring", **({"refs": refs} if refs > 1 else {}))
+        self._emit("unpin", p, task, "unpin_uring", None, **({"refs": refs} if refs > 1 else {}))
         p.rc -= refs * self.w(p)
 
     def unmap(self, p: _Page) -> None:
@@ -213,7 +214,9 @@ class Scenario:
 
     def busy(self, p: _Page | None, task=TRUNCATOR, of: _Page | None = None) -> None:
         """A busy check of the mapping of `p` (or of `of` when nothing is busy)."""
-        self._emit("busy", p, task, "busy", mapping=(p or of).mapping)
+        page = p if p is not None else of
+        assert page is not None, "a busy check needs the page or the mapping's page"
+        self._emit("busy", p, task, "busy", mapping=page.mapping)
 
     # -- clean traffic --------------------------------------------------------
     def traffic(self, p: _Page, n: int) -> None:
