@@ -1,7 +1,12 @@
 """Synthetic traces that follow the kernel's refcount rules, with injected bugs.
 
-Used by the property tests (tests/unit/test_properties.py), the bundled example
-(examples/make_basic.py) and the benchmark (bench/bench_analyze.py).
+Why this ships in the runtime package and not beside the tests: besides the
+property tests (tests/unit/test_analysis_properties.py) it makes the bundled
+example (examples/make_basic.py) and the benchmark's recordings
+(bench/bench_analyze.py), and docs/analysis.md offers it to users who want a
+trace with a known answer. It uses only public interfaces of the package
+(the header and the schema); turning event dicts into a validated frame, which
+only the tests need, lives in tests/unit/analysis_support.py.
 
 The simulated kernel (one per trace):
 - pages of a pgmap type; at rest a page sits at its type's idle refcount, except
@@ -139,8 +144,9 @@ class Scenario:
         self.pages.append(p)
         return p
 
-    def _emit(self, kind: str, p: _Page | None, task=None, stack: str | None = None,
-              observe: bool | None = None, **extra) -> dict[str, Any]:
+    def _emit(self, kind: str, p: _Page | None, task: tuple[int, str] | None = None,
+              stack: str | None = None, observe: bool | None = None,
+              **extra: Any) -> dict[str, Any]:
         pid, comm = task or self.rng.choice(TASKS)
         ev: dict[str, Any] = {"ts_ns": self.tick(), "kind": kind, "pid": pid,
                               "tid": pid, "comm": comm, "cpu": self.rng.randrange(4)}
@@ -181,13 +187,13 @@ class Scenario:
 
     def pin(self, p: _Page, task=None, refs: int = 1, longterm: bool = False) -> None:
         self.alloc(p)
-        self._emit("pin", p, task, "pin_rdma" if longterm else "pin_uring",
+        self._emit("pin", p, task, "pin_rdma" if longterm else "pin_uring", None,
                    flags=0x40000 | (0x10000 if longterm else 0), longterm=longterm,
                    **({"refs": refs} if refs > 1 else {}))
         p.rc += refs * self.w(p)
 
     def unpin(self, p: _Page, task=None, refs: int = 1) -> None:
-        self._emit("unpin", p, task, "unpin_uring", **({"refs": refs} if refs > 1 else {}))
+        self._emit("unpin", p, task, "unpin_uring", None, **({"refs": refs} if refs > 1 else {}))
         p.rc -= refs * self.w(p)
 
     def unmap(self, p: _Page) -> None:
@@ -208,7 +214,9 @@ class Scenario:
 
     def busy(self, p: _Page | None, task=TRUNCATOR, of: _Page | None = None) -> None:
         """A busy check of the mapping of `p` (or of `of` when nothing is busy)."""
-        self._emit("busy", p, task, "busy", mapping=(p or of).mapping)
+        page = p if p is not None else of
+        assert page is not None, "a busy check needs the page or the mapping's page"
+        self._emit("busy", p, task, "busy", mapping=page.mapping)
 
     # -- clean traffic --------------------------------------------------------
     def traffic(self, p: _Page, n: int) -> None:
@@ -399,13 +407,6 @@ def random_scenario(seed: int, bugs: tuple[str, ...] = (), clean_pages: int = 3,
         else:
             s.inject(arg)
     return s, s.finish(shuffle=shuffle, lost_rows=lost_rows)
-
-
-def events_frame(events: list[dict[str, Any]]):
-    """Event dicts -> a DataFrame in the trace schema (via the JSON Lines checks)."""
-    from pageref.trace.jsonl import _check_event, rows_to_frame
-
-    return rows_to_frame([_check_event(e) for e in events])
 
 
 # -- bulk traces for the benchmark ----------------------------------------------------

@@ -12,7 +12,8 @@ from pageref.analysis.anomalies import anomalies_of_model, columns_of
 from pageref.analysis.model import PageModel
 from pageref.analysis.model import build as build_model
 from pageref.errors import PagerefError
-from pageref.report.model import Limits, Report, build_report
+from pageref.report.model import build_report
+from pageref.report.page import Limits, Report
 from pageref.report.render import render_html
 from pageref.trace.io import Trace, read_trace
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from pageref.report.model import PlotSpec, Report
+from pageref.report.page import PlotSpec, Report
 from pageref.report.plots import render_png
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -6,9 +6,11 @@ import io
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from pageref.analysis.anomalies import find_anomalies
-from pageref.analysis.synth import events_frame
 from pageref.trace.header import TraceHeader
 from pageref.trace.io import Trace
 
@@ -16,6 +18,14 @@ S = 1_000_000_000
 MS = 1_000_000
 T0 = 1_000 * S
 FSDAX = 0x140000
+
+
+def events_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
+    """Event dicts -> a DataFrame in the trace schema, through the same checks a
+    JSON Lines trace gets (a test may use the reader's internals)."""
+    from pageref.trace.jsonl import _check_event, rows_to_frame
+
+    return rows_to_frame([_check_event(e) for e in events])
 
 
 def header(**kw) -> TraceHeader:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from analysis_support import run_cli
+from analysis_support import events_frame, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +16,7 @@ from pageref.analysis.anomalies import find_anomalies
 from pageref.analysis.detectors import KINDS as DETECTOR_KINDS
 from pageref.analysis.history import df_history
 from pageref.analysis.summary import summarize
-from pageref.analysis.synth import BUGS, events_frame, random_scenario
+from pageref.analysis.synth import BUGS, random_scenario
 from pageref.trace.header import TraceHeader
 from pageref.trace.io import Trace
 from pageref.trace.schema import KINDS

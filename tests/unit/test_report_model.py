@@ -11,8 +11,11 @@ import report_traces as rt
 
 from pageref.analysis.severity import Severity
 from pageref.report import history
-from pageref.report.model import Limits, build_report, clean_text, minmax_indices
+from pageref.report.downsample import minmax_indices
+from pageref.report.model import build_report
+from pageref.report.page import Limits
 from pageref.report.render import render_html
+from pageref.report.text import clean_text
 from pageref.trace.io import read_trace
 
 EVIL = "<script>document.title='pwned'</script>"
