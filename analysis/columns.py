@@ -1,6 +1,7 @@
 """The analysis's compact view of a trace: only the columns it needs, as numpy
-arrays, read straight from Arrow (Parquet row groups, JSON Lines batches or an
-in-memory Trace) without building a full pandas DataFrame.
+arrays, read straight from Arrow (the batches of the one trace reader,
+pageref.trace.io.iter_tables, or an in-memory Trace) without building a full
+pandas DataFrame.
 
 Reading only these columns is what keeps `pageref analyze` fast and small on a
 10-million-event recording: stacks, probes and the other per-event details are
@@ -10,18 +11,14 @@ looked up afterwards for the few rows an anomaly cites.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pageref.errors import TraceError
 from pageref.trace import io as trace_io
-from pageref.trace import jsonl as trace_jsonl
-from pageref.trace import parquet as trace_parquet
 from pageref.trace.frame import conform
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import ARROW_SCHEMA, KINDS, KINDS_WITHOUT_PFN, PGMAP_TYPES
@@ -205,58 +202,19 @@ def _project(table: pa.Table, path: Path | None, where: str | None = None) -> pa
         raise TraceError(path, str(e), where) from None
 
 
-def _check_parquet_schema(part: Path, schema: pa.Schema) -> None:
-    """Catch columns of an impossible type before reading any data."""
-    try:
-        conform(schema.empty_table())
-    except ValueError as e:
-        raise TraceError(part, str(e)) from None
-
-
-def iter_parquet_tables(path: Path, files=None) -> Iterator[tuple[Path, int, pa.Table]]:
-    """(part, first row, table) per row group, only the needed columns."""
-    row_base = 0
-    for part, pf in files or _open_parts(path):
-        _check_parquet_schema(part, pf.schema_arrow)
-        present = [n for n in NEEDED if n in pf.schema_arrow.names]
-        for rg in range(pf.metadata.num_row_groups):
-            nrows = pf.metadata.row_group(rg).num_rows
-            where = f"rows {row_base}-{row_base + nrows - 1}" if nrows else f"row {row_base}"
-            try:
-                table = trace_parquet.read_row_group(pf, rg, columns=present)
-            except (pa.ArrowException, OSError, ValueError) as e:
-                raise TraceError(part, f"corrupt Parquet data ({trace_parquet._short(e)})",
-                                 where) from None
-            yield part, row_base, _project(table, part, where)
-            row_base += nrows
-
-
-def _open_parts(path: Path) -> list[tuple[Path, pq.ParquetFile]]:
-    return [(part, trace_parquet._open(part)) for part in trace_parquet.part_files(path)]
-
-
 def load_columns(path: Path, progress=None) -> Columns:
-    """Read the columns the analysis needs from a trace file or parts directory."""
+    """Read the columns the analysis needs from a trace file or parts directory,
+    through the one trace reader (pageref.trace.io.iter_tables)."""
     path = Path(path)
-    fmt = trace_io.trace_format(path)
     header = trace_io.read_header(path)
-    if fmt == "parquet":
-        files = _open_parts(path)
-        b = _Builder(path, total=sum(pf.metadata.num_rows for _, pf in files))
-        for part, base, table in iter_parquet_tables(path, files):
-            b.path = part
-            b.rows_seen = base  # rows are named by their position in the trace
-            b.add(table)
-            if progress:
-                progress(b.rows_seen)
-        b.path = path
-        return b.finish(header)
-    b = _Builder(path)
-    for df in trace_jsonl.iter_batches(path):
-        # The JSON Lines reader already checked every line (and names the line).
-        b.add(_project(pa.Table.from_pandas(df[list(NEEDED)], preserve_index=False), path))
+    b = _Builder(path, total=trace_io.row_count(path))
+    for batch in trace_io.iter_tables(path, NEEDED):
+        b.path = batch.source
+        b.rows_seen = batch.first_row  # rows are named by their position in the trace
+        b.add(_project(batch.table, batch.source))
         if progress:
             progress(b.rows_seen)
+    b.path = path
     return b.finish(header)
 
 

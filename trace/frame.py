@@ -80,22 +80,32 @@ def _per_row(col: pa.ChunkedArray, pred) -> pa.ChunkedArray:
 
 
 def first_bad_row(table: pa.Table) -> tuple[int, str] | None:
-    """(row, reason) of the first row that breaks the schema's rules, or None."""
+    """(row, reason) of the first row that breaks the schema's rules, or None.
+
+    Checks the rule columns the table has (a reader of a subset of columns
+    always includes ts_ns, kind, pfn, pgmap_type and count)."""
     kinds, no_pfn, pgmaps = pa.array(KINDS), pa.array(KINDS_WITHOUT_PFN), pa.array(PGMAP_TYPES)
+    names = set(table.column_names)
     checks = []
     ts = table.column("ts_ns")
     checks.append((pc.is_null(ts), "ts_ns is null"))
+    checks.append((pc.less(ts, 0), "ts_ns is negative"))
     kind = table.column("kind")
     known = _per_row(kind, lambda v: pc.is_in(v, value_set=kinds))
     checks.append((pc.invert(pc.fill_null(known, False)),
                    f"kind is not one of {', '.join(KINDS)}"))
-    pfn_optional = _per_row(kind, lambda v: pc.is_in(v, value_set=no_pfn))
-    checks.append((pc.and_(pc.is_null(table.column("pfn")), pc.invert(pc.fill_null(
-        pfn_optional, False))), "pfn is null for an event that needs one"))
-    pgmap = table.column("pgmap_type")
-    known_pg = _per_row(pgmap, lambda v: pc.is_in(v, value_set=pgmaps))
-    checks.append((pc.and_(pc.is_valid(pgmap), pc.invert(pc.fill_null(known_pg, True))),
-                   "unknown pgmap_type"))
+    if "pfn" in names:
+        pfn_optional = _per_row(kind, lambda v: pc.is_in(v, value_set=no_pfn))
+        checks.append((pc.and_(pc.is_null(table.column("pfn")), pc.invert(pc.fill_null(
+            pfn_optional, False))), "pfn is null for an event that needs one"))
+    if "pgmap_type" in names:
+        pgmap = table.column("pgmap_type")
+        known_pg = _per_row(pgmap, lambda v: pc.is_in(v, value_set=pgmaps))
+        checks.append((pc.and_(pc.is_valid(pgmap), pc.invert(pc.fill_null(known_pg, True))),
+                       "unknown pgmap_type"))
+    if "count" in names:
+        checks.append((pc.fill_null(pc.less(table.column("count"), 0), False),
+                       "count is negative"))
     best: tuple[int, str] | None = None
     for mask, reason in checks:
         mask = pc.fill_null(mask, True)

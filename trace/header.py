@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any, TypedDict
 
 from pageref.trace.schema import DEFAULT_PAGE_SIZE, DEFAULT_PIN_BIAS, FORMAT_VERSION
+from pageref.trace.text import escape_controls, shown
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class CoverageRecord(TypedDict):
@@ -60,7 +65,8 @@ class TraceHeader:
         return d
 
     def to_json(self, fmt: str) -> str:
-        return json.dumps(self.to_dict(fmt), sort_keys=True)
+        # allow_nan=False: NaN/Infinity are not JSON; no reader of ours takes them.
+        return json.dumps(self.to_dict(fmt), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TraceHeader:
@@ -83,27 +89,54 @@ class TraceHeader:
         def is_int(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
 
+        def in_int64(name: str, v: int) -> None:
+            # Every integer of the header ends up in int64 arithmetic (numpy,
+            # Arrow): past it, Python would raise OverflowError far from here.
+            if not INT64_MIN <= v <= INT64_MAX:
+                raise ValueError(f"header field {name!r} is out of range "
+                                 f"(past a 64-bit integer): {shown(v)}")
+
+        _check_unicode(self.to_dict("-"))
         if not is_int(self.version):
-            raise ValueError(f"header field 'version' must be an integer, got {self.version!r}")
+            raise ValueError("header field 'version' must be an integer, got "
+                             f"{shown(self.version)}")
         if self.version != FORMAT_VERSION:
             raise ValueError(
-                f"unknown trace format version {self.version} (this pageref reads version "
-                f"{FORMAT_VERSION}); upgrade pageref"
+                f"unknown trace format version {shown(self.version)} (this pageref reads "
+                f"version {FORMAT_VERSION}); upgrade pageref"
             )
         for name in ("pin_bias", "page_size"):
             v = getattr(self, name)
             if not is_int(v) or v <= 0:
-                raise ValueError(f"header field {name!r} must be a positive integer, got {v!r}")
+                raise ValueError(f"header field {name!r} must be a positive integer, "
+                                 f"got {shown(v)}")
+            in_int64(name, v)
         for name in ("start_ns", "end_ns"):
             v = getattr(self, name)
             if v is not None and not is_int(v):
-                raise ValueError(f"header field {name!r} must be an integer, got {v!r}")
+                raise ValueError(f"header field {name!r} must be an integer, got {shown(v)}")
+            if v is not None and not 0 <= v <= INT64_MAX:
+                # CLOCK_MONOTONIC, like ts_ns: never negative.
+                raise ValueError(f"header field {name!r} must be between 0 and 2**63-1, "
+                                 f"got {shown(v)}")
         for name in ("idle_refcount", "lost"):
             v = getattr(self, name)
             if not isinstance(v, dict) or not all(
                 isinstance(k, str) and is_int(x) for k, x in v.items()
             ):
                 raise ValueError(f"header field {name!r} must map names to integers")
+            for k, x in v.items():
+                in_int64(f"{name}.{k}", x)
+        for k, x in self.lost.items():
+            # lost maps a CPU number to the events lost on it.
+            if not (k.isascii() and k.isdigit()):
+                raise ValueError(f"header field 'lost' must map CPU numbers to counts, "
+                                 f"got the key {shown(k)}")
+            if x < 0:
+                raise ValueError(f"header field 'lost' has a negative count for CPU {k}")
+        if sum(self.lost.values()) > INT64_MAX:
+            raise ValueError("header field 'lost' counts add up past 2**63-1 events: "
+                             "the header is corrupt")
         if not isinstance(self.probe_plan, list) or not all(
             isinstance(p, dict) for p in self.probe_plan
         ):
@@ -113,7 +146,7 @@ class TraceHeader:
         for name in ("kernel", "start_time", "host"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
-                raise ValueError(f"header field {name!r} must be a string, got {v!r}")
+                raise ValueError(f"header field {name!r} must be a string, got {shown(v)}")
         if self.command is not None and not (
             isinstance(self.command, list) and all(isinstance(a, str) for a in self.command)
         ):
@@ -136,3 +169,22 @@ def _check_coverage(c: Any) -> None:
     ):
         raise ValueError("header field 'coverage' must hold 'left_out', a list of "
                          "{probe, symbol, why} strings")
+
+
+def _check_unicode(obj: Any, where: str = "") -> None:
+    """Every string of the header (keys too) must be writable as UTF-8: JSON can
+    escape a lone surrogate (\\ud800) that no terminal or file can take."""
+    stack: list[tuple[Any, str]] = [(obj, where)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                raise ValueError(f"header field {at or 'key'!r} is not valid Unicode "
+                                 "(a lone surrogate escape)")
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                name = f"{at}.{k}" if at else str(k)
+                stack.append((k, escape_controls(name)))
+                stack.append((x, escape_controls(name)))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, at) for x in v)

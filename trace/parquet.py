@@ -9,7 +9,6 @@ counts). `pandas.read_parquet(path)` reads a file or a directory alike.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pageref.errors import TraceError
-from pageref.trace.frame import conform, first_bad_row, table_to_frame
+from pageref.trace import output
+from pageref.trace.frame import conform
 from pageref.trace.header import TraceHeader
+from pageref.trace.jsonl import decode_json
 from pageref.trace.schema import ARROW_SCHEMA, METADATA_KEY, PARQUET_FORMAT
+from pageref.trace.text import cap, escape_controls, shown
 
 PART_GLOB = "part-*.parquet"
 
@@ -29,84 +31,96 @@ PART_GLOB = "part-*.parquet"
 def part_files(path: Path) -> list[Path]:
     """The Parquet files making up the trace at `path`, in recording order."""
     if path.is_dir():
-        parts = sorted(path.glob(PART_GLOB))
+        try:
+            parts = sorted(p for p in path.glob(PART_GLOB) if not p.name.startswith("."))
+        except OSError as e:
+            raise TraceError(path, f"cannot list the directory ({e.strerror or e})") from None
         if not parts:
             raise TraceError(path, "directory holds no trace parts (part-*.parquet)")
         return parts
     return [path]
 
 
-def _open(path: Path) -> pq.ParquetFile:
+def open_file(path: Path, name: Path | None = None) -> pq.ParquetFile:
+    """Open one Parquet file, verifying page checksums where the writer stored
+    them (a flipped byte must not come back as a different value). `name` is
+    what messages call it (the file as the user named it)."""
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
-        raise TraceError(path, f"not a readable Parquet file ({_short(e)})") from None
+        raise TraceError(name or path, f"not a readable Parquet file ({short(e)})") from None
 
 
-def _short(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+def short(e: BaseException) -> str:
+    """The first line of an exception's text, controls escaped and capped: a
+    reader's message may echo cell text from the file."""
+    text = str(e).strip()
+    return cap(escape_controls(text.splitlines()[0] if text else type(e).__name__), 200)
 
 
-def header_of_file(path: Path, pf: pq.ParquetFile | None = None) -> TraceHeader:
-    meta = (pf or _open(path)).schema_arrow.metadata or {}
+def header_of_file(path: Path, pf: pq.ParquetFile | None = None,
+                   name: Path | None = None) -> TraceHeader:
+    name = name or path
+    meta = (pf or open_file(path, name)).schema_arrow.metadata or {}
     raw = meta.get(METADATA_KEY)
     if raw is None:
         return TraceHeader()  # a Parquet file from elsewhere: defaults
     try:
-        obj = json.loads(raw)
-    except ValueError:
-        raise TraceError(path, "trace metadata is not valid JSON") from None
+        obj = decode_json(raw)
+    except ValueError as e:
+        raise TraceError(name, f"trace metadata is not valid JSON ({e})") from None
     if not isinstance(obj, dict):
-        raise TraceError(path, "trace metadata is not a JSON object")
+        raise TraceError(name, "trace metadata is not a JSON object")
     if obj.get("format") != PARQUET_FORMAT:
-        raise TraceError(path, f"unknown format {obj.get('format')!r} in trace metadata")
+        raise TraceError(name, f"unknown format {shown(obj.get('format'))} in trace metadata")
     try:
         return TraceHeader.from_dict(obj)
     except (TypeError, ValueError) as e:
-        raise TraceError(path, str(e)) from None
+        raise TraceError(name, str(e)) from None
 
 
-def read_header(path: Path) -> TraceHeader:
-    return header_of_file(part_files(path)[-1])
+def check_schema(name: Path, schema: pa.Schema) -> None:
+    """Refuse, before reading any data, a file whose columns cannot be the
+    trace's: a column named twice (which one would be the data?) or one of an
+    impossible type."""
+    seen: set[str] = set()
+    for col in schema.names:
+        if col in seen:
+            raise TraceError(name, f"column {shown(col)} appears more than once")
+        seen.add(col)
+    try:
+        conform(schema.empty_table())
+    except ValueError as e:
+        raise TraceError(name, str(e)) from None
 
 
-def read_row_group(pf: pq.ParquetFile, rg: int, columns: list[str] | None = None) -> pa.Table:
-    """One row group, fully validated: a flipped byte can leave the file readable
+def row_groups(pf: pq.ParquetFile, batch_rows: int) -> Iterator[tuple[list[int], int]]:
+    """Consecutive row groups gathered into reads of about `batch_rows` rows:
+    (row group indices, rows). Reading a file of 100,000 one-row row groups one
+    by one costs a table, a conversion and a frame per row; gathered, it costs
+    what one row group would."""
+    md = pf.metadata
+    group: list[int] = []
+    rows = 0
+    for rg in range(md.num_row_groups):
+        n = md.row_group(rg).num_rows
+        if group and rows + n > batch_rows:
+            yield group, rows
+            group, rows = [], 0
+        group.append(rg)
+        rows += n
+    if group:
+        yield group, rows
+
+
+def read_row_groups(pf: pq.ParquetFile, groups: list[int],
+                    columns: list[str] | None = None) -> pa.Table:
+    """Row groups, fully validated: a flipped byte can leave the file readable
     but its strings invalid UTF-8, which would only fail (with a traceback) when
-    a string is decoded later. Raises pa.ArrowInvalid instead."""
-    table = pf.read_row_group(rg, columns=columns, use_threads=True)
+    a string is decoded later. Raises pa.ArrowInvalid / OSError instead."""
+    table = pf.read_row_groups(groups, columns=columns, use_threads=True)
     table.validate(full=True)
     return table
-
-
-def iter_batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
-    """Checked events as DataFrames of at most `batch_rows` rows, in file order.
-
-    Reads whole row groups (multi-threaded, much faster than pyarrow's
-    streaming batch reader) and slices them."""
-    row_base = 0
-    for part in part_files(path):
-        pf = _open(part)
-        for rg in range(pf.metadata.num_row_groups):
-            try:
-                group = read_row_group(pf, rg)
-            except (pa.ArrowException, OSError, ValueError) as e:
-                raise TraceError(part, f"corrupt Parquet data ({_short(e)})",
-                                 f"row {row_base}") from None
-            for off in range(0, max(group.num_rows, 1), batch_rows):
-                table = group.slice(off, batch_rows)
-                if not table.num_rows:
-                    continue
-                try:
-                    table = conform(table)
-                except ValueError as e:
-                    last = row_base + table.num_rows - 1
-                    raise TraceError(part, str(e), f"rows {row_base}-{last}") from None
-                bad = first_bad_row(table)
-                if bad is not None:
-                    raise TraceError(part, bad[1], f"row {row_base + bad[0]}")
-                row_base += table.num_rows
-                yield table_to_frame(table)
 
 
 def _table(df: pd.DataFrame, header: TraceHeader) -> pa.Table:
@@ -114,16 +128,22 @@ def _table(df: pd.DataFrame, header: TraceHeader) -> pa.Table:
     return table.replace_schema_metadata({METADATA_KEY: header.to_json(PARQUET_FORMAT)})
 
 
+# Every part and file pageref writes carries CRC32 page checksums, and every
+# reader verifies them (open_file): a flipped byte is an error, not a new value.
+WRITE_OPTIONS = {"write_page_checksum": True}
+
+
 def write_parquet(path: Path, header: TraceHeader, frames: Iterator[pd.DataFrame]) -> int:
-    """Write a single-file trace; returns the number of events."""
+    """Write a single-file trace; returns the number of events. Written beside
+    `path` under a temporary name and renamed only when complete: a failure
+    leaves neither a half file nor a changed `path`."""
     schema = ARROW_SCHEMA.with_metadata({METADATA_KEY: header.to_json(PARQUET_FORMAT)})
     n = 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    with pq.ParquetWriter(tmp, schema) as w:
-        for df in frames:
-            w.write_table(_table(df, header))
-            n += len(df)
-    os.replace(tmp, path)
+    with output.replacing(path) as tmp:
+        with pq.ParquetWriter(tmp, schema, **WRITE_OPTIONS) as w:
+            for df in frames:
+                w.write_table(_table(df, header))
+                n += len(df)
     return n
 
 
@@ -146,7 +166,7 @@ class PartWriter:
         )
         final = self.directory / f"part-{self.parts:06d}.parquet"
         tmp = self.directory / f".{final.name}.tmp"
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, **WRITE_OPTIONS)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, final)

@@ -65,10 +65,17 @@ BOOL_COLUMNS = frozenset(name for name, typ, _ in COLUMNS if pa.types.is_boolean
 STR_COLUMNS = frozenset(name for name, typ, _ in COLUMNS if pa.types.is_dictionary(typ))
 
 
+# Integer columns that are never negative: a CLOCK_MONOTONIC time (a negative
+# one would also overflow int64 when subtracted from another) and a lost count.
+NON_NEGATIVE = frozenset({"ts_ns", "count"})
+
+
 def int_range(name: str) -> tuple[int, int]:
     """The inclusive range a value of integer column `name` must fall in."""
     typ = ARROW_SCHEMA.field(name).type
     bits = typ.bit_width
     if pa.types.is_unsigned_integer(typ):
         return 0, (1 << bits) - 1
+    if name in NON_NEGATIVE:
+        return 0, (1 << (bits - 1)) - 1
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
