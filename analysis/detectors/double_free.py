@@ -28,7 +28,7 @@ def detect(m: PageModel) -> list[Anomaly]:
     has_grab = seg.any_per_segment(grabs, m.life_starts)
     second = ~m.page_starts[life_first]  # a free closed the page's previous life
     out = []
-    for j in np.flatnonzero(is_free & second & ~has_grab):
+    for j in np.flatnonzero(is_free & second & ~has_grab).tolist():
         prev = int(life_first[j]) - 1
         out.append(anomaly(
             m, KIND, j,

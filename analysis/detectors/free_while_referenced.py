@@ -29,7 +29,7 @@ KIND = "free_while_referenced"
 
 def detect(m: PageModel) -> list[Anomaly]:
     out = []
-    for j in np.flatnonzero((m.kind == K["free"]) & (m.pins_before > 0)):
+    for j in np.flatnonzero((m.kind == K["free"]) & (m.pins_before > 0)).tolist():
         a = pin_episode(m, j)
         G = int(m.gets_before[j])
         hint = f" (and {G} get(s) not seen dropped)" if G else ""

@@ -21,7 +21,7 @@ def detect(m: PageModel) -> list[Anomaly]:
     grab = (m.kind == K["get"]) | (m.kind == K["pin"])
     hit = np.flatnonzero(grab & m.observed & (m.before <= 0))
     out = []
-    for j in hit:
+    for j in hit.tolist():
         what = "pin" if m.kind[j] == K["pin"] else "get"
         out.append(anomaly(
             m, KIND, j,

@@ -26,4 +26,4 @@ def detect(m: PageModel) -> list[Anomaly]:
                          & (m.idle >= 1))
     return [anomaly(m, KIND, j, f"grab refused on a page at refcount {m.before[j]} although "
                     f"its type idles at {m.idle[j]}: a freed page is still mapped",
-                    WARNING, [j]) for j in hit]
+                    WARNING, [j]) for j in hit.tolist()]

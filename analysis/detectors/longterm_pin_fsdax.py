@@ -21,4 +21,4 @@ def detect(m: PageModel) -> list[Anomaly]:
     longterm = m.cols.longterm[m.idx]
     hit = np.flatnonzero((m.kind == K["pin"]) & longterm & (m.pgmap == PGMAP["fsdax"]))
     return [anomaly(m, KIND, j, "FOLL_LONGTERM pin succeeded on an fsdax page "
-                    "(the kernel must refuse it)", ERROR, [j]) for j in hit]
+                    "(the kernel must refuse it)", ERROR, [j]) for j in hit.tolist()]

@@ -34,7 +34,7 @@ def detect(m: PageModel) -> list[Anomaly]:
         return []
     last = np.append(np.flatnonzero(m.page_starts)[1:] - 1, n - 1)
     out = []
-    for j in last[(m.pins_after[last] > 0) & (m.kind[last] != K["free"])]:
+    for j in last[(m.pins_after[last] > 0) & (m.kind[last] != K["free"])].tolist():
         a = pin_episode(m, j)
         held = m.trace_end - int(m.ts[a])
         P = int(m.pins_after[j])

@@ -19,7 +19,7 @@ KIND = "pin_put_mismatch"
 
 def detect(m: PageModel) -> list[Anomaly]:
     out = []
-    for j in np.flatnonzero(m.mismatch):
+    for j in np.flatnonzero(m.mismatch).tolist():
         P = int(m.pins_before[j])
         a = pin_episode(m, j)
         ev = [j] + [x for x in pin_rows(m, a, j - 1)][-8:]

@@ -21,7 +21,7 @@ def detect(m: PageModel) -> list[Anomaly]:
     release = (m.kind == K["put"]) | (m.kind == K["unpin"])
     hit = np.flatnonzero(release & m.observed & (m.before + m.delta < m.idle))
     out = []
-    for j in hit:
+    for j in hit.tolist():
         what = "unpin" if m.kind[j] == K["unpin"] else "put"
         weight = f" x {m.w[j]}" if what == "unpin" else ""
         out.append(anomaly(
