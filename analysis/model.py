@@ -14,6 +14,9 @@ vectorised numpy over contiguous per-page runs (analysis/segments.py):
   events, never below zero (releases of references taken before the trace
   began are ignored) and reset when the page is freed (a `free` ends a page's
   life: what was outstanding then is reported by free_while_referenced);
+- `unseen`: a `lost` row naming the page (references a bounded walk could not
+  follow) came at or before this row: the page's verdicts from there on are
+  uncertain;
 - `gap`: events were lost (a `lost` row) between this event and the previous
   event of the same page.
 
@@ -104,9 +107,12 @@ class PageModel:
     pins_after: I64              # P after the row (0 after a free)
     mismatch: Bool               # a put counted as a pin's release
     gap: Bool                    # events were lost between this and the page's previous row
-    lost_between: I64            # how many (0 unknown)
+    lost_between: I64            # how many (0 unknown); on a page's own lost row, its refs
+    unseen: Bool                 # at or after a `lost` row naming this page
     any_free: bool               # some row is a free
     pages: int                   # distinct pages
+    lost_seq: I64                # time-order ranks of the CPU-wide `lost` rows, sorted
+    lost_ts: I64                 # their times
     # Busy episodes (detectors/busy_episodes.py), computed once when a detector asks.
     busy: BusyEpisodes | None = None
 
@@ -212,10 +218,11 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     if n > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
         by_ts = np.argsort(ts, kind="stable")
     kind_ts = cols.kind if by_ts is None else cols.kind[by_ts]
-    lost_ranks = np.flatnonzero(kind_ts == K["lost"])
     page_ev = cols.has_pfn if by_ts is None else cols.has_pfn[by_ts]
-    if len(lost_ranks):
-        page_ev = page_ev & (kind_ts != K["lost"])
+    # A `lost` row without a pfn: events lost on a CPU, any page's. With a pfn:
+    # references on that page the tracer saw happen but could not walk (a
+    # bounded BPF walk); it is one of the page's rows (kind lost, no effect).
+    lost_ranks = np.flatnonzero((kind_ts == K["lost"]) & ~page_ev)
     del kind_ts
     sel = None if page_ev.all() else np.flatnonzero(page_ev)
     del page_ev
@@ -317,11 +324,11 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     del d_pins
 
     # Lost events between this event and the page's previous one.
+    lost_pos = lost_ranks if by_ts is None else by_ts[lost_ranks]
     if len(lost_ranks):
         lr = np.searchsorted(lost_ranks, seq)          # lost rows before each event
         prev_lr = seg.shift(lr, page_starts, -1)
         gap = (prev_lr >= 0) & (lr > prev_lr)
-        lost_pos = lost_ranks if by_ts is None else by_ts[lost_ranks]
         lc_cum = np.concatenate([[0], np.cumsum(cols.count[lost_pos])])
         lc = lc_cum[lr]
         lost_between = np.where(gap, lc - seg.shift(lc, page_starts, 0), 0)
@@ -329,6 +336,15 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     else:
         gap = np.zeros(m, dtype=bool)
         lost_between = _const(0, m)
+    # The page's own losses: a gap at the row itself (the refcount is not
+    # carried across it), and every later row of the page is `unseen`.
+    page_lost = k == K["lost"]
+    if page_lost.any():
+        gap = gap | page_lost
+        lost_between = np.where(page_lost, refs, lost_between)
+        unseen = seg.cumsum(page_lost.view(np.int8), page_starts) > 0
+    else:
+        unseen = _const(False, m, np.bool_)
 
     # Refcount before each event: observed, else inferred from the last
     # observation in the same run (a run restarts at an observation or a gap).
@@ -372,8 +388,14 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
         ts=Gather(ts, idx), refs=refs, w=w, idle=idle, pgmap=pgmap, delta=delta,
         page_starts=page_starts, life_starts=life_starts, observed=observed, known=known,
         before=before, pins_after=pins_after, mismatch=mismatch, gap=gap, any_free=any_free,
-        lost_between=lost_between, pages=npages,
+        lost_between=lost_between, unseen=unseen, pages=npages,
+        lost_seq=seq_of_lost(lost_ranks), lost_ts=ts[lost_pos],
     )
+
+
+def seq_of_lost(lost_ranks: np.ndarray) -> I64:
+    """Time-order ranks of the CPU-wide `lost` rows (already sorted)."""
+    return lost_ranks.astype(np.int64, copy=False)
 
 
 def _replay(cand: np.ndarray, life_starts: np.ndarray, k: np.ndarray, refs: np.ndarray,

@@ -9,11 +9,13 @@ import numpy as np
 from pageref.analysis.columns import K
 from pageref.analysis.fmt import fmt_pfn
 from pageref.analysis.model import PageModel
+from pageref.analysis.severity import Severity
 
 # Evidence lists are capped so one pathological page cannot produce a huge row.
 MAX_EVIDENCE = 64
 
-ERROR, WARNING = "error", "warning"
+ERROR, WARNING, UNCERTAIN = Severity.ERROR.value, Severity.WARNING.value, \
+    Severity.UNCERTAIN.value
 
 
 @dataclasses.dataclass
@@ -24,7 +26,7 @@ class Anomaly:
     pid: int | None
     comm: str | None
     detail: str
-    severity: str
+    severity: str       # a Severity value
     evidence: list[int]  # row positions in trace.events (file order)
 
 
@@ -80,3 +82,22 @@ def gap_note(m: PageModel, a: int, b: int) -> str:
 
 def page(pfn: int) -> str:
     return fmt_pfn(pfn)
+
+
+def spans_loss(m: PageModel, a: int, b: int) -> bool:
+    """Whether evidence over per-page rows [a, b] (one page) spans a loss: events
+    lost (CPU-wide) between a and b, or a `lost` row naming the page at or before
+    b (references a bounded walk could not follow)."""
+    return bool(m.gap[a + 1:b + 1].any()) or bool(m.unseen[b])
+
+
+def lost_after(m: PageModel, j: int) -> bool:
+    """Events were lost (CPU-wide) after per-page row j: a verdict that holds "to
+    the end of the trace" from j may have missed its release there."""
+    return bool(len(m.lost_seq)) and int(m.lost_seq[-1]) > int(m.seq[j])
+
+
+def judged(severity: str, uncertain: bool) -> str:
+    """The severity a detector would give, or `uncertain` when its evidence spans
+    lost events: a verdict across a loss is never an accusation."""
+    return UNCERTAIN if uncertain else severity

@@ -18,8 +18,10 @@ from pageref.analysis.detectors.base import (
     Anomaly,
     anomaly,
     gap_note,
+    judged,
     pin_episode,
     pin_rows,
+    spans_loss,
     task_label,
 )
 from pageref.analysis.model import PageModel
@@ -37,5 +39,5 @@ def detect(m: PageModel) -> list[Anomaly]:
             m, KIND, j,
             f"page freed with {m.pins_before[j]} pin(s) outstanding{hint}; the oldest "
             f"taken by {task_label(m, a)}" + gap_note(m, a, j),
-            ERROR, [j] + pin_rows(m, a, j - 1)))
+            judged(ERROR, spans_loss(m, a, j)), [j] + pin_rows(m, a, j - 1)))
     return out

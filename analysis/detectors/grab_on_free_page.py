@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
 from pageref.analysis.model import PageModel
 
 KIND = "grab_on_free_page"
@@ -26,5 +26,5 @@ def detect(m: PageModel) -> list[Anomaly]:
         out.append(anomaly(
             m, KIND, j,
             f"{what} on a page whose refcount was {m.before[j]}: GUP grabbed a freed page",
-            ERROR, [j]))
+            judged(ERROR, spans_loss(m, j, j)), [j]))
     return out

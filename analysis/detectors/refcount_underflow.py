@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
 from pageref.analysis.model import PageModel
 
 KIND = "refcount_underflow"
@@ -28,5 +28,5 @@ def detect(m: PageModel) -> list[Anomaly]:
             m, KIND, j,
             f"{what} of {m.refs[j]}{weight} took the refcount from {m.before[j]} to "
             f"{m.before[j] + m.delta[j]}, below idle {m.idle[j]}",
-            ERROR, [j]))
+            judged(ERROR, spans_loss(m, j, j)), [j]))
     return out
