@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -28,6 +29,10 @@ class Anomaly:
     detail: str
     severity: str       # a Severity value
     evidence: list[int]  # row positions in trace.events (file order)
+    # The trace time from which the verdict cannot change: once an event at or
+    # after it has been seen (None: only at the end of the trace). The engine
+    # emits an anomaly then (analysis/engine.py).
+    decided_ns: int | None = None
 
 
 def who(m: PageModel, j: int) -> tuple[int | None, str | None]:
@@ -43,12 +48,16 @@ def task_label(m: PageModel, j: int) -> str:
 
 
 def anomaly(m: PageModel, kind: str, j: int, detail: str, severity: str,
-            evidence_js) -> Anomaly:
-    """An anomaly dated and attributed by per-page row j."""
+            evidence_js: Iterable[int], decided_ns: int | None = None,
+            at_end: bool = False) -> Anomaly:
+    """An anomaly dated and attributed by per-page row j; decided when row j is
+    seen unless `decided_ns` says later, or `at_end`."""
     pid, comm = who(m, j)
     js = sorted(set(int(x) for x in evidence_js))[:MAX_EVIDENCE]
-    return Anomaly(kind=kind, pfn=int(m.pfn[j]), ts_ns=int(m.ts[j]), pid=pid, comm=comm,
-                   detail=detail, severity=severity, evidence=m.rows_of(js))
+    ts = int(m.ts[j])
+    return Anomaly(kind=kind, pfn=int(m.pfn[j]), ts_ns=ts, pid=pid, comm=comm,
+                   detail=detail, severity=severity, evidence=m.rows_of(js),
+                   decided_ns=None if at_end else (ts if decided_ns is None else decided_ns))
 
 
 def life_bounds(m: PageModel, j: int) -> tuple[int, int]:

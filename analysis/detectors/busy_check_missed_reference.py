@@ -77,7 +77,8 @@ def detect(m: PageModel) -> list[Anomaly]:
             continue
         # Where each page's outstanding run began (after it last held nothing).
         z = np.searchsorted(zero_rows, last, side="right") - 1
-        start = np.where(z >= 0, zero_rows[np.maximum(z, 0)] + 1, 0)
+        start = np.where(z >= 0, zero_rows[np.maximum(z, 0)] + 1, 0) if len(zero_rows) \
+            else np.zeros(len(last), dtype=np.int64)   # the pages never held nothing yet
         start = np.maximum(start, first_row[last])
         # No decision across lost events between the run's start and the check.
         lost_in = (np.searchsorted(lost_seq, s) - np.searchsorted(lost_seq, m.seq[start])) > 0
@@ -100,7 +101,7 @@ def detect(m: PageModel) -> list[Anomaly]:
                    f"{len(last)} page(s) of it (from {page(first)}) held {what} not seen "
                    f"released (holders: {', '.join(holders)}): the blocks go back to the "
                    f"file system with references outstanding",
-            severity=ERROR if P else WARNING,
+            severity=ERROR if P else WARNING, decided_ns=int(cols.ts[i]),
             evidence=sorted([int(i if cols.row is None else cols.row[i])]
                             + m.rows_of(sorted(int(j) for j in rows)[:MAX_EVIDENCE - 1]))))
     return out

@@ -64,5 +64,7 @@ def detect(m: PageModel) -> list[Anomaly]:
             m, KIND, ep.first,
             f"{task_label(m, ep.first)} found the page busy {len(ep.busy)} time(s){rc}; it "
             f"stayed above idle {how}; {_holder_text(m, hold)}",
-            judged(WARNING, unsure), ev))
+            judged(WARNING, unsure), ev,
+            decided_ns=int(m.ts[ep.idle_at]) if ep.idle_at >= 0 else None,
+            at_end=ep.idle_at < 0))
     return out

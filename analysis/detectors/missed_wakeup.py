@@ -58,7 +58,8 @@ def detect(m: PageModel) -> list[Anomaly]:
             f"after being reported busy to task {ep.task} "
             f"({task_label(m, ep.first)}), which made no further busy check of the mapping "
             f"within {fmt_ns(T)}: a lost wake-up leaves truncate asleep",
-            judged(ERROR, unsure), ep.busy + [ep.idle_at]))
+            judged(ERROR, unsure), ep.busy + [ep.idle_at],
+            decided_ns=t_idle + T + 1))   # a re-check at t_idle + T still counts
         # Attribute to the sleeping task, dated at the idle point.
         a = out[-1]
         a.pid, a.comm = _task_who(m, ep.first)

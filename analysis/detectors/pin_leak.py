@@ -46,5 +46,5 @@ def detect(m: PageModel) -> list[Anomaly]:
             m, KIND, a,
             f"{P} pin(s) still outstanding at the end of the trace; the oldest, taken by "
             f"{task_label(m, a)}, held for {fmt_ns(held)}" + gap_note(m, a, j),
-            judged(sev, spans_loss(m, a, j) or lost_after(m, j)), pin_rows(m, a, j)))
+            judged(sev, spans_loss(m, a, j) or lost_after(m, j)), pin_rows(m, a, j), at_end=True))
     return out
