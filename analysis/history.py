@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from pageref.analysis import model as model_mod
+from pageref.analysis import segments as seg
 from pageref.analysis.anomalies import DEFAULT_THRESHOLD_NS, TraceLike, columns_of
-from pageref.analysis.columns import PGMAP
+from pageref.analysis.columns import PGMAP, K
 from pageref.errors import PagerefError
 from pageref.trace.io import Trace, iter_batches, read_header
 from pageref.trace.schema import KINDS
@@ -56,7 +57,10 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
     cols = columns_of(trace)
     m = model_mod.build(cols, DEFAULT_THRESHOLD_NS)
     lo, hi = m.page_range(pfn) if pfn is not None else (0, len(m.kind))
-    sl = slice(lo, hi)
+    gap, lost = _page_losses(m)
+    # The history lists references; a page's own `lost` row shows as a gap on
+    # its next event.
+    sl = lo + np.flatnonzero(m.kind[lo:hi] != K["lost"])
     pos = m.idx[sl]
     kinds = pd.Categorical.from_codes(m.kind[sl].astype(np.int64), categories=list(KINDS))
     known = m.known[sl]
@@ -78,8 +82,8 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
         "pins": m.pins_after[sl],
         "gets": m.gets_after[sl],
         "pin_put": m.mismatch[sl],
-        "gap": m.gap[sl],
-        "lost": m.lost_between[sl],
+        "gap": gap[sl],
+        "lost": lost[sl],
         "pid": pd.array(pid, dtype="Int64"),
         "tid": pd.array(tid, dtype="Int64"),
         "comm": pd.Categorical.from_codes(comm_codes, categories=cols.comm_names)
@@ -92,6 +96,21 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
     df["probe"] = pd.Series(probe, index=df.index, dtype=object)
     df["stack"] = stack
     return df.reset_index(drop=True)
+
+
+def _page_losses(m: model_mod.PageModel) -> tuple[np.ndarray, np.ndarray]:
+    """gap and lost per per-page row, a page's own `lost` rows moved onto the
+    page's next event (what the history shows)."""
+    own = np.flatnonzero(m.kind == K["lost"])
+    if not len(own):
+        return m.gap, m.lost_between
+    gap = m.gap.copy()
+    lost = np.array(m.lost_between, dtype=np.int64)
+    nxt = seg.next_true_index(m.kind != K["lost"], m.page_starts, at=own)
+    ok = nxt >= 0
+    gap[nxt[ok]] = True
+    np.add.at(lost, nxt[ok], np.asarray(m.refs)[own[ok]])
+    return gap, lost
 
 
 def _details(trace: TraceLike, rows: np.ndarray):

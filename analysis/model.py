@@ -14,6 +14,9 @@ vectorised numpy over contiguous per-page runs (analysis/segments.py):
   events, never below zero (releases of references taken before the trace
   began are ignored) and reset when the page is freed (a `free` ends a page's
   life: what was outstanding then is reported by free_while_referenced);
+- `unseen`: a `lost` row naming the page (references a bounded walk could not
+  follow) came at or before this row: the page's verdicts from there on are
+  uncertain;
 - `gap`: events were lost (a `lost` row) between this event and the previous
   event of the same page.
 
@@ -26,13 +29,26 @@ first pass's candidates, since the rule can only lower P).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import PGMAP, Columns, K
+from pageref.trace.header import TraceHeader
 from pageref.trace.schema import PGMAP_TYPES
+
+if TYPE_CHECKING:
+    from pageref.analysis.detectors.busy_episodes import BusyEpisodes
+
+
+I64 = npt.NDArray[np.int64]
+I8 = npt.NDArray[np.int8]
+Bool = npt.NDArray[np.bool_]
 
 
 class Gather:
@@ -43,51 +59,79 @@ class Gather:
     def __init__(self, base: np.ndarray, idx: np.ndarray) -> None:
         self.base, self.idx = base, idx
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         return self.base[self.idx[key]]
 
     def __len__(self) -> int:
         return len(self.idx)
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.base[self.idx]
         return out if dtype is None else out.astype(dtype)
 
 
-def _const(value: int, n: int, dtype=np.int64) -> np.ndarray:
+def _const(value: int, n: int, dtype: Any = np.int64) -> np.ndarray:
     """A read-only array of n copies of value, without the memory."""
     return np.broadcast_to(np.asarray(value, dtype=dtype), (n,))
 
 
+@dataclasses.dataclass(eq=False)
 class PageModel:
-    """The per-page view (rows sorted by (pfn, time)) and its derived state.
+    """The per-page view: one value per per-page row j, rows sorted by (pfn, time).
 
-    Array attributes, one value per per-page row j: pfn, kind, refs, w, idle,
-    pgmap, delta, observed, known, before, after, pins_before, pins_after,
-    gets_before, gets_after, mismatch, gap, lost_between, page_starts,
-    life_starts, life_first; ts (gathered on access); idx (file position) and
-    seq (rank in time order). Scalars: trace_start, trace_end, threshold_ns.
+    The fields are everything a detector may read; the derived arrays below
+    (after, pins_before, gets_*, life_first, seq_of) are computed on first use,
+    since many traces need only some of them.
     """
 
-    def __init__(self, **kw) -> None:
-        self.__dict__.update(kw)
+    cols: Columns                # the trace's columns, file order
+    by_ts: I64 | None            # file positions in time order (None: file order is)
+    trace_start: int             # ns, first event or header start, whichever is earlier
+    trace_end: int               # ns, last event or header end, whichever is later
+    threshold_ns: int            # T of the threshold detectors
+    idx: I64                     # file position of row j
+    seq: I64                     # rank of row j in time order
+    pfn: I64                     # page (a large folio's head pfn)
+    kind: I8                     # kind code (columns.K)
+    ts: Gather                   # event time, gathered on access
+    refs: I64                    # references taken or dropped (may be a broadcast)
+    w: I64                       # pin weight: pin bias, 1 for a large folio
+    idle: I64                    # idle refcount of the page's pgmap type
+    pgmap: I8                    # pgmap type code of the page (-1 unknown)
+    delta: I64                   # the row's effect on the refcount
+    page_starts: Bool            # first row of a page
+    life_starts: Bool            # first row of a page life (after a free)
+    observed: Bool               # the refcount before the row was recorded
+    known: Bool                  # `before` is known (observed or inferred)
+    before: I64                  # refcount before the row (0 where not known)
+    pins_after: I64              # P after the row (0 after a free)
+    mismatch: Bool               # a put counted as a pin's release
+    gap: Bool                    # events were lost between this and the page's previous row
+    lost_between: I64            # how many (0 unknown); on a page's own lost row, its refs
+    unseen: Bool                 # at or after a `lost` row naming this page
+    any_free: bool               # some row is a free
+    pages: int                   # distinct pages
+    lost_seq: I64                # time-order ranks of the CPU-wide `lost` rows, sorted
+    lost_ts: I64                 # their times
+    # Busy episodes (detectors/busy_episodes.py), computed once when a detector asks.
+    busy: BusyEpisodes | None = None
 
     @property
-    def header(self):
+    def header(self) -> TraceHeader:
         return self.cols.header
 
     @functools.cached_property
-    def after(self) -> np.ndarray:
+    def after(self) -> I64:
         return self.before + self.delta
 
     @functools.cached_property
-    def pins_before(self) -> np.ndarray:
+    def pins_before(self) -> I64:
         """P just before each row (0 at the start of a page life). pins_after is 0
         on a free (the life ends) but P before it is what the previous row left."""
         return seg.shift(self.pins_after, self.life_starts, 0)
 
     @functools.cached_property
-    def gets_after(self) -> np.ndarray:
+    def gets_after(self) -> I64:
         """G after each row: gets minus puts per page life, never below 0; a put
         counted as a pin's release (mismatch) does not release a get; 0 after a
         free."""
@@ -101,15 +145,15 @@ class PageModel:
         return g
 
     @functools.cached_property
-    def gets_before(self) -> np.ndarray:
+    def gets_before(self) -> I64:
         return seg.shift(self.gets_after, self.life_starts, 0)
 
     @functools.cached_property
-    def life_first(self) -> np.ndarray:
+    def life_first(self) -> I64:
         return seg.segment_first_index(self.life_starts)
 
     @functools.cached_property
-    def seq_of(self) -> np.ndarray:
+    def seq_of(self) -> I64:
         """file position -> rank in (ts_ns, file position) order."""
         n = self.cols.n
         if self.by_ts is None:
@@ -138,7 +182,7 @@ class PageModel:
                         return a, b
         return lo, hi
 
-    def rows_of(self, js) -> list[int]:
+    def rows_of(self, js: Iterable[int]) -> list[int]:
         """File row positions (trace.events positions) of per-page rows js."""
         r = self.cols.row
         return [int(self.idx[j]) if r is None else int(r[self.idx[j]]) for j in js]
@@ -174,10 +218,11 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     if n > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
         by_ts = np.argsort(ts, kind="stable")
     kind_ts = cols.kind if by_ts is None else cols.kind[by_ts]
-    lost_ranks = np.flatnonzero(kind_ts == K["lost"])
     page_ev = cols.has_pfn if by_ts is None else cols.has_pfn[by_ts]
-    if len(lost_ranks):
-        page_ev = page_ev & (kind_ts != K["lost"])
+    # A `lost` row without a pfn: events lost on a CPU, any page's. With a pfn:
+    # references on that page the tracer saw happen but could not walk (a
+    # bounded BPF walk); it is one of the page's rows (kind lost, no effect).
+    lost_ranks = np.flatnonzero((kind_ts == K["lost"]) & ~page_ev)
     del kind_ts
     sel = None if page_ev.all() else np.flatnonzero(page_ev)
     del page_ev
@@ -279,11 +324,11 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     del d_pins
 
     # Lost events between this event and the page's previous one.
+    lost_pos = lost_ranks if by_ts is None else by_ts[lost_ranks]
     if len(lost_ranks):
         lr = np.searchsorted(lost_ranks, seq)          # lost rows before each event
         prev_lr = seg.shift(lr, page_starts, -1)
         gap = (prev_lr >= 0) & (lr > prev_lr)
-        lost_pos = lost_ranks if by_ts is None else by_ts[lost_ranks]
         lc_cum = np.concatenate([[0], np.cumsum(cols.count[lost_pos])])
         lc = lc_cum[lr]
         lost_between = np.where(gap, lc - seg.shift(lc, page_starts, 0), 0)
@@ -291,12 +336,21 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     else:
         gap = np.zeros(m, dtype=bool)
         lost_between = _const(0, m)
+    # The page's own losses: a gap at the row itself (the refcount is not
+    # carried across it), and every later row of the page is `unseen`.
+    page_lost = k == K["lost"]
+    if page_lost.any():
+        gap = gap | page_lost
+        lost_between = np.where(page_lost, refs, lost_between)
+        unseen = seg.cumsum(page_lost.view(np.int8), page_starts) > 0
+    else:
+        unseen = _const(False, m, np.bool_)
 
     # Refcount before each event: observed, else inferred from the last
     # observation in the same run (a run restarts at an observation or a gap).
     rc = cols.refcount[idx] if observed.any() else np.zeros(m, np.int32)
     if observed.all():
-        before, known = rc, observed
+        before, known = rc.astype(np.int64, copy=False), observed
     else:
         run = page_starts | observed | gap
         first = seg.segment_first_index(run)
@@ -315,15 +369,7 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
         ci, p_before = ci[keep], p_before[keep]
         ci = ci[before[ci] - refs[ci] < idle[ci] + p_before * w[ci]]
     if len(ci):
-        life_first_rows = np.flatnonzero(life_starts)
-        life_id = np.searchsorted(life_first_rows, ci, side="right") - 1
-        life_end = np.append(life_first_rows[1:], m)
-        for life in np.unique(life_id):
-            a, b = int(life_first_rows[life]), int(life_end[life])
-            if b - a <= _REPLAY_MAX:
-                _replay_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch)
-            else:
-                _resolve_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch)
+        _replay(ci, life_starts, k, refs, w, idle, before, observed, pins_after, mismatch)
     del ci
     # A free ends the page's life: nothing is outstanding after it.
     if any_free:
@@ -342,61 +388,49 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
         ts=Gather(ts, idx), refs=refs, w=w, idle=idle, pgmap=pgmap, delta=delta,
         page_starts=page_starts, life_starts=life_starts, observed=observed, known=known,
         before=before, pins_after=pins_after, mismatch=mismatch, gap=gap, any_free=any_free,
-        lost_between=lost_between, pages=npages,
+        lost_between=lost_between, unseen=unseen, pages=npages,
+        lost_seq=seq_of_lost(lost_ranks), lost_ts=ts[lost_pos],
     )
 
 
-# Lives up to this many rows are replayed event by event; longer ones (a hot page
-# never freed) mismatch by mismatch with vectorised recounts.
-_REPLAY_MAX = 20_000
+def seq_of_lost(lost_ranks: np.ndarray) -> I64:
+    """Time-order ranks of the CPU-wide `lost` rows (already sorted)."""
+    return lost_ranks.astype(np.int64, copy=False)
 
 
-def _resolve_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch) -> None:
-    """The mismatch rule over one long page life [a, b): find the first put that
-    breaks it under the current counts, count it as a pin's release, recount P
-    from there (vectorised), repeat. Cost: O(rows x mismatches) in numpy."""
-    kk = k[a:b]
-    d = (kk == K["pin"]).astype(np.int64) - (kk == K["unpin"])
-    d *= np.asarray(refs[a:b], dtype=np.int64) if np.ndim(refs) else 1
-    put_obs = (kk == K["put"]) & observed[a:b]
-    slack = before[a:b] - np.asarray(refs[a:b]) - np.asarray(idle[a:b])  # vs P*w
-    ww = np.asarray(w[a:b])
-    start = 0
-    n = b - a
-    while start < n:
-        pa = pins_after[a + start:b]
-        pb = np.empty_like(pa)
-        pb[0] = pins_after[a + start - 1] if start else 0
-        pb[1:] = pa[:-1]
-        bad = put_obs[start:] & (pb > 0) & (slack[start:] < pb * ww[start:])
-        hits = np.flatnonzero(bad)
-        if not len(hits):
-            return
-        j = start + int(hits[0])
-        mismatch[a + j] = True
-        p0 = int(pb[hits[0]])
-        dj = d[j:].copy()
-        dj[0] = -int(refs[a + j])
-        x = seg.clamped_cumsum(np.concatenate([[p0], dj]), np.eye(1, len(dj) + 1, 0,
-                                                                    dtype=bool)[0])
-        pins_after[a + j:b] = x[1:]
-        start = j + 1
-
-
-def _replay_life(a, b, k, refs, w, idle, before, observed, pins_after, mismatch) -> None:
-    """Recount P over one page life [a, b) applying the mismatch rule."""
-    P = 0
+def _replay(cand: np.ndarray, life_starts: np.ndarray, k: np.ndarray, refs: np.ndarray,
+            w: np.ndarray, idle: np.ndarray, before: np.ndarray, observed: np.ndarray,
+            pins_after: np.ndarray, mismatch: np.ndarray) -> None:
+    """Apply the mismatch rule to the page lives that hold a candidate put
+    `cand` (sorted rows), event by event from each life's first candidate (the
+    rows before it are as the first pass counted them). One pass over those
+    rows: linear in their number, whatever the number of mismatches."""
+    lifes = np.flatnonzero(life_starts)
+    life_end = np.append(lifes[1:], len(k))
+    which = np.searchsorted(lifes, cand, side="right") - 1
+    first_cand = cand[np.r_[True, which[1:] != which[:-1]]]
+    ends = life_end[np.unique(which)]
     pin, put, unpin = K["pin"], K["put"], K["unpin"]
-    for j in range(a, b):
-        kj, r = k[j], int(refs[j])
-        if kj == pin:
-            P += r
-        elif kj == unpin:
-            P = max(0, P - r)
-        elif kj == put and P > 0 and observed[j] and before[j] - r < idle[j] + P * w[j]:
-            mismatch[j] = True
-            P = max(0, P - r)
-        pins_after[j] = P
+    for a, b in zip(first_cand.tolist(), ends.tolist()):
+        P = 0 if life_starts[a] else int(pins_after[a - 1])
+        kk, rr, ww = k[a:b].tolist(), np.asarray(refs[a:b]).tolist(), \
+            np.asarray(w[a:b]).tolist()
+        slack = (before[a:b] - np.asarray(refs[a:b]) - np.asarray(idle[a:b])).tolist()
+        ob = observed[a:b].tolist()
+        out = [0] * (b - a)
+        hit = []
+        for j, kj in enumerate(kk):
+            if kj == pin:
+                P += rr[j]
+            elif kj == unpin:
+                P = max(0, P - rr[j])
+            elif kj == put and P > 0 and ob[j] and slack[j] < P * ww[j]:
+                hit.append(j)
+                P = max(0, P - rr[j])
+            out[j] = P
+        pins_after[a:b] = out
+        if hit:
+            mismatch[a + np.asarray(hit)] = True
 
 
 PGMAP_NAMES = {code: name for name, code in PGMAP.items()}

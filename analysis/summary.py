@@ -9,6 +9,7 @@ import pandas as pd
 
 from pageref.analysis.anomalies import TraceLike, columns_of
 from pageref.analysis.columns import Columns, K
+from pageref.analysis.severity import ORDER
 
 
 def trace_counts(cols: Columns) -> dict[str, int]:
@@ -49,7 +50,8 @@ def _plain(v: Any) -> Any:
 def summarize(trace: TraceLike, anomalies: pd.DataFrame) -> dict[str, Any]:
     """{"anomalies": [{"kind", "pfn", "ts_ns", "pid", "comm", "detail", "severity",
     "evidence", "pfn_hex"}...], "events": N, "pages": N, "lost_events": N,
-    "by_kind": {kind: N}, "trace": {"path", "kernel", "pin_bias", "idle_refcount"}}."""
+    "by_kind": {kind: N}, "by_severity": {"error": N, "warning": N, "uncertain": N},
+    "trace": {"path", "kernel", "pin_bias", "idle_refcount"}}."""
     cols = columns_of(trace)
     rows = []
     for rec in anomalies.to_dict("records"):
@@ -61,6 +63,9 @@ def summarize(trace: TraceLike, anomalies: pd.DataFrame) -> dict[str, Any]:
     out.update(trace_counts(cols))
     out["by_kind"] = {str(k): int(v) for k, v in anomalies["kind"].value_counts().items()} \
         if len(anomalies) else {}
+    # Verdicts across a loss are counted apart from the errors and warnings.
+    sev = anomalies["severity"].value_counts() if len(anomalies) else {}
+    out["by_severity"] = {s.value: int(sev.get(s.value, 0)) for s in ORDER}
     out["trace"] = {"path": str(cols.path) if cols.path is not None else None,
                     "kernel": h.kernel, "pin_bias": h.pin_bias,
                     "idle_refcount": dict(h.idle_refcount)}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import shlex
 from typing import Any
 
 from pageref.analysis.fmt import fmt_ns
+from pageref.analysis.severity import Severity
 
 
 def render(doc: dict[str, Any], threshold: int, limit: int, t0: int) -> str:
@@ -26,13 +28,36 @@ def render(doc: dict[str, Any], threshold: int, limit: int, t0: int) -> str:
         lines.append("")
         lines.append("No anomalies found.")
         return "\n".join(lines)
-    errors = sum(1 for a in an if a["severity"] == "error")
+    # Verdicts whose evidence spans lost events are shown apart, after the
+    # others, and not counted with the errors (docs/anomalies.md).
+    sure = [a for a in an if a["severity"] != Severity.UNCERTAIN.value]
+    unsure = [a for a in an if a["severity"] == Severity.UNCERTAIN.value]
+    shown: list[dict[str, Any]] = []
+    if sure:
+        errors = sum(1 for a in sure if a["severity"] == Severity.ERROR.value)
+        by_kind = doc["by_kind"] if not unsure else _by_kind(sure)
+        lines.append("")
+        lines.append(f"{len(sure)} anomal{'y' if len(sure) == 1 else 'ies'} "
+                     f"({errors} error{'s' if errors != 1 else ''}, {len(sure) - errors} "
+                     f"warning{'s' if len(sure) - errors != 1 else ''}): "
+                     + ", ".join(f"{k} {v}" for k, v in by_kind.items()))
+        lines.append("")
+        shown += _list(lines, sure, limit, t0)
+    if unsure:
+        lines.append("")
+        lines.append(f"{len(unsure)} uncertain (the evidence spans lost events: not "
+                     f"counted as errors): "
+                     + ", ".join(f"{k} {v}" for k, v in _by_kind(unsure).items()))
+        lines.append("")
+        shown += _list(lines, unsure, limit, t0)
+    first = shown[0]
     lines.append("")
-    lines.append(f"{len(an)} anomal{'y' if len(an) == 1 else 'ies'} "
-                 f"({errors} error{'s' if errors != 1 else ''}, {len(an) - errors} "
-                 f"warning{'s' if len(an) - errors != 1 else ''}): "
-                 + ", ".join(f"{k} {v}" for k, v in doc["by_kind"].items()))
-    lines.append("")
+    lines.append("One page's history: pageref history "
+                 f"{shlex.quote(str(tr['path']))} --pfn {first['pfn_hex']}")
+    return "\n".join(lines)
+
+
+def _list(lines: list[str], an: list[dict[str, Any]], limit: int, t0: int) -> list[dict]:
     shown = an if not limit else an[:limit]
     for a in shown:
         who = f"{a['comm'] or '?'}[{a['pid'] if a['pid'] is not None else '?'}]"
@@ -43,11 +68,11 @@ def render(doc: dict[str, Any], threshold: int, limit: int, t0: int) -> str:
     if len(shown) < len(an):
         lines.append(f"  ... {len(an) - len(shown)} more (--limit 0 shows all, --json for "
                      f"machines)")
-    first = shown[0]
-    lines.append("")
-    lines.append("One page's history: pageref history "
-                 f"{shlex.quote(str(tr['path']))} --pfn {first['pfn_hex']}")
-    return "\n".join(lines)
+    return shown
+
+
+def _by_kind(an: list[dict[str, Any]]) -> dict[str, int]:
+    return dict(collections.Counter(a["kind"] for a in an).most_common())
 
 
 def _rows(rows: list[int]) -> str:

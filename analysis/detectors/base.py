@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 
 from pageref.analysis.columns import K
 from pageref.analysis.fmt import fmt_pfn
 from pageref.analysis.model import PageModel
+from pageref.analysis.severity import Severity
 
 # Evidence lists are capped so one pathological page cannot produce a huge row.
 MAX_EVIDENCE = 64
 
-ERROR, WARNING = "error", "warning"
+ERROR, WARNING, UNCERTAIN = Severity.ERROR.value, Severity.WARNING.value, \
+    Severity.UNCERTAIN.value
 
 
 @dataclasses.dataclass
@@ -24,8 +27,12 @@ class Anomaly:
     pid: int | None
     comm: str | None
     detail: str
-    severity: str
+    severity: str       # a Severity value
     evidence: list[int]  # row positions in trace.events (file order)
+    # The trace time from which the verdict cannot change: once an event at or
+    # after it has been seen (None: only at the end of the trace). The engine
+    # emits an anomaly then (analysis/engine.py).
+    decided_ns: int | None = None
 
 
 def who(m: PageModel, j: int) -> tuple[int | None, str | None]:
@@ -41,12 +48,16 @@ def task_label(m: PageModel, j: int) -> str:
 
 
 def anomaly(m: PageModel, kind: str, j: int, detail: str, severity: str,
-            evidence_js) -> Anomaly:
-    """An anomaly dated and attributed by per-page row j."""
+            evidence_js: Iterable[int], decided_ns: int | None = None,
+            at_end: bool = False) -> Anomaly:
+    """An anomaly dated and attributed by per-page row j; decided when row j is
+    seen unless `decided_ns` says later, or `at_end`."""
     pid, comm = who(m, j)
     js = sorted(set(int(x) for x in evidence_js))[:MAX_EVIDENCE]
-    return Anomaly(kind=kind, pfn=int(m.pfn[j]), ts_ns=int(m.ts[j]), pid=pid, comm=comm,
-                   detail=detail, severity=severity, evidence=m.rows_of(js))
+    ts = int(m.ts[j])
+    return Anomaly(kind=kind, pfn=int(m.pfn[j]), ts_ns=ts, pid=pid, comm=comm,
+                   detail=detail, severity=severity, evidence=m.rows_of(js),
+                   decided_ns=None if at_end else (ts if decided_ns is None else decided_ns))
 
 
 def life_bounds(m: PageModel, j: int) -> tuple[int, int]:
@@ -80,3 +91,22 @@ def gap_note(m: PageModel, a: int, b: int) -> str:
 
 def page(pfn: int) -> str:
     return fmt_pfn(pfn)
+
+
+def spans_loss(m: PageModel, a: int, b: int) -> bool:
+    """Whether evidence over per-page rows [a, b] (one page) spans a loss: events
+    lost (CPU-wide) between a and b, or a `lost` row naming the page at or before
+    b (references a bounded walk could not follow)."""
+    return bool(m.gap[a + 1:b + 1].any()) or bool(m.unseen[b])
+
+
+def lost_after(m: PageModel, j: int) -> bool:
+    """Events were lost (CPU-wide) after per-page row j: a verdict that holds "to
+    the end of the trace" from j may have missed its release there."""
+    return bool(len(m.lost_seq)) and int(m.lost_seq[-1]) > int(m.seq[j])
+
+
+def judged(severity: str, uncertain: bool) -> str:
+    """The severity a detector would give, or `uncertain` when its evidence spans
+    lost events: a verdict across a loss is never an accusation."""
+    return UNCERTAIN if uncertain else severity

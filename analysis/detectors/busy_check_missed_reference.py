@@ -13,7 +13,8 @@ entry, so later events do not say). Severity: error when pins are outstanding
 gets are (a reader of reallocated blocks; and a get can be over-counted where
 its put runs through a path no probe sees). Not decided across lost events:
 a page whose outstanding references were taken before a `lost` row that comes
-before the check is left out.
+before the check is left out, and so is a page a `lost` row names (references
+a bounded walk could not follow) before the check.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def detect(m: PageModel) -> list[Anomaly]:
     gr = np.flatnonzero(grab & (mp != 0))
     gr = gr[np.lexsort((m.seq[gr], mp[gr]))]
     gr_map, gr_seq = mp[gr], m.seq[gr]
-    lost_seq = np.sort(m.seq_of[np.flatnonzero(cols.kind == K["lost"])])
+    lost_seq = m.lost_seq
     out = []
     for i in checks[np.argsort(m.seq_of[checks], kind="stable")]:
         s, M = int(m.seq_of[i]), np.uint64(cols.mapping[i])
@@ -76,10 +77,12 @@ def detect(m: PageModel) -> list[Anomaly]:
             continue
         # Where each page's outstanding run began (after it last held nothing).
         z = np.searchsorted(zero_rows, last, side="right") - 1
-        start = np.where(z >= 0, zero_rows[np.maximum(z, 0)] + 1, 0)
+        start = np.where(z >= 0, zero_rows[np.maximum(z, 0)] + 1, 0) if len(zero_rows) \
+            else np.zeros(len(last), dtype=np.int64)   # the pages never held nothing yet
         start = np.maximum(start, first_row[last])
         # No decision across lost events between the run's start and the check.
         lost_in = (np.searchsorted(lost_seq, s) - np.searchsorted(lost_seq, m.seq[start])) > 0
+        lost_in |= m.unseen[last]          # references on the page were not followed
         last, start = last[~lost_in], start[~lost_in]
         if not len(last):
             continue
@@ -98,7 +101,7 @@ def detect(m: PageModel) -> list[Anomaly]:
                    f"{len(last)} page(s) of it (from {page(first)}) held {what} not seen "
                    f"released (holders: {', '.join(holders)}): the blocks go back to the "
                    f"file system with references outstanding",
-            severity=ERROR if P else WARNING,
+            severity=ERROR if P else WARNING, decided_ns=int(cols.ts[i]),
             evidence=sorted([int(i if cols.row is None else cols.row[i])]
                             + m.rows_of(sorted(int(j) for j in rows)[:MAX_EVIDENCE - 1]))))
     return out

@@ -54,11 +54,28 @@ def idle_points(m: PageModel) -> np.ndarray:
     return flag & (m.kind != K["busy"])
 
 
+@dataclasses.dataclass
+class BusyEpisodes:
+    """The episodes of a model, computed once for the detectors that share them."""
+
+    episodes: list[Episode]   # in time order
+    idle_flag: np.ndarray     # per-page rows after which the page is idle
+    idle_rows: np.ndarray     # flatnonzero(idle_flag)
+
+
 def episodes(m: PageModel) -> tuple[list[Episode], np.ndarray]:
     """(episodes in time order, idle-point flags over the per-page rows)."""
-    cache = m.__dict__.setdefault("_cache", {})
-    if "episodes" in cache:
-        return cache["episodes"]
+    b = busy_episodes(m)
+    return b.episodes, b.idle_flag
+
+
+def busy_episodes(m: PageModel) -> BusyEpisodes:
+    if m.busy is None:
+        m.busy = _compute(m)
+    return m.busy
+
+
+def _compute(m: PageModel) -> BusyEpisodes:
     busy = np.flatnonzero(m.kind == K["busy"])
     flag = idle_points(m) if len(busy) else np.zeros(len(m.kind), dtype=bool)
     eps: list[Episode] = []
@@ -73,8 +90,7 @@ def episodes(m: PageModel) -> tuple[list[Episode], np.ndarray]:
             maps = maps[maps != 0]
             eps.append(Episode(int(pfn), int(task), js, int(nx), int(maps[0]) if len(maps) else 0))
         eps.sort(key=lambda e: int(m.seq[e.first]))
-    cache["episodes"] = (eps, flag)
-    return eps, flag
+    return BusyEpisodes(eps, flag, np.flatnonzero(flag))
 
 
 def holders(m: PageModel, ep: Episode, flag: np.ndarray) -> list[int]:
@@ -83,19 +99,16 @@ def holders(m: PageModel, ep: Episode, flag: np.ndarray) -> list[int]:
     as they took in that span; all of that span's grabs if no task is left
     (the releases ran in other contexts, e.g. I/O completion)."""
     first = ep.first
-    cache = m.__dict__.setdefault("_cache", {})
-    if "idle_rows" not in cache:
-        cache["idle_rows"] = np.flatnonzero(flag)
-    trues = cache["idle_rows"]
+    trues = busy_episodes(m).idle_rows
     k = int(np.searchsorted(trues, first, side="left")) - 1
     last_idle = int(trues[k]) if k >= 0 else -1
     a = max(last_idle + 1, int(m.life_first[first]))
     span = np.arange(a, first)
-    k = m.kind[span]
-    grab = (k == K["get"]) | (k == K["pin"])
+    ks = m.kind[span]
+    grab = (ks == K["get"]) | (ks == K["pin"])
     if not grab.any():
         return []
-    rel = (k == K["put"]) | (k == K["unpin"])
+    rel = (ks == K["put"]) | (ks == K["unpin"])
     pid = m.cols.pid[m.idx[span]]
     net = pd.Series(np.where(grab, m.refs[span], 0) - np.where(rel, m.refs[span], 0))
     left = net.groupby(pid).sum()

@@ -10,7 +10,17 @@ goes on for T after the first report.
 
 from __future__ import annotations
 
-from pageref.analysis.detectors.base import WARNING, Anomaly, anomaly, task_label
+import numpy as np
+
+from pageref.analysis.detectors.base import (
+    WARNING,
+    Anomaly,
+    anomaly,
+    judged,
+    lost_after,
+    spans_loss,
+    task_label,
+)
 from pageref.analysis.detectors.busy_episodes import episodes, holders
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PageModel
@@ -37,9 +47,13 @@ def detect(m: PageModel) -> list[Anomaly]:
         if ep.idle_at >= 0:
             blocked = int(m.ts[ep.idle_at]) - start
             how = f"for {fmt_ns(blocked)}"
+            # The page may have gone idle earlier, in lost events.
+            unsure = spans_loss(m, ep.first, ep.idle_at)
         else:
             blocked = m.trace_end - start
             how = f"for {fmt_ns(blocked)}, to the end of the trace"
+            last = int(np.searchsorted(m.pfn, m.pfn[ep.first], side="right")) - 1
+            unsure = spans_loss(m, ep.first, last) or lost_after(m, last)
         if blocked < T:
             continue
         hold = holders(m, ep, flag)
@@ -50,5 +64,7 @@ def detect(m: PageModel) -> list[Anomaly]:
             m, KIND, ep.first,
             f"{task_label(m, ep.first)} found the page busy {len(ep.busy)} time(s){rc}; it "
             f"stayed above idle {how}; {_holder_text(m, hold)}",
-            WARNING, ev))
+            judged(WARNING, unsure), ev,
+            decided_ns=int(m.ts[ep.idle_at]) if ep.idle_at >= 0 else None,
+            at_end=ep.idle_at < 0))
     return out

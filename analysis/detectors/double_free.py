@@ -12,7 +12,7 @@ import numpy as np
 
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, gap_note
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, gap_note, judged, spans_loss
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PageModel
 
@@ -28,11 +28,11 @@ def detect(m: PageModel) -> list[Anomaly]:
     has_grab = seg.any_per_segment(grabs, m.life_starts)
     second = ~m.page_starts[life_first]  # a free closed the page's previous life
     out = []
-    for j in np.flatnonzero(is_free & second & ~has_grab):
+    for j in np.flatnonzero(is_free & second & ~has_grab).tolist():
         prev = int(life_first[j]) - 1
         out.append(anomaly(
             m, KIND, j,
             f"freed again {fmt_ns(int(m.ts[j]) - int(m.ts[prev]))} after the previous free "
             f"with no get or pin in between" + gap_note(m, prev, j),
-            ERROR, [prev, j]))
+            judged(ERROR, spans_loss(m, prev, j)), [prev, j]))
     return out

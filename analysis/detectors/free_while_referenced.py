@@ -18,8 +18,10 @@ from pageref.analysis.detectors.base import (
     Anomaly,
     anomaly,
     gap_note,
+    judged,
     pin_episode,
     pin_rows,
+    spans_loss,
     task_label,
 )
 from pageref.analysis.model import PageModel
@@ -29,7 +31,7 @@ KIND = "free_while_referenced"
 
 def detect(m: PageModel) -> list[Anomaly]:
     out = []
-    for j in np.flatnonzero((m.kind == K["free"]) & (m.pins_before > 0)):
+    for j in np.flatnonzero((m.kind == K["free"]) & (m.pins_before > 0)).tolist():
         a = pin_episode(m, j)
         G = int(m.gets_before[j])
         hint = f" (and {G} get(s) not seen dropped)" if G else ""
@@ -37,5 +39,5 @@ def detect(m: PageModel) -> list[Anomaly]:
             m, KIND, j,
             f"page freed with {m.pins_before[j]} pin(s) outstanding{hint}; the oldest "
             f"taken by {task_label(m, a)}" + gap_note(m, a, j),
-            ERROR, [j] + pin_rows(m, a, j - 1)))
+            judged(ERROR, spans_loss(m, a, j)), [j] + pin_rows(m, a, j - 1)))
     return out

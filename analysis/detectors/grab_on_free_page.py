@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
 from pageref.analysis.model import PageModel
 
 KIND = "grab_on_free_page"
@@ -21,10 +21,10 @@ def detect(m: PageModel) -> list[Anomaly]:
     grab = (m.kind == K["get"]) | (m.kind == K["pin"])
     hit = np.flatnonzero(grab & m.observed & (m.before <= 0))
     out = []
-    for j in hit:
+    for j in hit.tolist():
         what = "pin" if m.kind[j] == K["pin"] else "get"
         out.append(anomaly(
             m, KIND, j,
             f"{what} on a page whose refcount was {m.before[j]}: GUP grabbed a freed page",
-            ERROR, [j]))
+            judged(ERROR, spans_loss(m, j, j)), [j]))
     return out

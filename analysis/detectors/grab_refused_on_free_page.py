@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import WARNING, Anomaly, anomaly
+from pageref.analysis.detectors.base import WARNING, Anomaly, anomaly, judged, spans_loss
 from pageref.analysis.model import PageModel
 
 KIND = "grab_refused_on_free_page"
@@ -26,4 +26,4 @@ def detect(m: PageModel) -> list[Anomaly]:
                          & (m.idle >= 1))
     return [anomaly(m, KIND, j, f"grab refused on a page at refcount {m.before[j]} although "
                     f"its type idles at {m.idle[j]}: a freed page is still mapped",
-                    WARNING, [j]) for j in hit]
+                    judged(WARNING, spans_loss(m, j, j)), [j]) for j in hit.tolist()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pageref.analysis.columns import PGMAP, K
-from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
 from pageref.analysis.model import PageModel
 
 KIND = "longterm_pin_fsdax"
@@ -21,4 +21,5 @@ def detect(m: PageModel) -> list[Anomaly]:
     longterm = m.cols.longterm[m.idx]
     hit = np.flatnonzero((m.kind == K["pin"]) & longterm & (m.pgmap == PGMAP["fsdax"]))
     return [anomaly(m, KIND, j, "FOLL_LONGTERM pin succeeded on an fsdax page "
-                    "(the kernel must refuse it)", ERROR, [j]) for j in hit]
+                    "(the kernel must refuse it)", judged(ERROR, spans_loss(m, j, j)), [j])
+            for j in hit.tolist()]

@@ -12,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, task_label
+from pageref.analysis.detectors.base import (
+    ERROR,
+    Anomaly,
+    anomaly,
+    judged,
+    spans_loss,
+    task_label,
+)
 from pageref.analysis.detectors.busy_episodes import episodes, task_ids
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PageModel
@@ -41,13 +48,18 @@ def detect(m: PageModel) -> list[Anomaly]:
         same = (mp == ep.mapping) | (mp == 0) | (ep.mapping == 0)
         if ((s > s_idle) & (t <= t_idle + T) & same).any():
             continue
+        # The page may have gone idle earlier than seen, or the task's next
+        # check may be among events lost after the idle point.
+        lt = m.lost_ts[m.lost_seq > s_idle]
+        unsure = spans_loss(m, ep.first, ep.idle_at) or bool((lt <= t_idle + T).any())
         out.append(anomaly(
             m, KIND, ep.idle_at,
             f"page went idle ({task_label(m, ep.idle_at)}'s {K_NAMES[m.kind[ep.idle_at]]}) "
             f"after being reported busy to task {ep.task} "
             f"({task_label(m, ep.first)}), which made no further busy check of the mapping "
             f"within {fmt_ns(T)}: a lost wake-up leaves truncate asleep",
-            ERROR, ep.busy + [ep.idle_at]))
+            judged(ERROR, unsure), ep.busy + [ep.idle_at],
+            decided_ns=t_idle + T + 1))   # a re-check at t_idle + T still counts
         # Attribute to the sleeping task, dated at the idle point.
         a = out[-1]
         a.pid, a.comm = _task_who(m, ep.first)

@@ -18,8 +18,11 @@ from pageref.analysis.detectors.base import (
     Anomaly,
     anomaly,
     gap_note,
+    judged,
+    lost_after,
     pin_episode,
     pin_rows,
+    spans_loss,
     task_label,
 )
 from pageref.analysis.fmt import fmt_ns
@@ -34,7 +37,7 @@ def detect(m: PageModel) -> list[Anomaly]:
         return []
     last = np.append(np.flatnonzero(m.page_starts)[1:] - 1, n - 1)
     out = []
-    for j in last[(m.pins_after[last] > 0) & (m.kind[last] != K["free"])]:
+    for j in last[(m.pins_after[last] > 0) & (m.kind[last] != K["free"])].tolist():
         a = pin_episode(m, j)
         held = m.trace_end - int(m.ts[a])
         P = int(m.pins_after[j])
@@ -43,5 +46,5 @@ def detect(m: PageModel) -> list[Anomaly]:
             m, KIND, a,
             f"{P} pin(s) still outstanding at the end of the trace; the oldest, taken by "
             f"{task_label(m, a)}, held for {fmt_ns(held)}" + gap_note(m, a, j),
-            sev, pin_rows(m, a, j)))
+            judged(sev, spans_loss(m, a, j) or lost_after(m, j)), pin_rows(m, a, j), at_end=True))
     return out

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, pin_episode, pin_rows
+from pageref.analysis.detectors.base import (
+    ERROR,
+    Anomaly,
+    anomaly,
+    judged,
+    pin_episode,
+    pin_rows,
+    spans_loss,
+)
 from pageref.analysis.model import PageModel
 
 KIND = "pin_put_mismatch"
@@ -19,7 +27,7 @@ KIND = "pin_put_mismatch"
 
 def detect(m: PageModel) -> list[Anomaly]:
     out = []
-    for j in np.flatnonzero(m.mismatch):
+    for j in np.flatnonzero(m.mismatch).tolist():
         P = int(m.pins_before[j])
         a = pin_episode(m, j)
         ev = [j] + [x for x in pin_rows(m, a, j - 1)][-8:]
@@ -28,5 +36,5 @@ def detect(m: PageModel) -> list[Anomaly]:
             f"put of {m.refs[j]} with {P} pin(s) outstanding left the refcount at "
             f"{m.before[j] - m.refs[j]}, below idle {m.idle[j]} + {P} x {m.w[j]}: "
             f"a pin released through put_page instead of unpin_user_page",
-            ERROR, ev))
+            judged(ERROR, spans_loss(m, a, j)), ev))
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pageref.analysis.columns import K
-from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly
+from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
 from pageref.analysis.model import PageModel
 
 KIND = "refcount_underflow"
@@ -21,12 +21,12 @@ def detect(m: PageModel) -> list[Anomaly]:
     release = (m.kind == K["put"]) | (m.kind == K["unpin"])
     hit = np.flatnonzero(release & m.observed & (m.before + m.delta < m.idle))
     out = []
-    for j in hit:
+    for j in hit.tolist():
         what = "unpin" if m.kind[j] == K["unpin"] else "put"
         weight = f" x {m.w[j]}" if what == "unpin" else ""
         out.append(anomaly(
             m, KIND, j,
             f"{what} of {m.refs[j]}{weight} took the refcount from {m.before[j]} to "
             f"{m.before[j] + m.delta[j]}, below idle {m.idle[j]}",
-            ERROR, [j]))
+            judged(ERROR, spans_loss(m, j, j)), [j]))
     return out

@@ -1,0 +1,205 @@
+"""The rules engine: every anomaly rule (analysis/detectors/) run over a trace fed
+in time order, in batches of any size, each verdict emitted once it is decided.
+
+One owner for the rules: `pageref analyze`, `history`, `report`, `watch` and
+`record`'s live view all get their anomalies from here, so the live view and
+the offline answer cannot disagree.
+
+How it decides: after each batch the page model (analysis/model.py, vectorised
+per batch, no Python loop per event) is rebuilt over the rows the engine holds,
+and each verdict is emitted when the trace's time has reached the moment from
+which it cannot change (`Anomaly.decided_ns`): at its own event for the rules
+that look only backwards (refcount_underflow, double_free, ...), T after the idle
+point for missed_wakeup, at the idle point for busy_page_stall, and at the end
+of the trace for pin_leak and for a page still busy at the end. A verdict is
+emitted once (keyed by kind, page, time and first evidence row); at `finish()`
+every remaining verdict of the whole pass is emitted, so the union over the
+batches is exactly the whole pass's answer, whatever the batch sizes.
+
+Events may arrive up to `reorder_ns` late (per-CPU buffers interleave): a verdict
+is emitted only when the latest time seen minus `reorder_ns` has reached its
+decision time. Evidence is global row numbers (row positions in the trace).
+
+Memory: the engine holds every row it was fed until `finish()` (see
+docs/analysis.md); per-page state is not yet compacted across batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from pageref.analysis import columns as cols_mod
+from pageref.analysis import model as model_mod
+from pageref.analysis.columns import Columns, K
+from pageref.analysis.detectors import DETECTORS
+from pageref.analysis.detectors.base import Anomaly, pin_episode
+from pageref.analysis.detectors.busy_episodes import episodes
+from pageref.trace.header import TraceHeader
+
+DEFAULT_THRESHOLD_NS = 1_000_000_000
+
+_ARRAYS = ("ts", "kind", "pfn", "has_pfn", "refcount", "has_refcount", "refs", "order",
+           "pgmap", "longterm", "pid", "tid", "comm", "mapping", "count")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """Something not decided yet that an operator wants to see while it happens."""
+
+    what: str          # "pin_held": pins outstanding; "busy": a page reported busy, not idle
+    pfn: int
+    since_ns: int      # when the oldest outstanding pin was taken / first busy report
+    count: int         # pins outstanding / busy reports so far
+    pid: int | None
+    comm: str | None
+
+
+def _key(a: Anomaly) -> tuple[str, int | None, int, int]:
+    return (a.kind, a.pfn, a.ts_ns, a.evidence[0] if a.evidence else -1)
+
+
+class Engine:
+    """Feed batches (`feed` Columns, `feed_frame` DataFrames of schema columns);
+    each call returns the anomalies decided by it; `finish()` returns the rest."""
+
+    def __init__(self, header: TraceHeader, threshold_ns: int = DEFAULT_THRESHOLD_NS,
+                 reorder_ns: int = 0) -> None:
+        self.header = header
+        self.threshold_ns = int(threshold_ns)
+        self.reorder_ns = int(reorder_ns)
+        self.rows_seen = 0
+        self.max_ts: int | None = None
+        self.found: list[Anomaly] = []       # every anomaly emitted so far, in emission order
+        self.model: model_mod.PageModel | None = None
+        self._parts: list[Columns] = []
+        self._comm: dict[str, int] = {}
+        self._emitted: set[tuple[str, int | None, int, int]] = set()
+        self._finished = False
+
+    # -- feeding -----------------------------------------------------------
+    def feed_frame(self, events: pd.DataFrame) -> list[Anomaly]:
+        """A batch of events as a DataFrame of schema columns (file order)."""
+        if events is None or not len(events):
+            return []
+        return self.feed(cols_mod.from_frame(events.reset_index(drop=True), self.header))
+
+    def feed(self, batch: Columns) -> list[Anomaly]:
+        """A batch of columns; rows are numbered on from the previous batches
+        unless the batch carries its own global `row` numbers."""
+        if self._finished:
+            raise RuntimeError("Engine.feed after finish()")
+        n = batch.n
+        if not n:
+            return []
+        row = batch.row if batch.row is not None else \
+            np.arange(self.rows_seen, self.rows_seen + n, dtype=np.int64)
+        self._parts.append(dataclasses.replace(
+            batch, header=self.header, row=row, comm=self._recode(batch), comm_names=[]))
+        self.rows_seen = max(self.rows_seen, int(row.max()) + 1)
+        hi = int(batch.ts.max())
+        self.max_ts = hi if self.max_ts is None else max(self.max_ts, hi)
+        return self._decide(final=False)
+
+    def finish(self) -> list[Anomaly]:
+        """Every verdict not emitted yet (the end of the trace decides the rest)."""
+        out = self._decide(final=True)
+        self._finished = True
+        return out
+
+    def run(self, batches: Iterable[Columns]) -> list[Anomaly]:
+        for b in batches:
+            self.feed(b)
+        self.finish()
+        return self.found
+
+    # -- state -------------------------------------------------------------
+    def columns(self) -> Columns:
+        """The rows held, as one Columns (global row numbers in `row`)."""
+        names = [""] * len(self._comm)
+        for name, code in self._comm.items():
+            names[code] = name
+        if not self._parts:
+            return cols_mod.from_frame(pd.DataFrame({"ts_ns": [], "kind": []}), self.header)
+        if len(self._parts) > 1:
+            merged = {a: np.concatenate([getattr(p, a) for p in self._parts]) for a in _ARRAYS}
+            row = np.concatenate([p.row for p in self._parts if p.row is not None])
+            self._parts = [dataclasses.replace(self._parts[0], row=row, **merged)]
+        one = self._parts[0]
+        return dataclasses.replace(one, comm_names=names, pages=None)
+
+    def pending(self) -> list[Pending]:
+        """Pins held longer than T so far and pages busy longer than T so far,
+        as of the latest time seen (oldest first)."""
+        m = self.model
+        if m is None or self.max_ts is None or not len(m.kind):
+            return []
+        now, T = self.max_ts, self.threshold_ns
+        out: list[Pending] = []
+        n = len(m.kind)
+        last = np.append(np.flatnonzero(m.page_starts)[1:] - 1, n - 1)
+        for j in last[(m.pins_after[last] > 0) & (m.kind[last] != K["free"])].tolist():
+            a = pin_episode(m, j)
+            if now - int(m.ts[a]) >= T:
+                out.append(self._pending(m, "pin_held", a, int(m.pins_after[j])))
+        for ep in episodes(m)[0]:
+            if ep.idle_at < 0 and now - int(m.ts[ep.first]) >= T:
+                out.append(self._pending(m, "busy", ep.first, len(ep.busy)))
+        out.sort(key=lambda p: p.since_ns)
+        return out
+
+    # -- inside ------------------------------------------------------------
+    def _pending(self, m: model_mod.PageModel, what: str, j: int, count: int) -> Pending:
+        i = int(m.idx[j])
+        pid = int(m.cols.pid[i])
+        return Pending(what, int(m.pfn[j]), int(m.ts[j]), count,
+                       pid if pid >= 0 else None, m.cols.comm_of(i))
+
+    def _recode(self, batch: Columns) -> np.ndarray:
+        """The batch's comm codes in the engine's vocabulary."""
+        if not batch.comm_names:
+            return batch.comm
+        lut = np.array([self._comm.setdefault(name, len(self._comm))
+                        for name in batch.comm_names], dtype=np.int32)
+        return np.where(batch.comm >= 0, lut[np.maximum(batch.comm, 0)], -1).astype(np.int32)
+
+    def _decide(self, final: bool) -> list[Anomaly]:
+        cols = self.columns()
+        m = model_mod.build(cols, self.threshold_ns)
+        self.model = m
+        found: list[Anomaly] = []
+        for det in DETECTORS:
+            found.extend(det.detect(m))
+        settled = None if final or self.max_ts is None else self.max_ts - self.reorder_ns
+        new = []
+        for a in found:
+            if not final and (a.decided_ns is None or settled is None or a.decided_ns > settled):
+                continue
+            k = _key(a)
+            if k in self._emitted:
+                continue
+            self._emitted.add(k)
+            new.append(a)
+        new.sort(key=lambda a: (a.ts_ns, a.kind))
+        self.found.extend(new)
+        return new
+
+
+def column_batches(cols: Columns, sizes: Iterable[int]) -> Iterator[Columns]:
+    """`cols` cut into consecutive batches of the given sizes (the last batch
+    takes the rest), rows numbered globally: what a streaming reader yields."""
+    n, lo = cols.n, 0
+    rows = cols.rows()
+    for size in sizes:
+        if lo >= n:
+            return
+        hi = min(n, lo + max(1, int(size)))
+        yield dataclasses.replace(cols, row=rows[lo:hi], pages=None,
+                                  **{a: getattr(cols, a)[lo:hi] for a in _ARRAYS})
+        lo = hi
+    if lo < n:
+        yield dataclasses.replace(cols, row=rows[lo:], pages=None,
+                                  **{a: getattr(cols, a)[lo:] for a in _ARRAYS})

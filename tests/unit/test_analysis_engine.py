@@ -1,0 +1,126 @@
+"""The engine gives exactly the whole pass's anomalies whatever the batch sizes
+(batch invariance, issue 12), and emits each verdict once it is decided."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from analysis_support import FSDAX, MS, S, Tr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pageref.analysis import model as model_mod
+from pageref.analysis.columns import Columns, from_frame, load_columns
+from pageref.analysis.detectors import DETECTORS
+from pageref.analysis.engine import Engine, column_batches
+from pageref.analysis.synth import BUGS, events_frame, random_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = sorted((ROOT / "tests" / "fixtures" / "kernels").glob("*/suite.jsonl")) \
+    + sorted((ROOT / "examples").glob("*.jsonl"))
+T = 200 * MS
+
+
+def synth(seed: int) -> Columns:
+    bugs = tuple(b for i, b in enumerate(BUGS) if (seed >> (i % 5)) & 1)
+    s, events = random_scenario(seed, bugs=bugs, clean_pages=3, truncates=2,
+                                shuffle=3, lost_rows=seed % 3)
+    return from_frame(events_frame(events), s.header)
+
+
+@functools.cache
+def corpus(i: int) -> Columns:
+    return load_columns(FILES[i]) if i < len(FILES) else synth(i - len(FILES))
+
+
+N_CORPUS = len(FILES) + 12
+
+
+def lateness(cols: Columns) -> int:
+    """How late (ns) the most out-of-order event of the file arrives."""
+    ts = cols.ts
+    return int((np.maximum.accumulate(ts) - ts).max()) if len(ts) else 0
+
+
+def as_set(found) -> list[tuple]:
+    return sorted(tuple((k, tuple(v) if isinstance(v, list) else v)
+                        for k, v in dataclasses.asdict(a).items()) for a in found)
+
+
+def whole_pass(cols: Columns, threshold: int) -> list[tuple]:
+    m = model_mod.build(cols, threshold)
+    return as_set(a for det in DETECTORS for a in det.detect(m))
+
+
+def test_corpus_is_not_trivial():
+    """The corpus holds every anomaly kind, and traces fed out of order."""
+    kinds = set()
+    for i in range(N_CORPUS):
+        kinds |= {a[0][1] for a in whole_pass(corpus(i), T)}
+    assert kinds == set(BUGS)
+    assert any(lateness(corpus(i)) > 0 for i in range(N_CORPUS))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, N_CORPUS - 1),
+       st.lists(st.sampled_from([1, 2, 3, 5, 17, 64, 10**9]), min_size=1, max_size=40))
+def test_batch_invariance(i, sizes):
+    cols = corpus(i)
+    e = Engine(cols.header, T, reorder_ns=lateness(cols))
+    got = e.run(column_batches(cols, sizes))
+    assert as_set(got) == whole_pass(cols, T)
+    assert len(got) == len(set(map(id, got)))
+
+
+@pytest.mark.parametrize("i", range(N_CORPUS))
+def test_one_event_at_a_time(i):
+    cols = corpus(i)
+    e = Engine(cols.header, T, reorder_ns=lateness(cols))
+    assert as_set(e.run(column_batches(cols, [1] * cols.n))) == whole_pass(cols, T)
+
+
+def test_verdicts_are_emitted_when_decided_not_at_the_end():
+    t = Tr()
+    t.add("put", rc=1, at=0)                       # refcount_underflow: decided at once
+    t.add("pin", rc=1, pfn=FSDAX + 1, at=MS)       # pin_leak: only at the end
+    t.add("get", rc=1, pfn=FSDAX + 2, at=2 * S)
+    tr = t.trace()
+    e = Engine(tr.header, S)
+    first = e.feed_frame(tr.events.iloc[:1])
+    assert [a.kind for a in first] == ["refcount_underflow"]
+    assert e.feed_frame(tr.events.iloc[1:]) == []
+    assert [p.what for p in e.pending()] == ["pin_held"]
+    assert [a.kind for a in e.finish()] == ["pin_leak"]
+    assert [a.evidence for a in e.found] == [[0], [1]]   # global row numbers
+
+
+def test_missed_wakeup_waits_for_T_after_the_idle_point():
+    t = Tr()
+    t.add("pin", rc=1, pid=1, at=0)
+    t.add("busy", rc=1025, pid=50, comm="xfs_io", at=S, mapping=0xAB)
+    t.add("unpin", rc=1025, pid=1, at=S + S // 10)
+    t.add("get", rc=1, pfn=FSDAX + 1, at=S + S // 10 + S)        # exactly T later
+    t.add("get", rc=1, pfn=FSDAX + 1, at=S + S // 10 + S + 1)    # past T
+    tr = t.trace()
+    e = Engine(tr.header, S)
+    assert e.feed_frame(tr.events.iloc[:4]) == []
+    assert [a.kind for a in e.feed_frame(tr.events.iloc[4:])] == ["missed_wakeup"]
+    assert e.finish() == []
+
+
+def test_pending_shows_a_page_busy_longer_than_T():
+    t = Tr()
+    t.add("pin", rc=1, pid=1, at=0)
+    t.add("busy", rc=1025, pid=50, comm="xfs_io", at=S, mapping=0xAB)
+    t.add("busy", rc=1025, pid=50, comm="xfs_io", at=S + S // 2, mapping=0xAB)
+    t.add("get", rc=1, pfn=FSDAX + 1, at=2 * S + 1)
+    tr = t.trace()
+    e = Engine(tr.header, S)
+    e.feed_frame(tr.events)
+    busy = [p for p in e.pending() if p.what == "busy"]
+    assert [(p.pfn, p.since_ns - t.events[0]["ts_ns"], p.count, p.comm) for p in busy] == [
+        (FSDAX, S, 2, "xfs_io")]
