@@ -185,7 +185,9 @@ import bcc
 t = time.monotonic()
 b = bcc.BPF(text="int on_folio_put(void *ctx) { return 0; }",
             cflags=os.environ.get("PAGEREF_BCC_CFLAGS", "").split())
-b.attach_kprobe(event="__folio_put", fn_name="on_folio_put")
+# __folio_put from 5.16 (folio conversion); __put_page before it
+fn = "__folio_put" if bcc.BPF.ksymname("__folio_put") != -1 else "__put_page"
+b.attach_kprobe(event=fn, fn_name="on_folio_put")
 print(f"{time.monotonic() - t:.1f}")
 PY
 """
@@ -219,7 +221,8 @@ def collect_boot_facts(kernel: KernelFiles, timeout_s: float = 600.0) -> dict[st
     return out
 
 
-def prefetch(generations: Iterable[str], boot: bool = False) -> dict[str, dict[str, object]]:
+def prefetch(generations: Iterable[str], boot: bool = False,
+             refresh: bool = False) -> dict[str, dict[str, object]]:
     """Download/unpack each generation, extract its static facts, and with
     `boot` also its boot-time facts. Returns per generation what was done."""
     from pageref.lab.kernels import ensure_kernel
@@ -227,8 +230,8 @@ def prefetch(generations: Iterable[str], boot: bool = False) -> dict[str, dict[s
     done: dict[str, dict[str, object]] = {}
     for gen in generations:
         t = time.monotonic()
-        kernel = ensure_kernel(gen)
-        fdir = extract_facts(kernel)
+        kernel = ensure_kernel(gen, refresh=refresh)
+        fdir = extract_facts(kernel, force=refresh)
         info: dict[str, object] = {"release": kernel.release, "facts": str(fdir),
                                    "fetch_s": round(time.monotonic() - t, 1)}
         if boot:
