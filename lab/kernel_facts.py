@@ -253,3 +253,30 @@ def suite_fixture(trace: Path, out: Path, generation: str) -> int:
     header.extra = dict(header.extra or {}, fixture=(
         f"lab suite run on {generation}: every workload but fio, ext4 (pmem0) and xfs (pmem1)"))
     return write_jsonl(out, header, iter([keep]))
+
+
+def traceability_table(fdir: Path, pattern: str) -> list[str]:
+    """One line per kallsyms text symbol whose name (clone suffixes such as
+    .part.0 included) matches `pattern`, with what a booted kernel says about
+    it: `name kallsyms-type ftrace btf kprobe`, each yes/no (ftrace: in
+    available_filter_functions; btf: a BTF FUNC record; kprobe: a text symbol
+    not on the kprobe blacklist). For fixtures: the names a probe plan may
+    consider, answered by the boot, not by the sources."""
+    import re
+
+    pat = re.compile(pattern)
+    ftrace = {ln.split()[0] for ln in (fdir / "available_filter_functions").read_text()
+              .splitlines() if ln.strip()}
+    btf = set((fdir / "btf_funcs.txt").read_text().split())
+    black = {ln.split()[-1] for ln in (fdir / "kprobe_blacklist").read_text().splitlines()
+             if ln.strip()} if (fdir / "kprobe_blacklist").exists() else set()
+    rows: dict[str, str] = {}
+    for ln in (fdir / "kallsyms").read_text().splitlines():
+        parts = ln.split()
+        if len(parts) < 3 or len(parts) > 3 or parts[1] not in "tT" or not pat.fullmatch(parts[2]):
+            continue  # module symbols (a 4th column) are not the core mm paths
+        name = parts[2]
+        yn = {True: "yes", False: "no"}
+        rows[name] = (f"{name} {parts[1]} ftrace={yn[name in ftrace]} btf={yn[name in btf]} "
+                      f"kprobe={yn[name not in black]}")
+    return [rows[n] for n in sorted(rows)]
