@@ -15,7 +15,9 @@ from pageref.lab.kernels import KernelFiles
 PARTS = (
     session.Part("first", script='echo "out $1 $X"; echo kept > "$PAGEREF_LAB_PART_DIR/f"; exit 3',
                  args=("arg one",), env=(("X", "x y"),)),
-    session.Part("second", script='echo "$PAGEREF_WORKLOADS_OUT"; test -s "$PAGEREF_LAB_PART_DIR/../first/f"'),
+    session.Part("second",
+                 script='echo "$PAGEREF_WORKLOADS_OUT"; '
+                        'test -s "$PAGEREF_LAB_PART_DIR/../first/f"'),
 )
 
 
