@@ -215,7 +215,7 @@ def collect_boot_facts(kernel: KernelFiles, timeout_s: float = 600.0) -> dict[st
         bcc_s = float((run / "bcc-time").read_text().strip())
     except (OSError, ValueError):
         pass
-    out = {"boot_s": res.guest_time("ready"), "wall_s": round(res.wall_s, 1),
+    out: dict[str, object] = {"boot_s": res.guest_time("ready"), "wall_s": round(res.wall_s, 1),
            "bcc_s": bcc_s, "saved": save_boot_facts(gen, run), "run_dir": str(run)}
     (facts_dir(gen) / "boot.json").write_text(json.dumps(out, indent=1) + "\n")
     return out
