@@ -15,8 +15,7 @@ from pathlib import Path
 import click
 
 from pageref.errors import PagerefError
-
-KERNELS = ("6.1", "6.12", "7.2")
+from pageref.lab.kernels import GENERATIONS as KERNELS
 
 
 def _say(msg: str) -> None:
@@ -25,7 +24,7 @@ def _say(msg: str) -> None:
 
 def _kernel_option(f):
     return click.option("--kernel", default="6.1", show_default=True, type=click.Choice(KERNELS),
-                        help="Kernel generation to boot.")(f)
+                        help="Kernel generation to boot (newest: the newest Debian serves).")(f)
 
 
 @click.group()

@@ -10,34 +10,41 @@ import json
 
 import click
 
-from pageref.lab.kernels import GENERATIONS
+from pageref.lab.kernels import DEFAULT_LAB_KERNELS, GENERATIONS
 
 
 @click.command("kernels")
 @click.option("--kernel", "kernels", multiple=True, type=click.Choice(GENERATIONS),
-              help="Generation to fetch (repeatable; default: all three).")
+              help="Generation to fetch (repeatable; default: "
+                   f"{', '.join(DEFAULT_LAB_KERNELS)}, the ones the lab tests boot).")
+@click.option("--refresh", is_flag=True,
+              help="Ask the archive again and fetch a newer build of a series if it has one.")
 @click.option("--boot", is_flag=True,
               help="Also boot each kernel once to record its kallsyms, "
                    "available_filter_functions, kprobe blacklist and BCC compile time.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
-def kernels(kernels: tuple[str, ...], boot: bool, as_json: bool) -> None:
-    """Download and unpack the lab's kernels (6.1 host, 6.12 trixie, 7.2 sid).
+def kernels(kernels: tuple[str, ...], refresh: bool, boot: bool, as_json: bool) -> None:
+    """Download and unpack the lab's kernels (5.10 bullseye-security, 6.1 host,
+    6.12 trixie, 7.2 sid/trixie-backports, newest: whatever Debian serves newest).
 
     \b
-    6.12 and 7.2 come from the host's Debian mirror through a private apt
+    Each generation takes the newest build of its series the archive serves
+    and says which; nothing is pinned. They come from the host's Debian mirror
+    (and security.debian.org for bullseye-security) through a private apt
     configuration under lab-cache/apt/ (the host's apt sources are never
     changed, nothing is installed), unpacked into lab-cache/kernels/<gen>/.
-    A second run does nothing. Facts for the tracer's fixtures (raw BTF,
-    config; with --boot the symbols) go to lab-cache/kernels/<gen>/facts/.
+    A second run does nothing unless --refresh. Facts for the tracer's
+    fixtures (raw BTF, config; with --boot the symbols) go to
+    lab-cache/kernels/<gen>/facts/.
     """
     from pageref.lab.kernel_facts import prefetch
 
-    done = prefetch(kernels or GENERATIONS, boot=boot)
+    done = prefetch(kernels or DEFAULT_LAB_KERNELS, boot=boot, refresh=refresh)
     if as_json:
         click.echo(json.dumps(done, indent=1))
         return
     for gen, info in done.items():
-        line = f"{gen:5} {info['release']:24} facts {info['facts']}"
+        line = f"{gen:6} {info['release']:26} facts {info['facts']}"
         if boot:
             line += f"  boot {info['boot_s']} s, BCC compile+attach {info['bcc_s']} s"
         click.echo(line)

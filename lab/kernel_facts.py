@@ -185,7 +185,9 @@ import bcc
 t = time.monotonic()
 b = bcc.BPF(text="int on_folio_put(void *ctx) { return 0; }",
             cflags=os.environ.get("PAGEREF_BCC_CFLAGS", "").split())
-b.attach_kprobe(event="__folio_put", fn_name="on_folio_put")
+# __folio_put from 5.16 (folio conversion); __put_page before it
+fn = "__folio_put" if bcc.BPF.ksymname("__folio_put") != -1 else "__put_page"
+b.attach_kprobe(event=fn, fn_name="on_folio_put")
 print(f"{time.monotonic() - t:.1f}")
 PY
 """
@@ -213,13 +215,14 @@ def collect_boot_facts(kernel: KernelFiles, timeout_s: float = 600.0) -> dict[st
         bcc_s = float((run / "bcc-time").read_text().strip())
     except (OSError, ValueError):
         pass
-    out = {"boot_s": res.guest_time("ready"), "wall_s": round(res.wall_s, 1),
+    out: dict[str, object] = {"boot_s": res.guest_time("ready"), "wall_s": round(res.wall_s, 1),
            "bcc_s": bcc_s, "saved": save_boot_facts(gen, run), "run_dir": str(run)}
     (facts_dir(gen) / "boot.json").write_text(json.dumps(out, indent=1) + "\n")
     return out
 
 
-def prefetch(generations: Iterable[str], boot: bool = False) -> dict[str, dict[str, object]]:
+def prefetch(generations: Iterable[str], boot: bool = False,
+             refresh: bool = False) -> dict[str, dict[str, object]]:
     """Download/unpack each generation, extract its static facts, and with
     `boot` also its boot-time facts. Returns per generation what was done."""
     from pageref.lab.kernels import ensure_kernel
@@ -227,8 +230,8 @@ def prefetch(generations: Iterable[str], boot: bool = False) -> dict[str, dict[s
     done: dict[str, dict[str, object]] = {}
     for gen in generations:
         t = time.monotonic()
-        kernel = ensure_kernel(gen)
-        fdir = extract_facts(kernel)
+        kernel = ensure_kernel(gen, refresh=refresh)
+        fdir = extract_facts(kernel, force=refresh)
         info: dict[str, object] = {"release": kernel.release, "facts": str(fdir),
                                    "fetch_s": round(time.monotonic() - t, 1)}
         if boot:
@@ -250,3 +253,30 @@ def suite_fixture(trace: Path, out: Path, generation: str) -> int:
     header.extra = dict(header.extra or {}, fixture=(
         f"lab suite run on {generation}: every workload but fio, ext4 (pmem0) and xfs (pmem1)"))
     return write_jsonl(out, header, iter([keep]))
+
+
+def traceability_table(fdir: Path, pattern: str) -> list[str]:
+    """One line per kallsyms text symbol whose name (clone suffixes such as
+    .part.0 included) matches `pattern`, with what a booted kernel says about
+    it: `name kallsyms-type ftrace btf kprobe`, each yes/no (ftrace: in
+    available_filter_functions; btf: a BTF FUNC record; kprobe: a text symbol
+    not on the kprobe blacklist). For fixtures: the names a probe plan may
+    consider, answered by the boot, not by the sources."""
+    import re
+
+    pat = re.compile(pattern)
+    ftrace = {ln.split()[0] for ln in (fdir / "available_filter_functions").read_text()
+              .splitlines() if ln.strip()}
+    btf = set((fdir / "btf_funcs.txt").read_text().split())
+    black = {ln.split()[-1] for ln in (fdir / "kprobe_blacklist").read_text().splitlines()
+             if ln.strip()} if (fdir / "kprobe_blacklist").exists() else set()
+    rows: dict[str, str] = {}
+    for ln in (fdir / "kallsyms").read_text().splitlines():
+        parts = ln.split()
+        if len(parts) < 3 or len(parts) > 3 or parts[1] not in "tT" or not pat.fullmatch(parts[2]):
+            continue  # module symbols (a 4th column) are not the core mm paths
+        name = parts[2]
+        yn = {True: "yes", False: "no"}
+        rows[name] = (f"{name} {parts[1]} ftrace={yn[name in ftrace]} btf={yn[name in btf]} "
+                      f"kprobe={yn[name not in black]}")
+    return [rows[n] for n in sorted(rows)]

@@ -1,19 +1,25 @@
-"""The lab's three kernel generations: Debian's 6.1 (bookworm), 6.12 (trixie), 7.2 (sid).
+"""The lab's kernel generations: Debian's 5.10 (bullseye-security), 6.1 (the
+host's bookworm kernel), 6.12 (trixie), 7.2 (sid / trixie-backports) and
+`newest` (the newest kernel Debian serves at all: today 7.3 in trixie-backports).
 
 `ensure_kernel(generation)` returns a `KernelFiles` the lab can boot: the image,
 a modules tree with uncompressed .ko files and a modules.dep, and the headers
 BCC compiles against inside the guest.
 
 6.1 is the host's own installed `linux-image-amd64` (bin/setup installs it).
-6.12 and 7.2 are downloaded from the same Debian mirror the host already uses,
-through a PRIVATE apt configuration under lab-cache/apt/ (its own sources list
-naming trixie and sid, its own lists, cache and an empty dpkg status), and are
-unpacked with `dpkg-deb -x` into lab-cache/kernels/<gen>/root/. The host's apt
-sources are never touched and nothing is `dpkg -i`'d: installing a sid kernel
-package would drag sid's libc into the host with the next `apt-get install`.
+The others are the newest build of their series the archive serves today
+(pageref.lab.kernel_archive.resolve; no build is pinned, since Debian drops
+superseded ones), downloaded through a PRIVATE apt configuration under
+lab-cache/apt/ and unpacked with `dpkg-deb -x` into
+lab-cache/kernels/<gen>/root/. The host's apt sources are never touched and
+nothing is `dpkg -i`'d: installing a sid kernel package would drag sid's libc
+into the host with the next `apt-get install`.
 
-A marker file (lab-cache/kernels/<gen>/complete.json) makes a second call free
-and offline.
+A marker file (lab-cache/kernels/<gen>/complete.json) names the build taken
+and makes a second call free and offline; `refresh=True` (`pageref lab kernels
+--refresh`) asks the archive again and fetches a newer build if there is one.
+What a kernel can do is detected from the booted kernel (its kallsyms, BTF,
+tracefs), never from the generation's name.
 """
 
 from __future__ import annotations
@@ -26,17 +32,26 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pageref.errors import PagerefError
+from pageref.lab.kernel_archive import (
+    PrivateApt,
+    Resolved,
+    release_key,
+    resolve,
+)
 from pageref.lab.paths import cache_dir
 from pageref.tracer.build_cflags import build_cflags
 
-GENERATIONS: tuple[str, ...] = ("6.1", "6.12", "7.2")
+# The generations `pageref lab --kernel` offers. DEFAULT_LAB_KERNELS is what the
+# lab tests and CI boot: 7.2 stays offered while the archive serves a 7.2
+# build, but `newest` (7.3 today) carries the post-6.15 rules in CI.
+GENERATIONS: tuple[str, ...] = ("5.10", "6.1", "6.12", "7.2", "newest")
 DEFAULT_GENERATION = "6.1"
+DEFAULT_LAB_KERNELS: tuple[str, ...] = ("5.10", "6.1", "6.12", "newest")
 
 # Bump when the unpacked layout changes, so old caches are redone.
 _CACHE_FORMAT = 2
@@ -60,42 +75,15 @@ class KernelFiles:
     packages: dict[str, str] = field(default_factory=dict)  # name -> version used
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """How to find one generation's packages in the archive."""
-
-    suite: str
-    # The release we found and tested (pinned); used when the archive still has it.
-    pinned_release: str
-    # Any release of the same series, when the pinned one has left the archive.
-    release_re: str
-    # The package that carries the image; its name is <prefix><release>.
-    image_prefix: str
-    # Further per-release packages (headers' -common and kbuild come from Depends).
-    extra_prefixes: tuple[str, ...]
-
-
-_SPECS: dict[str, _Spec] = {
-    # Found 2026-11 with `apt-cache policy` on trixie/main: 6.12.107-1 (the
-    # previous ABI 6.12.94+deb13 is still listed too). The signed image
-    # package holds the image, System.map, config and the modules (.ko.xz).
-    "6.12": _Spec(
-        suite="trixie",
-        pinned_release="6.12.107+deb13-amd64",
-        release_re=r"6\.12\.\d+\+deb13-amd64",
-        image_prefix="linux-image-",
-        extra_prefixes=("linux-headers-",),
-    ),
-    # Found 2026-11 on sid/main: 7.2.13-1. From 7.x Debian splits the image
-    # into linux-binary- (vmlinuz, under /usr/lib/modules/<release>/),
-    # linux-modules- and linux-base-; linux-image- is an empty meta package.
-    "7.2": _Spec(
-        suite="sid",
-        pinned_release="7.2.13+deb14-amd64",
-        release_re=r"7\.2\.\d+\+deb14-amd64",
-        image_prefix="linux-binary-",
-        extra_prefixes=("linux-modules-", "linux-base-", "linux-headers-"),
-    ),
+# Each downloaded generation is a series (a `uname -r` pattern); the build is
+# whatever the archive serves newest today (kernel_archive.resolve).
+SERIES: dict[str, str] = {
+    # Debian 11's kernel: bullseye-security only (bullseye proper is archived).
+    "5.10": r"5\.10\.0-\d+-amd64",
+    "6.12": r"6\.12\.\d+\+deb\d+-amd64",
+    "7.2": r"7\.2\.\d+\+deb\d+-amd64",
+    # Any version at all: the newest kernel any of our suites serves.
+    "newest": r"\d+\.\d+\.\d+\+deb\d+-amd64",
 }
 
 
@@ -115,22 +103,41 @@ def _check_generation(generation: str) -> str:
     return generation
 
 
-def ensure_kernel(generation: str) -> KernelFiles:
-    """Return the lab kernel of `generation`, downloading and unpacking it once."""
+def ensure_kernel(generation: str, refresh: bool = False) -> KernelFiles:
+    """Return the lab kernel of `generation`, downloading and unpacking it once.
+
+    With `refresh`, ask the archive for its newest build of the series again
+    and fetch it when it is not the cached one (the cached one stays usable
+    offline otherwise)."""
     _check_generation(generation)
     if generation == "6.1":
         return _host_kernel()
     kdir = kernel_dir(generation)
     marker = kdir / "complete.json"
+    kf = None
     if marker.exists():
         try:
             kf = _from_marker(json.loads(marker.read_text()))
         except (ValueError, KeyError, TypeError):
             kf = None
-        if kf is not None:
-            return kf
-        _progress(f"kernel {generation}: cache incomplete or from an older pageref, redoing")
-    return _fetch(generation, kdir)
+        if kf is None:
+            _progress(f"kernel {generation}: cache incomplete or from an older pageref, redoing")
+    if kf is not None and not refresh:
+        return kf
+    apt = PrivateApt(cache_dir() / "apt")
+    found = _choose_release(apt, generation)
+    if kf is not None and kf.release == found.release:
+        _progress(f"kernel {generation}: {kf.release} is already the newest; nothing to fetch")
+        return kf
+    return _fetch(generation, kdir, apt, found)
+
+
+def cached_release(generation: str) -> str | None:
+    """The build a downloaded generation took (from its marker), without the network."""
+    try:
+        return str(json.loads((kernel_dir(generation) / "complete.json").read_text())["release"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # --- 6.1: the host's installed Debian kernel --------------------------------------
@@ -145,7 +152,7 @@ def _host_kernel() -> KernelFiles:
             for p in Path("/lib/modules").glob("6.1.*-amd64")
             if Path("/boot", f"vmlinuz-{p.name}").exists()
         ),
-        key=_release_key,
+        key=release_key,
     )
     if not releases:
         raise PagerefError(
@@ -174,161 +181,29 @@ def _host_kernel() -> KernelFiles:
     )
 
 
-def _release_key(release: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", release))
+# --- downloaded generations: the newest build of the series -------------------------
 
 
-# --- 6.12 and 7.2: downloaded through a private apt configuration --------------------
-
-
-class PrivateApt:
-    """apt-get/apt-cache with their own sources, lists and cache under lab-cache/apt/.
-
-    Dir::State::status=/dev/null: resolution ignores what the host has installed,
-    and nothing here can change the host's dpkg database.
-    """
-
-    def __init__(self, base: Path, suites: Iterable[str] = ("trixie", "sid"),
-                 retries: int | None = None) -> None:
-        self.base = base
-        self.suites = tuple(suites)
-        self.retries = retries  # None: apt's default (a few, with back-off)
-        self._updated = False
-
-    def options(self) -> list[str]:
-        b = self.base
-        return [
-            "-o", f"Dir::Etc::SourceList={b / 'sources.list'}",
-            "-o", f"Dir::Etc::SourceParts={b / 'sources.list.d'}",
-            "-o", f"Dir::State::Lists={b / 'lists'}",
-            "-o", f"Dir::Cache={b / 'cache'}",
-            "-o", "Dir::State::status=/dev/null",
-            "-o", "APT::Architecture=amd64",
-            "-o", "APT::Get::List-Cleanup=0",
-            "-o", "Debug::NoLocking=1",  # our own lists dir: no need for the host's lock
-            # Downloads go into lab-cache/, which the _apt user may not reach.
-            "-o", "APT::Sandbox::User=root",
-        ] + ([] if self.retries is None else ["-o", f"Acquire::Retries={self.retries}"])
-
-    def _write_config(self) -> None:
-        mirror = host_debian_mirror()
-        for d in ("sources.list.d", "lists/partial", "cache/archives/partial"):
-            (self.base / d).mkdir(parents=True, exist_ok=True)
-        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-        lines = [f"deb [signed-by={keyring}] {mirror} {s} main" for s in self.suites]
-        text = "# pageref lab: kernels only; never used by the host's apt\n" + "\n".join(lines)
-        path = self.base / "sources.list"
-        if not path.exists() or path.read_text() != text + "\n":
-            path.write_text(text + "\n")
-
-    def update(self) -> None:
-        if self._updated:
-            return
-        self._write_config()
-        _progress(f"reading the {' and '.join(self.suites)} package lists ({host_debian_mirror()})")
-        r = subprocess.run(
-            ["apt-get", "-q", *self.options(), "update"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        if r.returncode != 0 or re.search(r"^(E:|Err:)", r.stdout, re.M):
-            detail = "; ".join(
-                ln.strip() for ln in r.stdout.splitlines() if ln.startswith(("E:", "Err:", "W:"))
-            )
-            raise PagerefError(
-                f"cannot read the Debian archive's {'/'.join(self.suites)} lists "
-                f"({detail or 'apt-get update failed'}); the lab's 6.12 and 7.2 kernels "
-                "come from there: check the network or proxy, or use --kernel 6.1"
-            )
-        self._updated = True
-
-    def cache(self, *args: str) -> str:
-        self.update()
-        r = subprocess.run(
-            ["apt-cache", *self.options(), *args], capture_output=True, text=True
-        )
-        if r.returncode != 0:
-            raise PagerefError(f"apt-cache {' '.join(args)} failed: {r.stderr.strip()}")
-        return r.stdout
-
-    def candidate(self, package: str) -> str | None:
-        """The version apt would pick for `package` in our suites, or None."""
-        out = self.cache("policy", package)
-        m = re.search(r"^\s*Candidate:\s*(\S+)", out, re.M)
-        return m.group(1) if m and m.group(1) != "(none)" else None
-
-    def depends(self, package: str, version: str) -> list[str]:
-        out = self.cache("show", f"{package}={version}")
-        m = re.search(r"^Depends:\s*(.*)$", out, re.M)
-        if not m:
-            return []
-        return [re.split(r"[\s(]", alt.strip())[0] for alt in re.split(r"[,|]", m.group(1))]
-
-    def download(self, packages: dict[str, str], dest: Path) -> None:
-        dest.mkdir(parents=True, exist_ok=True)
-        pins = [f"{name}={version}" for name, version in packages.items()]
-        r = subprocess.run(
-            ["apt-get", "-q", *self.options(), "download", *pins],
-            cwd=dest, stdout=sys.stderr, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        if r.returncode != 0:
-            raise PagerefError(
-                f"downloading {', '.join(pins)} failed (see apt's messages above); "
-                "check the network, or use --kernel 6.1"
-            )
-
-
-def host_debian_mirror() -> str:
-    """The Debian mirror the host's own apt sources use (deb822 or one-line)."""
-    candidates: list[str] = []
-    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
-        for stanza in path.read_text(errors="replace").split("\n\n"):
-            uris = re.search(r"^URIs:\s*(.+)$", stanza, re.M)
-            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
-            if uris and suites and re.search(r"\b(bookworm|trixie|sid|stable)\b", suites.group(1)):
-                if not re.search(r"-security\b", suites.group(1)):
-                    candidates += uris.group(1).split()
-    one_line = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.list")]
-    for path in one_line:
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            m = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", line)
-            if m and re.match(r"(bookworm|trixie|sid|stable)$", m.group(2)):
-                candidates.append(m.group(1))
-    for uri in candidates:
-        if "debian" in uri and "security" not in uri:
-            return uri.rstrip("/")
-    raise PagerefError(
-        "found no Debian mirror in /etc/apt/sources.list(.d); the lab downloads its "
-        "6.12 and 7.2 kernels from the same mirror as the host's bookworm packages"
-    )
-
-
-def _choose_release(apt: PrivateApt, spec: _Spec, generation: str) -> str:
-    if apt.candidate(spec.image_prefix + spec.pinned_release):
-        return spec.pinned_release
-    # Debian drops old kernel ABIs from the archive: take the newest of the series.
-    names = apt.cache("pkgnames", spec.image_prefix).split()
-    pat = re.compile(re.escape(spec.image_prefix) + "(" + spec.release_re + ")$")
-    found = sorted((m.group(1) for n in names if (m := pat.match(n))), key=_release_key)
-    if not found:
+def _choose_release(apt: PrivateApt, generation: str) -> Resolved:
+    found = resolve(apt.kernel_candidates(), SERIES[generation])
+    if found is None:
         raise PagerefError(
-            f"no {generation} kernel ({spec.image_prefix}{spec.release_re}) in Debian "
-            f"{spec.suite} any more; pageref's lab needs updating for this generation"
+            f"no {generation} kernel ({SERIES[generation]}) in Debian's "
+            f"{', '.join(apt.suites)} any more; pageref's lab needs updating for this generation"
         )
-    _progress(
-        f"kernel {generation}: pinned {spec.pinned_release} has left the archive, "
-        f"using {found[-1]}"
-    )
-    return found[-1]
+    _progress(f"kernel {generation}: the archive's newest build is {found.release} "
+              f"({found.image_package} {found.version})")
+    return found
 
 
-def _package_set(apt: PrivateApt, spec: _Spec, release: str) -> dict[str, str]:
+def _package_set(apt: PrivateApt, found: Resolved) -> dict[str, str]:
     """name -> version of every package to unpack, headers' deps read from Depends."""
-    wanted = [spec.image_prefix + release] + [p + release for p in spec.extra_prefixes]
+    release = found.release
+    wanted = [p + release for p in found.layout]
     packages: dict[str, str] = {}
+    versions = apt.candidates(wanted)
     for name in wanted:
-        version = apt.candidate(name)
+        version = versions.get(name)
         if version is None:
             raise PagerefError(f"package {name} is not in the archive; try again later")
         packages[name] = version
@@ -345,16 +220,16 @@ def _package_set(apt: PrivateApt, spec: _Spec, release: str) -> dict[str, str]:
     return packages
 
 
-def _fetch(generation: str, kdir: Path) -> KernelFiles:
-    spec = _SPECS[generation]
+def _fetch(generation: str, kdir: Path, apt: PrivateApt | None = None,
+           found: Resolved | None = None) -> KernelFiles:
     for tool in ("apt-get", "apt-cache", "dpkg-deb", "depmod"):
         if shutil.which(tool) is None and not Path("/sbin", tool).exists():
             raise PagerefError(f"{tool} not found; the lab needs Debian's apt, dpkg and kmod")
     t0 = time.monotonic()
-    apt = PrivateApt(cache_dir() / "apt")
-    apt.update()
-    release = _choose_release(apt, spec, generation)
-    packages = _package_set(apt, spec, release)
+    apt = apt or PrivateApt(cache_dir() / "apt")
+    found = found or _choose_release(apt, generation)
+    release = found.release
+    packages = _package_set(apt, found)
     debs = kdir / "debs"
     root = kdir / "root"
     if root.exists():
@@ -389,6 +264,7 @@ def _fetch(generation: str, kdir: Path) -> KernelFiles:
         "release": release,
         "root": str(root),
         "packages": packages,
+        "suites": list(apt.suites),
         "download_seconds": round(t_download, 1),
         "unpack_seconds": round(t_unpack, 1),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

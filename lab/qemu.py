@@ -147,16 +147,20 @@ def boot(
     console_log = run_dir / "console.log"
     start = time.monotonic()
     if interactive:
-        proc = subprocess.run(cmd, check=False)
+        done = subprocess.run(cmd, check=False)
         return _result(run_dir, {}, time.monotonic() - start, console_log,
-                       None if proc.returncode == 0 else f"qemu exited {proc.returncode}")
+                       None if done.returncode == 0 else f"qemu exited {done.returncode}")
 
     marks: dict[str, tuple[float, str]] = {}
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     killed = threading.Event()
 
-    timer = threading.Timer(timeout_s, lambda: (killed.set(), proc.kill()))
+    def kill() -> None:
+        killed.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout_s, kill)
     timer.daemon = True
     timer.start()
     in_job = False

@@ -208,3 +208,94 @@ def move_trace(trace: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(trace), str(dest))
     return dest
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One job of a shared boot: `script` runs with /bin/sh in /results/<name>/
+    (its own results directory), with `env` on top of the lab's, after the
+    parts before it. `record`: run `argv` under `pageref record` instead."""
+
+    name: str
+    script: str = ""
+    argv: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()   # positional arguments of `script` ($1, $2, ...)
+    record: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    timeout_s: float = 600.0
+
+
+def parts_script(parts: Sequence[Part]) -> str:
+    """The guest job running each part in turn, each in its own /results/<name>/
+    with its own output and exit status (a failing part does not stop the rest)."""
+    lines = ["mark() { echo \"@@pageref-lab $1 $(cut -d' ' -f1 /proc/uptime) $2\"; }", "rc=0"]
+    for p in parts:
+        d = f"{RESULTS}/{p.name}"
+        if p.record:
+            body = shlex.join([*pageref_in_guest(), "record", "-o", f"{d}/trace", "--live",
+                               "plain", "--", *p.argv])
+        else:
+            body = shlex.join(["/bin/sh", f"{d}/job.sh", *p.args])
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in
+                       (("PAGEREF_WORKLOADS_OUT", f"{d}/workloads.jsonl"),
+                        ("PAGEREF_LAB_PART_DIR", d), *p.env))
+        lines += [
+            f"mkdir -p {d}",
+            f"mark part-start-{p.name} ''",
+            f"( export {env}; timeout -k 5 {int(p.timeout_s)} {body} ) </dev/null "
+            f"> {d}/console.log 2>&1",
+            "prc=$?",
+            f"echo $prc > {d}/exit-code",
+            f"mark part-end-{p.name} $prc",
+            "[ $prc = 0 ] || rc=$prc",
+        ]
+    return "\n".join([*lines, "exit $rc", ""])
+
+
+def run_parts(parts: Sequence[Part], kernel: str = "6.1", progress: Progress | None = None,
+              label: str = "parts") -> dict[str, LabRun]:
+    """Boot once and run every part in it; one LabRun per part (its run_dir is
+    the part's own directory, its exit code the part's). Saves a boot per part:
+    under TCG a boot to `ready` is minutes, a part's own work often less."""
+    require_root()
+    kf = ensure_kernel(kernel)
+    cache = cache_dir()
+    run_dir = qemu.new_run_dir(cache, f"{label}-{kernel}")
+    say = progress or (lambda s: None)
+    for p in parts:
+        if not p.record:
+            (run_dir / p.name).mkdir(parents=True, exist_ok=True)
+            (run_dir / p.name / "job.sh").write_text(p.script)
+    say(f"run directory {run_dir}: parts {', '.join(p.name for p in parts)}")
+    total = sum(p.timeout_s for p in parts) + 300   # + boot to ready
+    result = qemu.boot(kf, cache, run_dir, parts_script(parts),
+                       env={"PAGEREF_LAB_FS": "ext4", "PAGEREF_LAB_CWD": os.getcwd()},
+                       timeout_s=total,
+                       on_mark=lambda ev, t, d: say(f"{ev} {d} (guest {t:.1f} s)")
+                       if ev.startswith("part") or ev == "ready" else None)
+    timings = {"wall_s": round(result.wall_s, 1)}
+    for name, event in (("boot_s", "stage2"), ("ready_s", "ready")):
+        t = result.guest_time(event)
+        if t is not None:
+            timings[name] = t
+    (run_dir / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    if result.failure:
+        raise PagerefError(f"{result.failure}; run directory {run_dir}")
+    out: dict[str, LabRun] = {}
+    for p in parts:
+        d = run_dir / p.name
+        try:
+            rc: int | None = int((d / "exit-code").read_text().strip())
+        except (OSError, ValueError):
+            rc = None
+        guest = dataclasses.replace(result, exit_code=rc, run_dir=d,
+                                    console_log=d / "console.log")
+        trace = d / "trace"
+        part_t = dict(timings, **_recorder_timings(trace))
+        start, end = (result.guest_time(f"part-{e}-{p.name}") for e in ("start", "end"))
+        if start is not None and end is not None:
+            part_t["job_s"] = round(end - start, 1)
+        (d / "timings.json").write_text(json.dumps(part_t, indent=1) + "\n")
+        out[p.name] = LabRun(guest, d, trace if trace.exists() else None,
+                             read_workloads(d / "workloads.jsonl"), part_t)
+    return out

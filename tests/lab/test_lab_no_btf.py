@@ -18,7 +18,7 @@ import shlex
 
 import pytest
 import test_lab_suite as suite_tests
-from conftest import SuiteRun, kernels_under_test, require_lab
+from conftest import SuiteRun, register_part
 
 pytestmark = pytest.mark.lab
 
@@ -32,13 +32,14 @@ def guest_script(pageref: list[str], suite: list[str]) -> str:
     p = shlex.join(pageref)
     return "\n".join([
         "set -u",
-        f"{p} doctor > /results/doctor-btf.txt 2>&1",
+        "r=$PAGEREF_LAB_PART_DIR",
+        f"{p} doctor > $r/doctor-btf.txt 2>&1",
         HIDE_BTF,
-        f"{p} doctor > /results/doctor-no-btf.txt 2>&1",
-        f"{p} record -o /results/trace --live plain -- {shlex.join(suite)} "
-        "2> /results/record.err",
+        f"{p} doctor > $r/doctor-no-btf.txt 2>&1",
+        f"{p} record -o $r/trace --live plain -- {shlex.join(suite)} "
+        "2> $r/record.err",
         "rc=$?",
-        "cat /results/record.err >&2",
+        "cat $r/record.err >&2",
         "exit $rc",
     ])
 
@@ -53,17 +54,21 @@ class NoBtfRun:
         self.record_err = (d / "record.err").read_text(errors="replace")
 
 
-@pytest.fixture(scope="module", params=kernels_under_test(), ids=lambda k: f"kernel-{k}")
-def no_btf(request) -> NoBtfRun:
-    kernel = request.param
-    require_lab(kernel)
+def _no_btf_part(kernel: str):
     from pageref.lab import session
 
-    lines: list[str] = []
-    cmd = ["sh", "-c", guest_script(session.pageref_in_guest(), session.suite_command())]
-    run = session.run(cmd, kernel=kernel, record=False, timeout_s=900, output=lines.append,
-                      label="nobtf")
-    return NoBtfRun(kernel, run)
+    return session.Part("no_btf", script=guest_script(session.pageref_in_guest(),
+                                                      session.suite_command()),
+                        timeout_s=900)
+
+
+# Last in the shared boot (conftest.py): BTF stays hidden until power-off.
+register_part("no_btf", 90, _no_btf_part)
+
+
+@pytest.fixture(scope="module")
+def no_btf(lab_boot) -> NoBtfRun:
+    return NoBtfRun(lab_boot.kernel, lab_boot.part("no_btf"))
 
 
 def layout_line(doctor: str) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from conftest import kernels_under_test, require_lab
+from conftest import register_part
 
 pytestmark = pytest.mark.lab
 
@@ -28,7 +28,7 @@ SMALL, LARGE = 64, 2048
 
 GUEST = r"""
 set -u
-P="$1" bin="$2" dax=/mnt/ext4 r=/results
+P="$1" bin="$2" dax=/mnt/ext4 r=$PAGEREF_LAB_PART_DIR
 rec() {  # name, record options..., -- command
     name=$1; shift
     $P record -o "$r/$name" --live plain "$@" > "$r/$name.out" 2> "$r/$name.err"
@@ -60,17 +60,27 @@ exit 0
 """.replace("{small}", str(SMALL)).replace("{large}", str(LARGE))
 
 
-@pytest.fixture(scope="module")
-def runs():
-    if KERNEL not in kernels_under_test():
-        pytest.skip(f"streaming is tested on {KERNEL}, not in $PAGEREF_LAB_KERNELS")
-    require_lab(KERNEL)
+def _streaming_part(kernel: str):
+    if kernel != KERNEL:
+        return None
     from pageref.lab import session
     from pageref.workloads.build import build
 
     bin_dir = build(session.cache_dir())
-    argv = ["sh", "-c", GUEST, "guest", shlex.join(session.pageref_in_guest()), str(bin_dir)]
-    run = session.run(argv, kernel=KERNEL, record=False, timeout_s=900, label="streaming")
+    return session.Part("runs", script=GUEST, args=(shlex.join(session.pageref_in_guest()),
+                                                    str(bin_dir)), timeout_s=700)
+
+
+# In 6.1's shared boot (conftest.py), after pmd, before the suite: the next
+# recording after a SIGKILL-ed one is this file's own `after`.
+register_part("runs", 20, _streaming_part)
+
+
+@pytest.fixture(scope="module")
+def runs(lab_boot):
+    if lab_boot.kernel != KERNEL:
+        pytest.skip(f"streaming is tested on {KERNEL}")
+    run = lab_boot.part("runs")
     assert run.exit_code == 0, (run.run_dir / "console.log").read_text()[-3000:]
     return run.run_dir
 
