@@ -12,12 +12,14 @@ import contextlib
 import ctypes
 import dataclasses
 import datetime
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from pageref.tracer.event import PagerefEvent, bpf_dir
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.kprobe_misses import read_missed_returns
 from pageref.tracer.plan import ProbePlan, resolve
+from pageref.tracer.ringbuf_reader import RingReader, open_reader
 from pageref.tracer.stale_probes import remove_stale
 
 PROGRAM = "pageref.bpf.c"
@@ -81,7 +84,8 @@ class Recorder:
 
     def __init__(self, out: Path, opts: Options, *, pids: tuple[int, ...] = (),
                  duration_s: float | None = None, command: list[str] | None = None,
-                 live_mode: str = "auto", facts: KernelFacts | None = None) -> None:
+                 live_mode: str = "auto", facts: KernelFacts | None = None,
+                 consumer: str = "batch") -> None:
         self.out = Path(out)
         self.opts = opts
         self.pids = pids
@@ -89,6 +93,9 @@ class Recorder:
         self.command = command
         self.live_mode = live_mode
         self.facts = facts
+        # ring buffer: "batch" reads the mapped buffer in spans (ringbuf_reader.py),
+        # "callback" is BCC's one Python call per event (kept to compare, bench/)
+        self.consumer = consumer
         self.plan: ProbePlan | None = None
         self.bpf: Any = None
         self.attached: list[tuple[str, str]] = []   # (kind, symbol) to detach
@@ -227,6 +234,8 @@ class Recorder:
                             "pgmap_types": list(self.opts.pgmap_types),
                             "cgroup_id": self.opts.cgroup_id, "stacks": self.opts.stacks},
                 "buffer": "ringbuf" if self.opts.ringbuf else "perf",
+                "buffer_pages": self.opts.ringbuf_pages,
+                "consumer": self.consumer if self.opts.ringbuf else "callback",
                 "compile_s": round(self.compile_s, 3),
                 "attach_s": round(self.attach_s, 3),
                 "defines": self.defs,
@@ -315,7 +324,12 @@ class Recorder:
         writer = PartWriter(self.out, header)
         view = _live_view(self.live_mode, header)
         events = self.bpf["events"]
-        if self.opts.ringbuf:
+        reader: RingReader | None = None
+        poll: Callable[[], Any]
+        if self.opts.ringbuf and self.consumer == "batch":
+            reader = open_reader(events, EVENT_SIZE)
+            poll = functools.partial(_read_into, reader, self._raw)
+        elif self.opts.ringbuf:
             events.open_ring_buffer(self._on_event)
             poll = lambda: self.bpf.ring_buffer_poll(100)  # noqa: E731
         else:
@@ -369,6 +383,11 @@ class Recorder:
             if view is not None:
                 view.set_counters(self.per_probe, dict(self._lost_seen))
                 view.close()
+            if reader is not None:
+                if reader.skipped:
+                    print(f"pageref: warning: {reader.skipped} ring buffer records were "
+                          "not pageref events (skipped)", file=sys.stderr)
+                reader.close()
             if not self.opts.ringbuf:
                 with contextlib.suppress(Exception):
                     close_perf_buffer(self.bpf["events"])
@@ -384,6 +403,12 @@ class Recorder:
         return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
                             self.compile_s, self.attach_s,
                             (time.monotonic_ns() - start_ns) / 1e9, exit_code)
+
+
+def _read_into(reader: RingReader, out: list[bytes]) -> None:
+    raw = reader.read(0.1)
+    if raw:
+        out.append(raw)
 
 
 def close_perf_buffer(events: Any) -> None:
