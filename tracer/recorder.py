@@ -42,6 +42,8 @@ from pageref.tracer.stale_probes import remove_stale
 PROGRAM = "pageref.bpf.c"
 EVENT_SIZE = ctypes.sizeof(PagerefEvent)
 FLUSH_S = 1.0
+# (index in the BPF `walks` prog array (WALK_*), program, the probe that starts it)
+WALKS = ((0, "walk_bio", "__bio_release_pages"), (1, "walk_unpin", "unpin_user_pages"))
 
 
 def program_text() -> str:
@@ -164,6 +166,7 @@ class Recorder:
         """Attach every probe of the plan (kprobe + kretprobe where it has a return)."""
         assert self.plan is not None and self.bpf is not None
         t0 = time.monotonic()
+        self._load_walks()
         removed = remove_stale(self.plan.symbols())
         if removed:
             print(f"pageref: removed {len(removed)} kretprobe event(s) a killed recorder "
@@ -183,6 +186,22 @@ class Recorder:
                 raise PagerefError(f"cannot attach a kprobe to {sym} ({e}); "
                                    "run `pageref doctor` and `pageref probes`") from None
         self.attach_s = time.monotonic() - t0
+
+    def _load_walks(self) -> None:
+        """The tail-call programs that walk a bio / an unpin array (WALK_* in the
+        BPF program), loaded into the `walks` array where their probe is attached."""
+        from bcc import BPF
+
+        symbols = {a["symbol"] for a in self.plan.attached} if self.plan else set()
+        for index, fn, sym in WALKS:
+            if sym not in symbols:
+                continue
+            try:
+                prog = self.bpf.load_func(fn, BPF.KPROBE)
+                self.bpf["walks"][ctypes.c_int(index)] = ctypes.c_int(prog.fd)
+            except Exception as e:  # bcc raises bare Exception
+                raise PagerefError(f"cannot load the {fn} walk for {sym} ({e}); "
+                                   "run `pageref doctor`") from None
 
     def detach(self) -> None:
         if self.bpf is None:
