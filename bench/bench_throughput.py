@@ -55,10 +55,16 @@ def burst(pages: int, work: Path, extra: list[str]) -> dict:
     grabs = ev[ev["kind"].astype(str).isin(["pin", "unpin"])]
     span_s = (grabs["ts_ns"].max() - grabs["ts_ns"].min()) / 1e9 if len(grabs) > 1 else 0.0
     shutil.rmtree(out, ignore_errors=True)
+    tracer = t.header.extra.get("tracer", {})
+    cpu_s = tracer.get("consumer_cpu_s")
     return {"pages": pages, "expected": 4 * pages, "kept": int(len(grabs)),
             "lost": int(t.header.lost_total), "span_s": round(float(span_s), 4),
             "events_per_s": round(len(grabs) / span_s) if span_s else None,
-            "buffer": t.header.extra.get("tracer", {}).get("buffer")}
+            # what the recorder can take: all events it wrote per second of its CPU
+            "consumer_cpu_s": cpu_s,
+            "consumer_events_per_cpu_s": round(len(t.events) / cpu_s) if cpu_s else None,
+            "buffer": tracer.get("buffer"), "buffer_pages": tracer.get("buffer_pages"),
+            "consumer": tracer.get("consumer")}
 
 
 def run_all(sizes: tuple[int, ...], extra: list[str], consumers: list[str]) -> dict:
@@ -77,7 +83,10 @@ def run_all(sizes: tuple[int, ...], extra: list[str], consumers: list[str]) -> d
         clean = [r for r in rows if r["consumer"] == c and r["lost"] == 0 and r["events_per_s"]]
         per[c] = {
             "max_events_per_s_zero_loss": max((r["events_per_s"] for r in clean), default=None),
-            "largest_burst_zero_loss": max((r["expected"] for r in clean), default=None)}
+            "largest_burst_zero_loss": max((r["expected"] for r in clean), default=None),
+            "max_consumer_events_per_cpu_s": max(
+                (r["consumer_events_per_cpu_s"] or 0 for r in rows if r["consumer"] == c),
+                default=None)}
     return {"kernel": os.uname().release, "record_options": extra, "bursts": rows,
             "per_consumer": per}
 

@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import functools
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -44,6 +45,7 @@ EVENT_SIZE = ctypes.sizeof(PagerefEvent)
 FLUSH_S = 1.0
 # (index in the BPF `walks` prog array (WALK_*), program, the probe that starts it)
 WALKS = ((0, "walk_bio", "__bio_release_pages"), (1, "walk_unpin", "unpin_user_pages"))
+BPF_PROG_TYPE_KPROBE = 2    # uapi enum bpf_prog_type (bcc's BPF.KPROBE)
 
 
 def program_text() -> str:
@@ -190,14 +192,12 @@ class Recorder:
     def _load_walks(self) -> None:
         """The tail-call programs that walk a bio / an unpin array (WALK_* in the
         BPF program), loaded into the `walks` array where their probe is attached."""
-        from bcc import BPF
-
         symbols = {a["symbol"] for a in self.plan.attached} if self.plan else set()
         for index, fn, sym in WALKS:
             if sym not in symbols:
                 continue
             try:
-                prog = self.bpf.load_func(fn, BPF.KPROBE)
+                prog = self.bpf.load_func(fn, BPF_PROG_TYPE_KPROBE)
                 self.bpf["walks"][ctypes.c_int(index)] = ctypes.c_int(prog.fd)
             except Exception as e:  # bcc raises bare Exception
                 raise PagerefError(f"cannot load the {fn} walk for {sym} ({e}); "
@@ -338,6 +338,7 @@ class Recorder:
         """Stream until the duration ends, a signal, or the command exits."""
         assert self.bpf is not None
         start_ns = time.monotonic_ns()
+        cpu0 = _cpu_s()
         start_time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         header = self.header(start_ns, start_time)
         writer = PartWriter(self.out, header)
@@ -398,6 +399,10 @@ class Recorder:
                 poll()
             self._flush(writer, None)
             writer.header.end_ns = time.monotonic_ns()
+            # the recorder's CPU time while streaming (reading, decoding, writing
+            # parts): events / this is the rate its consumer sustains (bench/)
+            writer.header.extra.setdefault("tracer", {})["consumer_cpu_s"] = round(
+                _cpu_s() - cpu0, 3)
             writer.close()
             if view is not None:
                 view.set_counters(self.per_probe, dict(self._lost_seen))
@@ -422,6 +427,11 @@ class Recorder:
         return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
                             self.compile_s, self.attach_s,
                             (time.monotonic_ns() - start_ns) / 1e9, exit_code)
+
+
+def _cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _read_into(reader: RingReader, out: list[bytes]) -> None:
