@@ -13,6 +13,13 @@ kprobes (the lab guest):
 or from the host, booting the lab guest (QEMU TCG):
 
     python bench/bench_throughput.py --lab [--kernel 6.1] -o throughput.json
+
+`--consumers batch,callback` records each burst once with each ring buffer
+reader, side by side in one boot: `batch` (the default: spans of the mapped
+buffer, decoded with numpy) and `callback` (BCC's Python call per event, the
+reader before). `--buffer-pages` fixes the buffer for both (default: record's,
+sized to the machine); a small one shows the reader's own speed, since a burst
+larger than the buffer is kept whole only by a reader that keeps up.
 """
 
 from __future__ import annotations
@@ -48,23 +55,40 @@ def burst(pages: int, work: Path, extra: list[str]) -> dict:
     grabs = ev[ev["kind"].astype(str).isin(["pin", "unpin"])]
     span_s = (grabs["ts_ns"].max() - grabs["ts_ns"].min()) / 1e9 if len(grabs) > 1 else 0.0
     shutil.rmtree(out, ignore_errors=True)
+    tracer = t.header.extra.get("tracer", {})
+    cpu_s = tracer.get("consumer_cpu_s")
     return {"pages": pages, "expected": 4 * pages, "kept": int(len(grabs)),
             "lost": int(t.header.lost_total), "span_s": round(float(span_s), 4),
             "events_per_s": round(len(grabs) / span_s) if span_s else None,
-            "buffer": t.header.extra.get("tracer", {}).get("buffer")}
+            # what the recorder can take: all events it wrote per second of its CPU
+            "consumer_cpu_s": cpu_s,
+            "consumer_events_per_cpu_s": round(len(t.events) / cpu_s) if cpu_s else None,
+            "buffer": tracer.get("buffer"), "buffer_pages": tracer.get("buffer_pages"),
+            "consumer": tracer.get("consumer")}
 
 
-def run_all(sizes: tuple[int, ...], extra: list[str]) -> dict:
+def run_all(sizes: tuple[int, ...], extra: list[str], consumers: list[str]) -> dict:
     rows = []
     with tempfile.TemporaryDirectory(prefix="pageref-tput-") as d:
         for n in sizes:
-            row = burst(n, Path(d), extra)
-            rows.append(row)
-            print(f"bench: {n} pages: {row['kept']} kept, {row['lost']} lost, "
-                  f"{row['events_per_s']} events/s", file=sys.stderr, flush=True)
-    clean = [r for r in rows if r["lost"] == 0 and r["events_per_s"]]
+            for consumer in consumers:
+                opts = [*extra, "--consumer", consumer] if consumer else extra
+                row = {"consumer": consumer or "default", **burst(n, Path(d), opts)}
+                rows.append(row)
+                print(f"bench: {n} pages, {row['consumer']}: {row['kept']} kept, "
+                      f"{row['lost']} lost, {row['events_per_s']} events/s",
+                      file=sys.stderr, flush=True)
+    per: dict[str, dict] = {}
+    for c in dict.fromkeys(r["consumer"] for r in rows):
+        clean = [r for r in rows if r["consumer"] == c and r["lost"] == 0 and r["events_per_s"]]
+        per[c] = {
+            "max_events_per_s_zero_loss": max((r["events_per_s"] for r in clean), default=None),
+            "largest_burst_zero_loss": max((r["expected"] for r in clean), default=None),
+            "max_consumer_events_per_cpu_s": max(
+                (r["consumer_events_per_cpu_s"] or 0 for r in rows if r["consumer"] == c),
+                default=None)}
     return {"kernel": os.uname().release, "record_options": extra, "bursts": rows,
-            "max_events_per_s_zero_loss": max((r["events_per_s"] for r in clean), default=None)}
+            "per_consumer": per}
 
 
 def main() -> int:
@@ -74,6 +98,10 @@ def main() -> int:
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--perf-buffer", action="store_true", help="record with the perf buffer")
     ap.add_argument("--buffer-pages", type=int, help="record's --buffer-pages")
+    ap.add_argument("--consumers", default="",
+                    help="comma-separated ring buffer readers to compare (batch,callback)")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                    help="burst sizes in pages, comma-separated")
     a = ap.parse_args()
     sys.path.insert(0, str(REPO))
     extra = ["--perf-buffer"] if a.perf_buffer else []
@@ -81,9 +109,11 @@ def main() -> int:
         extra += ["--buffer-pages", str(a.buffer_pages)]
     if a.lab:
         from lab_runner import run_in_lab
-        return run_in_lab(a.kernel, HERE / "bench_throughput.py", extra, "throughput.json",
+        passed = [*extra, "--consumers", a.consumers, "--sizes", a.sizes]
+        return run_in_lab(a.kernel, HERE / "bench_throughput.py", passed, "throughput.json",
                           a.out)
-    res = run_all(SIZES, extra)
+    sizes = tuple(int(x) for x in a.sizes.split(",") if x)
+    res = run_all(sizes, extra, [c for c in a.consumers.split(",") if c] or [""])
     a.out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))
     return 0

@@ -30,11 +30,22 @@
 #if !defined(VMEMMAP_BASE_ADDR) && !defined(VMEMMAP_START)
 #error "pageref: need VMEMMAP_BASE_ADDR (address of vmemmap_base) or VMEMMAP_START"
 #endif
-#ifndef MAX_BATCH
-#define MAX_BATCH 64
+/*
+ * Walks of whole structures (a bio's pages, an unpin array) run in chunks of
+ * WALK_CHUNK items, one BPF program per chunk, chained by tail calls (BCC
+ * cannot relocate a bpf_loop() callback, so bpf_loop is out of reach here).
+ * The kernel stops a chain after MAX_TAIL_CALL_CNT (32 before 5.17, 33 since)
+ * calls: the chain's last program (WALK_CALLS) names what is left as `lost`
+ * rows (a pfn range and its references) instead of walking it, so nothing past
+ * a bound vanishes. 32 x 256 pages: a 32 MiB bio walked page by page.
+ */
+#ifndef WALK_CHUNK
+#define WALK_CHUNK 256
 #endif
-#define BIO_MAX_VECS 16
-#define BIO_MAX_PAGES 16
+#define WALK_CALLS 32
+#define WALK_BIO 0
+#define WALK_UNPIN 1
+#define FBATCH_MAX 32	/* PAGEVEC_SIZE / folio_batch is 31 */
 
 /*
  * Keep a loop counter opaque to clang, so it is not merged into another
@@ -59,6 +70,18 @@ BPF_PERF_OUTPUT(events);
 
 BPF_PERCPU_ARRAY(lost, u64, 1);		/* events the buffer refused, per CPU */
 BPF_PERCPU_ARRAY(scratch, struct pageref_event, 1);
+/* A walk in progress on this CPU: kprobe programs do not nest on a CPU, and a
+ * tail-call chain runs start to end without leaving it. */
+struct walk_state {
+	u64 base;	/* bio: the bio_vec array; unpin: the page pointer array */
+	u64 page;	/* bio: the next page of the current vector */
+	u32 i;		/* the next vector / entry */
+	u32 n;		/* vectors / entries */
+	u32 left;	/* bio: pages left in the current vector */
+	u32 calls;	/* programs of this chain run so far */
+};
+BPF_PERCPU_ARRAY(walk_state, struct walk_state, 1);
+BPF_PROG_ARRAY(walks, 2);
 /* grab entry -> return, keyed by tid << 8 | probe */
 BPF_TABLE("lru_hash", u64, struct pageref_event, pending, 16384);
 /*
@@ -499,27 +522,92 @@ int ret_unpin_folio(struct pt_regs *ctx)
 	return leave_outer(ctx);
 }
 
-/* unpin_user_pages(pages, npages): one unpin per page, at most MAX_BATCH reported */
+/* ---- walks (see WALK_CHUNK) ---- */
+
+static __always_inline struct walk_state *walk_start(u64 base, u32 n)
+{
+	int zero = 0;
+	struct walk_state *s = walk_state.lookup(&zero);
+
+	if (!s)
+		return 0;
+	s->base = base;
+	s->page = 0;
+	s->i = 0;
+	s->n = n;
+	s->left = 0;
+	s->calls = 0;
+	return s;
+}
+
+/*
+ * A `lost` row: `count` pages not walked, dropping `count` references. With a
+ * page (the first of a run of contiguous frames) it names pfn .. pfn+count-1;
+ * without one (page 0: pfn null) which pages is unknown and count is a floor.
+ */
+static __always_inline void emit_walk_lost(struct pageref_event *e, void *ctx, u16 probe,
+					   u64 page, u32 count)
+{
+	if (!count)
+		return;
+	if (page) {
+		if (fill_page(e, page))
+			return;		/* not a page the filters keep: nothing lost */
+		e->page = page;		/* the run's first frame, not its head page */
+		e->pfn = (page - vmemmap()) / SIZEOF_PAGE;
+		e->order = 0;
+	} else {
+		zero_page_part(e);
+	}
+	fill_task(e, ctx, probe, KIND_LOST);
+	e->refs = count;
+	e->ret = count;
+	submit(ctx, e);
+}
+
+/* unpin_user_pages(pages, npages): one unpin per page, the whole array */
+int walk_unpin(struct pt_regs *ctx)
+{
+	int zero = 0;
+	struct walk_state *s = walk_state.lookup(&zero);
+	struct pageref_event *e = scratch_event();
+
+	if (!s || !e)
+		return 0;
+	s->calls++;
+	for (u32 k = 0; k < WALK_CHUNK; k++) {
+		barrier_var(k);
+		if (s->i >= s->n)
+			return 0;
+		emit_drop_into(e, ctx, PROBE_UNPIN_USER_PAGES, KIND_UNPIN,
+			       rd64(s->base + 8 * (u64)s->i), 1, FOLL_PIN_VAL, 0, 0);
+		s->i++;
+	}
+	if (s->i >= s->n)
+		return 0;
+	if (s->calls < WALK_CALLS)
+		walks.call(ctx, WALK_UNPIN);
+	/* the chain ends here: entries of an array are not one range, so pfn unknown */
+	emit_walk_lost(e, ctx, PROBE_UNPIN_USER_PAGES, 0, s->n - s->i);
+	return 0;
+}
+
 int on_unpin_user_pages(struct pt_regs *ctx)
 {
-	u64 pages = PT_REGS_PARM1(ctx);
-	u64 n = PT_REGS_PARM2(ctx);
 	int inner = nested(ctx);
-	struct pageref_event *e;
+	struct walk_state *s;
 
 	enter_outer(ctx);
 	if (inner || !task_ok())
 		return 0;
-	e = scratch_event();
-	if (!e)
+	s = walk_start(PT_REGS_PARM1(ctx), (u32)PT_REGS_PARM2(ctx));
+	if (!s)
 		return 0;
-	for (u32 i = 0; i < MAX_BATCH; i++) {
-		barrier_var(i);
-		if (i >= n)
-			break;
-		emit_drop_into(e, ctx, PROBE_UNPIN_USER_PAGES, KIND_UNPIN, rd64(pages + 8 * i), 1,
-			       FOLL_PIN_VAL, 0, 0);
-	}
+	walks.call(ctx, WALK_UNPIN);
+	/* only if the walk program is missing (the recorder loads it): say so */
+	struct pageref_event *e = scratch_event();
+	if (e)
+		emit_walk_lost(e, ctx, PROBE_UNPIN_USER_PAGES, 0, s->n);
 	return 0;
 }
 int ret_unpin_user_pages(struct pt_regs *ctx)
@@ -535,47 +623,73 @@ int ret_unpin_user_pages(struct pt_regs *ctx)
 /*
  * __bio_release_pages(bio, mark_dirty): before BIO_PAGE_PINNED (6.5) it drops one
  * reference per page with an inline put (no probe-able function below it), so
- * walk the bio's vectors here: one put per page, at most MAX_BATCH per call.
+ * walk the bio's vectors here: one put per page, every page of every vector.
+ * A vector is a run of contiguous frames (a multi-page bvec), so the chain's
+ * last program names each vector left as one `lost` row with its range.
  */
+int walk_bio(struct pt_regs *ctx)
+{
+	int zero = 0;
+	struct walk_state *s = walk_state.lookup(&zero);
+	struct pageref_event *e = scratch_event();
+	int last;
+
+	if (!s || !e)
+		return 0;
+	s->calls++;
+	last = s->calls >= WALK_CALLS;
+	for (u32 k = 0; k < WALK_CHUNK; k++) {
+		barrier_var(k);
+		if (!s->left) {
+			u64 bv;
+			u32 len, off;
+
+			if (s->i >= s->n)
+				return 0;
+			bv = s->base + (u64)s->i * SIZEOF_BIO_VEC;
+			s->i++;
+			len = rd32(bv + OFF_BVEC_LEN);
+			off = rd32(bv + OFF_BVEC_OFFSET);
+			if (!len)
+				continue;
+			s->page = rd64(bv + OFF_BVEC_PAGE) + (u64)(off / PAGE_SIZE_VAL) * SIZEOF_PAGE;
+			s->left = (off + len - 1) / PAGE_SIZE_VAL - off / PAGE_SIZE_VAL + 1;
+		}
+		if (last) {
+			emit_walk_lost(e, ctx, PROBE___BIO_RELEASE_PAGES, s->page, s->left);
+			s->left = 0;
+			continue;
+		}
+		emit_drop_into(e, ctx, PROBE___BIO_RELEASE_PAGES, KIND_PUT, s->page, 1, 0, 0, 0);
+		s->page += SIZEOF_PAGE;
+		s->left--;
+	}
+	if (!s->left && s->i >= s->n)
+		return 0;
+	if (!last)
+		walks.call(ctx, WALK_BIO);
+	/* more vectors than WALK_CHUNK (never with BIO_MAX_VECS 256), or no tail call */
+	emit_walk_lost(e, ctx, PROBE___BIO_RELEASE_PAGES, s->page, s->left);
+	emit_walk_lost(e, ctx, PROBE___BIO_RELEASE_PAGES, 0, s->n - s->i);
+	return 0;
+}
+
 int on___bio_release_pages(struct pt_regs *ctx)
 {
 	u64 bio = PT_REGS_PARM1(ctx);
-	u64 vec = rd64(bio + OFF_BIO_IO_VEC);
-	u32 vcnt = rd32(bio + OFF_BIO_VCNT) & 0xffff;
 	int inner = nested(ctx);
-	struct pageref_event *e;
+	struct walk_state *s;
 
 	enter_outer(ctx);
 	if (inner || !task_ok())
 		return 0;
-	e = scratch_event();
-	if (!e)
+	s = walk_start(rd64(bio + OFF_BIO_IO_VEC), rd32(bio + OFF_BIO_VCNT) & 0xffff);
+	if (!s)
 		return 0;
-	/* Only the loop counters live across iterations (barrier_var keeps them
-	 * precise), so every verifier's work stays linear. */
-	for (u32 i = 0; i < BIO_MAX_VECS; i++) {
-		u64 bv, page;
-		u32 len, off, first, last;
-
-		barrier_var(i);
-		if (i >= vcnt)
-			break;
-		bv = vec + (u64)i * SIZEOF_BIO_VEC;
-		len = rd32(bv + OFF_BVEC_LEN);
-		off = rd32(bv + OFF_BVEC_OFFSET);
-		page = rd64(bv + OFF_BVEC_PAGE);
-		if (!len)
-			continue;
-		first = off / PAGE_SIZE_VAL;
-		last = (off + len - 1) / PAGE_SIZE_VAL;
-		for (u32 j = 0; j < BIO_MAX_PAGES; j++) {
-			barrier_var(j);
-			if (first + j > last)
-				break;
-			emit_drop_into(e, ctx, PROBE___BIO_RELEASE_PAGES, KIND_PUT,
-				       page + (u64)(first + j) * SIZEOF_PAGE, 1, 0, 0, 0);
-		}
-	}
+	walks.call(ctx, WALK_BIO);
+	struct pageref_event *e = scratch_event();
+	if (e)
+		emit_walk_lost(e, ctx, PROBE___BIO_RELEASE_PAGES, 0, s->n);
 	return 0;
 }
 int ret___bio_release_pages(struct pt_regs *ctx)
@@ -657,7 +771,6 @@ int ret_vmf_insert_folio_pud(struct pt_regs *ctx)
 #if !defined(OFF_FBATCH_NR) || !defined(OFF_FBATCH_FOLIOS)
 #error "pageref: folios_put_refs planned without the folio_batch offsets (plan.py FBATCH_WALK)"
 #endif
-#define FBATCH_MAX 32	/* PAGEVEC_SIZE is 31 */
 /*
  * folios_put_refs(folios, refs): the batched release of munmap/zap (mmu_gather)
  * and release_pages (6.10+); zone-device folios are decremented inline there.
@@ -685,6 +798,9 @@ int on_folios_put_refs(struct pt_regs *ctx)
 			       rd64(fb + OFF_FBATCH_FOLIOS + 8 * (u64)i),
 			       refs ? (s32)rd32(refs + 4 * (u64)i) : 1, 0, 0, 0);
 	}
+	/* a batch larger than any kernel's folio_batch: never silently */
+	if (nr > FBATCH_MAX)
+		emit_walk_lost(e, ctx, PROBE_FOLIOS_PUT_REFS, 0, nr - FBATCH_MAX);
 	return 0;
 }
 int ret_folios_put_refs(struct pt_regs *ctx)

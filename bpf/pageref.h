@@ -15,6 +15,8 @@
 #define KIND_FREE 4
 #define KIND_BUSY 5
 #define KIND_GRAB_FAILED 6
+/* a walk stopped: pages from pfn not walked, refs references; ret = how many */
+#define KIND_LOST 7
 
 /* Probe targets: one id per kernel function pageref knows (plan.py TARGETS). */
 #define PROBE_TRY_GRAB_PAGE 1

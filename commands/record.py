@@ -60,9 +60,14 @@ def cgroup_id(path: str) -> int:
               "allows fentry/fexit (BPF trampolines).")
 @click.option("--perf-buffer", is_flag=True, help="Use the perf buffer even if the "
               "kernel has the BPF ring buffer.")
-@click.option("--buffer-pages", type=click.IntRange(1, 65536), default=256, show_default=True,
+@click.option("--buffer-pages", type=click.IntRange(1, 65536), default=None,
               help="BPF buffer size in pages, a power of two (the ring buffer's "
-              "total; the perf buffer's per CPU).")
+              "total; the perf buffer's per CPU). Default from this machine: "
+              "ring buffer 8 MiB per CPU, 16 to 256 MiB and at most 1/64 of RAM; "
+              "perf buffer 8 MiB per CPU, at most 1/64 of RAM in all.")
+@click.option("--consumer", type=click.Choice(["batch", "callback"]), default="batch",
+              hidden=True, help="Ring buffer reader: spans of the mapped buffer (batch) or "
+              "BCC's Python call per event (callback; bench/bench_throughput.py compares).")
 @click.option("--layout", "layout_source", type=click.Choice(["auto", "btf", "headers"]),
               default="auto", show_default=True,
               help="Where struct offsets and enum values come from: the kernel's BTF, or "
@@ -73,18 +78,21 @@ def cgroup_id(path: str) -> int:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(out: Path, duration: int | None, pids: tuple[int, ...], cgroup: str | None,
            all_pages: bool, pgmap_types: tuple[str, ...], stacks: bool, no_fentry: bool,
-           perf_buffer: bool, buffer_pages: int, layout_source: str, live_mode: str,
-           command: tuple[str, ...]) -> None:
+           perf_buffer: bool, buffer_pages: int | None, consumer: str, layout_source: str,
+           live_mode: str, command: tuple[str, ...]) -> None:
     """Record references taken and dropped on ZONE_DEVICE pages into OUT
     (root needed). With `-- COMMAND ARGS`, run COMMAND and stop when it exits."""
     from pageref.analysis.fmt import fmt_seconds
     from pageref.errors import PagerefError
+    from pageref.tracer.buffer_size import default_buffer_pages
     from pageref.tracer.defines import Options
     from pageref.tracer.header_layout import live_facts
     from pageref.tracer.kernel_rules import pgmap_type_values
     from pageref.tracer.recorder import Recorder
 
     seconds = None if duration is None else duration / 1e9
+    if buffer_pages is None:
+        buffer_pages = default_buffer_pages(ringbuf=not perf_buffer)
     if buffer_pages & (buffer_pages - 1):
         raise click.BadParameter("--buffer-pages must be a power of two")
     cg = cgroup_id(cgroup) if cgroup else None
@@ -100,7 +108,8 @@ def record(out: Path, duration: int | None, pids: tuple[int, ...], cgroup: str |
                    cgroup_id=cg, stacks=stacks, fentry=not no_fentry, ringbuf=not perf_buffer,
                    ringbuf_pages=buffer_pages)
     rec = Recorder(out, opts, pids=pids, duration_s=seconds,
-                   command=list(command) or None, live_mode=live_mode, facts=facts)
+                   command=list(command) or None, live_mode=live_mode, facts=facts,
+                   consumer=consumer)
     rec.prepare()
     if facts.layout_source == "headers":
         click.echo(f"pageref: struct layout {facts.layout_note}", err=True)

@@ -14,19 +14,22 @@ import numpy as np
 import pyarrow as pa
 
 from pageref.trace.schema import ARROW_SCHEMA
-from pageref.tracer.event import KIND_NAMES, PagerefEvent
+from pageref.tracer.event import KIND_NAMES, PagerefEvent, header_defines
 from pageref.tracer.plan import BY_ID
 
 
 def _dtype() -> np.dtype:
-    # From the ctypes mirror, with comm as one 16-byte string (ctypes gives S1 x 16)
-    names, formats, offsets = [], [], []
-    for name, _ in PagerefEvent._fields_:
-        f = getattr(PagerefEvent, name)
-        base = np.dtype(PagerefEvent).fields[name][0]
+    """The numpy twin of PagerefEvent (the ctypes mirror of the one C declaration),
+    field for field at the same offsets; comm as one 16-byte string."""
+    names: list[str] = []
+    formats: list[np.dtype] = []
+    offsets: list[int] = []
+    for field in PagerefEvent._fields_:
+        name, ctype = field[0], field[1]
+        descr = getattr(PagerefEvent, name)
         names.append(name)
-        formats.append(np.dtype(f"S{f.size}") if name == "comm" else base)
-        offsets.append(f.offset)
+        formats.append(np.dtype(f"S{descr.size}") if name == "comm" else np.dtype(ctype))
+        offsets.append(descr.offset)
     return np.dtype({"names": names, "formats": formats, "offsets": offsets,
                      "itemsize": ctypes.sizeof(PagerefEvent)})
 
@@ -34,6 +37,17 @@ def _dtype() -> np.dtype:
 EVENT_DTYPE = _dtype()
 EVENT_SIZE = EVENT_DTYPE.itemsize
 _KIND_ARRAY = np.array([KIND_NAMES.get(i, "lost") for i in range(256)], dtype=object)
+KIND_LOST = header_defines()["KIND_LOST"]     # a walk the BPF program had to stop
+
+
+def _comm_column(comm: np.ndarray) -> pa.Array:
+    """Task names, decoded once per distinct name (a batch has few), not per event.
+    Up to the first NUL: on 6.1 bpf_get_current_comm() does not pad (strscpy,
+    not strscpy_pad), so a reused scratch event keeps an older, longer comm's tail."""
+    uniq, inverse = np.unique(comm, return_inverse=True)
+    names = pa.array([bytes(c).split(b"\0", 1)[0].decode("utf-8", "replace") for c in uniq],
+                     pa.string())
+    return names.take(pa.array(inverse.reshape(-1).astype(np.int32)))
 
 
 @dataclasses.dataclass
@@ -58,11 +72,9 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
     page = ev["page"]
     is_grab = np.isin(ev["kind"], (0, 1, 6))
     is_busy = ev["kind"] == 5
+    # a stopped walk: `ret` carries how many events (pages) were not walked
+    is_lost = ev["kind"] == KIND_LOST
     no_page = page == 0
-    # Up to the first NUL: on 6.1 bpf_get_current_comm() does not pad (strscpy,
-    # not strscpy_pad), so a reused scratch event keeps an older, longer comm's tail.
-    comm = np.array([c.split(b"\0", 1)[0].decode("utf-8", "replace") for c in ev["comm"]],
-                    dtype=object)
     pincount = ev["pincount"]
     cols = {
         "ts_ns": pa.array(ev["ts_ns"].astype(np.int64)),
@@ -72,7 +84,7 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
         "refs": pa.array(ev["refs"], mask=is_busy),
         "pid": pa.array(ev["pid"].astype(np.int32)),
         "tid": pa.array(ev["tid"].astype(np.int32)),
-        "comm": pa.array(comm, pa.string()),
+        "comm": _comm_column(ev["comm"]) if n else pa.array([], pa.string()),
         "cpu": pa.array(ev["cpu"].astype(np.int32)),
         "flags": pa.array(ev["flags"].astype(np.int64), mask=~is_grab & (ev["flags"] == 0)),
         "longterm": pa.array((ev["flags"] & ctx.foll_longterm) != 0,
@@ -85,6 +97,7 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
         "pincount": pa.array(pincount, mask=pincount < 0),
         "probe": pa.array(ctx._probe[ev["probe"]], pa.string()),
         "ret": pa.array(ev["ret"], mask=~(is_grab | is_busy)),
+        "count": pa.array(ev["ret"], mask=~is_lost),
     }
     if ctx.stack_of is not None:
         stacks = [ctx.stack_of(int(s)) if s >= 0 else None for s in ev["stack_id"]]

@@ -318,7 +318,8 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
                          "gup-fast undo of a racing grab)")
     else:
         if try_attach(BY_SYMBOL["unpin_user_pages"]):
-            covered.append("unpin_user_pages(): first 64 pages of each call")
+            covered.append("unpin_user_pages(): every page of each call (walked in BPF; "
+                           "past 8,192 pages a lost row)")
         for sym in ("unpin_user_pages_dirty_lock", "unpin_user_page_range_dirty_lock"):
             if facts.has_symbol(sym):
                 uncovered.append(f"{sym}() with make_dirty: pins dropped by the inlined "
@@ -344,7 +345,7 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
                              "(inline put; only a last reference is seen)")
         elif try_attach(BY_SYMBOL["__bio_release_pages"]):
             covered.append("O_DIRECT bio completion (__bio_release_pages walks the bio: "
-                           "up to 16 pages in each of 16 vectors)")
+                           "every page; past 8,192 pages, lost rows naming the pfn ranges)")
         else:
             uncovered.append("O_DIRECT bio completion: __bio_release_pages not attached "
                              "(see 'not attached')")
@@ -360,7 +361,7 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
                      (", except fsdax pages above)" if devmap else ")"))
     if facts.has_symbol("folios_put_refs") and try_attach(BY_SYMBOL["folios_put_refs"]):
         covered.append("batched releases (munmap/zap mmu_gather, release_pages) through "
-                       "folios_put_refs: up to 32 folios of each batch")
+                       "folios_put_refs: every folio of each batch")
     elif facts.has_symbol("release_pages"):
         uncovered.append("batched releases (release_pages: munmap, zap, pagevec): "
                          "decrements inline; a page freed there shows as 'free'")

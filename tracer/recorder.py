@@ -12,12 +12,15 @@ import contextlib
 import ctypes
 import dataclasses
 import datetime
+import functools
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +37,15 @@ from pageref.tracer.event import PagerefEvent, bpf_dir
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.kprobe_misses import read_missed_returns
 from pageref.tracer.plan import ProbePlan, resolve
+from pageref.tracer.ringbuf_reader import RingReader, open_reader
 from pageref.tracer.stale_probes import remove_stale
 
 PROGRAM = "pageref.bpf.c"
 EVENT_SIZE = ctypes.sizeof(PagerefEvent)
 FLUSH_S = 1.0
+# (index in the BPF `walks` prog array (WALK_*), program, the probe that starts it)
+WALKS = ((0, "walk_bio", "__bio_release_pages"), (1, "walk_unpin", "unpin_user_pages"))
+BPF_PROG_TYPE_KPROBE = 2    # uapi enum bpf_prog_type (bcc's BPF.KPROBE)
 
 
 def program_text() -> str:
@@ -81,7 +88,8 @@ class Recorder:
 
     def __init__(self, out: Path, opts: Options, *, pids: tuple[int, ...] = (),
                  duration_s: float | None = None, command: list[str] | None = None,
-                 live_mode: str = "auto", facts: KernelFacts | None = None) -> None:
+                 live_mode: str = "auto", facts: KernelFacts | None = None,
+                 consumer: str = "batch") -> None:
         self.out = Path(out)
         self.opts = opts
         self.pids = pids
@@ -89,6 +97,9 @@ class Recorder:
         self.command = command
         self.live_mode = live_mode
         self.facts = facts
+        # ring buffer: "batch" reads the mapped buffer in spans (ringbuf_reader.py),
+        # "callback" is BCC's one Python call per event (kept to compare, bench/)
+        self.consumer = consumer
         self.plan: ProbePlan | None = None
         self.bpf: Any = None
         self.attached: list[tuple[str, str]] = []   # (kind, symbol) to detach
@@ -157,6 +168,7 @@ class Recorder:
         """Attach every probe of the plan (kprobe + kretprobe where it has a return)."""
         assert self.plan is not None and self.bpf is not None
         t0 = time.monotonic()
+        self._load_walks()
         removed = remove_stale(self.plan.symbols())
         if removed:
             print(f"pageref: removed {len(removed)} kretprobe event(s) a killed recorder "
@@ -176,6 +188,20 @@ class Recorder:
                 raise PagerefError(f"cannot attach a kprobe to {sym} ({e}); "
                                    "run `pageref doctor` and `pageref probes`") from None
         self.attach_s = time.monotonic() - t0
+
+    def _load_walks(self) -> None:
+        """The tail-call programs that walk a bio / an unpin array (WALK_* in the
+        BPF program), loaded into the `walks` array where their probe is attached."""
+        symbols = {a["symbol"] for a in self.plan.attached} if self.plan else set()
+        for index, fn, sym in WALKS:
+            if sym not in symbols:
+                continue
+            try:
+                prog = self.bpf.load_func(fn, BPF_PROG_TYPE_KPROBE)
+                self.bpf["walks"][ctypes.c_int(index)] = ctypes.c_int(prog.fd)
+            except Exception as e:  # bcc raises bare Exception
+                raise PagerefError(f"cannot load the {fn} walk for {sym} ({e}); "
+                                   "run `pageref doctor`") from None
 
     def detach(self) -> None:
         if self.bpf is None:
@@ -230,6 +256,8 @@ class Recorder:
                             "pgmap_types": list(self.opts.pgmap_types),
                             "cgroup_id": self.opts.cgroup_id, "stacks": self.opts.stacks},
                 "buffer": "ringbuf" if self.opts.ringbuf else "perf",
+                "buffer_pages": self.opts.ringbuf_pages,
+                "consumer": self.consumer if self.opts.ringbuf else "callback",
                 "compile_s": round(self.compile_s, 3),
                 "attach_s": round(self.attach_s, 3),
                 "defines": self.defs,
@@ -313,12 +341,18 @@ class Recorder:
         """Stream until the duration ends, a signal, or the command exits."""
         assert self.bpf is not None
         start_ns = time.monotonic_ns()
+        cpu0 = _cpu_s()
         start_time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         header = self.header(start_ns, start_time)
         writer = PartWriter(self.out, header)
         view = _live_view(self.live_mode, header)
         events = self.bpf["events"]
-        if self.opts.ringbuf:
+        reader: RingReader | None = None
+        poll: Callable[[], Any]
+        if self.opts.ringbuf and self.consumer == "batch":
+            reader = open_reader(events, EVENT_SIZE)
+            poll = functools.partial(_read_into, reader, self._raw)
+        elif self.opts.ringbuf:
             events.open_ring_buffer(self._on_event)
             poll = lambda: self.bpf.ring_buffer_poll(100)  # noqa: E731
         else:
@@ -368,10 +402,19 @@ class Recorder:
                 poll()
             self._flush(writer, None)
             writer.header.end_ns = time.monotonic_ns()
+            # the recorder's CPU time while streaming (reading, decoding, writing
+            # parts): events / this is the rate its consumer sustains (bench/)
+            writer.header.extra.setdefault("tracer", {})["consumer_cpu_s"] = round(
+                _cpu_s() - cpu0, 3)
             writer.close()
             if view is not None:
                 view.set_counters(self.per_probe, dict(self._lost_seen))
                 view.close()
+            if reader is not None:
+                if reader.skipped:
+                    print(f"pageref: warning: {reader.skipped} ring buffer records were "
+                          "not pageref events (skipped)", file=sys.stderr)
+                reader.close()
             if not self.opts.ringbuf:
                 with contextlib.suppress(Exception):
                     close_perf_buffer(self.bpf["events"])
@@ -387,6 +430,17 @@ class Recorder:
         return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
                             self.compile_s, self.attach_s,
                             (time.monotonic_ns() - start_ns) / 1e9, exit_code)
+
+
+def _cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _read_into(reader: RingReader, out: list[bytes]) -> None:
+    raw = reader.read(0.1)
+    if raw:
+        out.append(raw)
 
 
 def close_perf_buffer(events: Any) -> None:

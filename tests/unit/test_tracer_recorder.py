@@ -38,6 +38,31 @@ class FakeTable(dict):
             return list(self.owner.lost)
         return super().__getitem__(key)
 
+    def __setitem__(self, key, value):    # ctypes keys and values, as BCC takes them
+        super().__setitem__(getattr(key, "value", key), getattr(value, "value", value))
+
+    # The ring buffer as the batch reader sees it (tracer/ringbuf_reader.py): a
+    # file laid out like the map's mmap (consumer page, producer page, the data
+    # twice), holding the queued events as committed records.
+    max_entries = 1 << 16
+
+    @property
+    def map_fd(self) -> int:
+        if getattr(self, "_fd", None) is None:
+            import mmap
+            import struct
+            page, size = mmap.PAGESIZE, self.max_entries
+            data = bytearray()
+            for e in self.owner.queue:
+                data += struct.pack("<II", ctypes.sizeof(e), 0) + bytes(e)
+                data += b"\0" * (-len(data) % 8)
+            self.owner.queue = []
+            data = bytes(data).ljust(size, b"\0")
+            self._fd = os.memfd_create("fake-ringbuf")
+            os.write(self._fd, bytes(page) + struct.pack("<Q", len(data.rstrip(b"\0")))
+                     .ljust(page, b"\0") + data + data)
+        return self._fd
+
 
 class FakeBPF:
     """Queued events are handed to the callback on poll; `lost` counts per CPU."""
@@ -81,6 +106,10 @@ class FakeBPF:
 
     def cleanup(self):
         self.cleaned = True
+
+    def load_func(self, fn_name, prog_type):
+        self.loaded = [*getattr(self, "loaded", []), (fn_name, prog_type)]
+        return type("Fn", (), {"fd": 1000 + len(self.loaded)})()
 
 
 def _events() -> list[PagerefEvent]:
@@ -245,7 +274,8 @@ fake = Endless([], lost=[0])
 rec_mod.compile_program = lambda defs: fake
 os.geteuid = lambda: 0
 facts = KernelFacts.load(T.FIX / "6.1")
-r = rec_mod.Recorder(Path(sys.argv[1]), Options(fentry=False), live_mode="quiet", facts=facts)
+r = rec_mod.Recorder(Path(sys.argv[1]), Options(fentry=False), live_mode="quiet", facts=facts,
+                     consumer="callback")
 r.prepare(); r.attach()
 print("running", flush=True)
 r.run()
@@ -282,3 +312,42 @@ def test_perf_buffer_padding_does_not_shift_events(recorder):
     ev = read_trace(out).events
     assert list(ev[ev.kind != "lost"].kind) == ["pin", "unpin", "grab_failed"]
     assert list(ev[ev.kind != "lost"].ts_ns) == [10, 20, 30]
+
+
+def test_walk_programs_loaded_for_the_attached_walks(recorder):
+    """The bio walk's tail-call program is loaded into `walks` (index WALK_BIO)
+    where __bio_release_pages is attached (6.1); unpin_user_pages is not
+    attached there (gup_put_folio is), so its walk is not loaded."""
+    make, fake, _ = recorder
+    r = make()
+    attached = {a["symbol"] for a in r.plan.attached}
+    assert "__bio_release_pages" in attached and "unpin_user_pages" not in attached
+    assert [fn for fn, _ in fake.loaded] == ["walk_bio"]
+    assert set(fake["walks"]) == {0}
+    text = rec_mod.program_text()
+    for index, fn, _sym in rec_mod.WALKS:
+        assert f"int {fn}(struct pt_regs *ctx)" in text
+        assert f"#define WALK_{fn.split('_')[1].upper()} {index}" in text
+
+
+def test_callback_consumer_still_selectable(recorder):
+    make, _fake, out = recorder
+    r = make(duration_s=0.3, consumer="callback")
+    r.run()
+    t = read_trace(out)
+    assert list(t.events[t.events.kind != "lost"].ts_ns) == [10, 20, 30]
+    assert t.header.extra["tracer"]["consumer"] == "callback"
+
+
+def test_default_buffer_is_sized_to_the_machine():
+    from pageref.tracer.buffer_size import default_buffer_pages as pages
+    gib = 1 << 30
+    assert pages(True, 5 * gib, 2, 4096) == 4096            # 16 MiB floor
+    assert pages(True, 64 * gib, 8, 4096) == 16384          # 8 MiB per CPU
+    assert pages(True, 256 * gib, 128, 4096) == 65536       # 256 MiB ceiling
+    assert pages(True, 512 << 20, 4, 4096) == 2048          # 1/64 of RAM
+    assert pages(False, 5 * gib, 2, 4096) == 2048           # perf: 8 MiB per CPU
+    assert pages(False, 1 * gib, 16, 4096) == 256           # 1/64 of RAM in all
+    for ram, cpus in ((1 << 28, 1), (3 * gib, 3), (100 * gib, 48)):
+        n = pages(True, ram, cpus, 4096)
+        assert n & (n - 1) == 0 and 64 <= n <= 65536
