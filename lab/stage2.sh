@@ -58,6 +58,10 @@ dmesg -n 1    # keep kernel messages off the console the job's output shares
 modprobe --ignore-install libnvdimm || fail "modprobe libnvdimm"
 modprobe -a nd_e820 nd_pmem dm_delay ext4 xfs \
     || fail "modprobe nd_e820 nd_pmem dm_delay ext4 xfs"
+# device DAX: the namespace driver (dax_pmem) and the character device (device_dax);
+# a kernel without them still gets its fsdax mounts, and says why devdax is missing
+devdax_why=
+modprobe -a dax_pmem device_dax 2>/dev/null || devdax_why="modprobe dax_pmem device_dax failed"
 modprobe brd rd_nr=2 rd_size="${PAGEREF_LAB_RAMDISK_KB:-131072}" || fail "modprobe brd"
 mark modules ""
 n=0
@@ -67,20 +71,66 @@ while [ ! -b /dev/pmem0 ] || [ ! -b /dev/pmem1 ]; do
 done
 mark pmem "$(cat /sys/block/pmem0/size) $(cat /sys/block/pmem1/size)"
 
+# Layout: namespace0.0 (/dev/pmem0, fsdax) carries both DAX file systems in
+# two partitions, 2 MiB-aligned (a PMD mapping needs a 2 MiB-aligned physical
+# block): p1 190 MiB ext4, p2 the last 320 MiB xfs (mkfs.xfs wants >= 300 MiB).
+# namespace1.0 becomes device DAX (/dev/dax1.0). fs_dax_get_by_bdev() serves
+# DAX on a partition with the partition's start as offset (it refuses only a
+# partition not page-aligned).
 mkdir -p /mnt/ext4 /mnt/xfs /mnt/scratch
+printf 'label: dos\nstart=4096, size=389120, type=83\nstart=393216, type=83\n' \
+    | sfdisk -q /dev/pmem0 >/dev/null || fail "sfdisk /dev/pmem0"
+n=0
+while [ ! -b /dev/pmem0p1 ] || [ ! -b /dev/pmem0p2 ]; do
+    n=$((n + 1)); [ $n -gt 50 ] && fail "no /dev/pmem0p1 and /dev/pmem0p2 after sfdisk"
+    sleep 0.1
+done
 # The three mkfs run at once (two vCPUs; each is mostly waiting on TCG).
-mkfs.ext4 -q -F -b 4096 /dev/pmem0 & p0=$!
+mkfs.ext4 -q -F -b 4096 /dev/pmem0p1 & p0=$!
 # xfs: a 2 MiB stripe unit aligns large allocations on the device, so a file
 # with a 2 MiB extent size hint can be mapped with PMDs (dax_pmd); two AGs
-# leave room for the log a stripe-aligned 512 MiB file system needs
-mkfs.xfs -q -f -m reflink=0 -d su=2m,sw=1,agcount=2 /dev/pmem1 & p1=$!
+# leave room for the log a stripe-aligned file system needs
+mkfs.xfs -q -f -m reflink=0 -d su=2m,sw=1,agcount=2 /dev/pmem0p2 & p1=$!
 mkfs.ext4 -q -F /dev/ram0 & p2=$!
-wait $p0 || fail "mkfs.ext4 /dev/pmem0"
-wait $p1 || fail "mkfs.xfs /dev/pmem1"
+if [ -z "$devdax_why" ]; then
+    # -f: the e820 namespace is "raw" (mode memory); reconfigure it in place
+    if ! out=$(ndctl create-namespace -f -e namespace1.0 -m devdax 2>&1); then
+        devdax_why="ndctl create-namespace -e namespace1.0 -m devdax failed:"
+        devdax_why="$devdax_why $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+    fi
+fi
+wait $p0 || fail "mkfs.ext4 /dev/pmem0p1"
+wait $p1 || fail "mkfs.xfs /dev/pmem0p2"
 wait $p2 || fail "mkfs.ext4 /dev/ram0"
-mount -o dax /dev/pmem0 /mnt/ext4 || fail "mount -o dax /dev/pmem0"
-mount -o dax=always /dev/pmem1 /mnt/xfs || fail "mount -o dax=always /dev/pmem1"
+mount -o dax /dev/pmem0p1 /mnt/ext4 || fail "mount -o dax /dev/pmem0p1"
+mount -o dax=always /dev/pmem0p2 /mnt/xfs || fail "mount -o dax=always /dev/pmem0p2"
 mount /dev/ram0 /mnt/scratch || fail "mount /dev/ram0"
+devdax=
+if [ -z "$devdax_why" ]; then
+    n=0
+    while [ ! -c /dev/dax1.0 ] && [ $n -lt 50 ]; do n=$((n + 1)); sleep 0.1; done
+    if [ -c /dev/dax1.0 ]; then devdax=/dev/dax1.0; else devdax_why="no /dev/dax1.0"; fi
+fi
+# Where each DAX store sits in physical memory (pfns), measured here, not
+# assumed: the namespace's resource plus the partition's start; device DAX's
+# own resource (after the struct pages it keeps on the device: map "dev").
+ns0=$(cat /sys/bus/nd/devices/namespace0.0/resource)
+part_pfns() {  # partition -> "start end" pfns, [start, end)
+    s=$(( ns0 + $(cat /sys/block/pmem0/$1/start) * 512 ))
+    echo "$(( s / 4096 )) $(( (s + $(cat /sys/block/pmem0/$1/size) * 512) / 4096 ))"
+}
+{
+    echo "ext4 /mnt/ext4 /dev/pmem0p1 $(part_pfns pmem0p1)"
+    echo "xfs /mnt/xfs /dev/pmem0p2 $(part_pfns pmem0p2)"
+    if [ -n "$devdax" ]; then
+        r=$(cat /sys/bus/dax/devices/dax1.0/resource)
+        sz=$(cat /sys/bus/dax/devices/dax1.0/size)
+        echo "devdax $devdax $devdax $(( r / 4096 )) $(( (r + sz) / 4096 ))"
+    else
+        echo "devdax none none 0 0 $devdax_why"
+    fi
+} > /results/lab-layout.txt
+mark devdax "${devdax:-none} ${devdax_why}"
 sectors=$(blockdev --getsz /dev/ram1)
 dmsetup create slow --noudevsync \
     --table "0 $sectors delay /dev/ram1 0 ${PAGEREF_LAB_SLOW_MS:-500}" || fail "dmsetup create slow"
@@ -90,6 +140,7 @@ chmod 1777 /mnt/ext4 /mnt/xfs /mnt/scratch
 mark ready "$(grep -E ' /mnt/(ext4|xfs) ' /proc/mounts | tr '\n' ';')"
 
 export PAGEREF_LAB=1 PAGEREF_LAB_EXT4=/mnt/ext4 PAGEREF_LAB_XFS=/mnt/xfs
+export PAGEREF_LAB_DEVDAX="$devdax" PAGEREF_LAB_LAYOUT=/results/lab-layout.txt
 export PAGEREF_LAB_SCRATCH=/mnt/scratch PAGEREF_LAB_SLOW_DEV=/dev/mapper/slow
 export PAGEREF_LAB_RESULTS=/results
 case "${PAGEREF_LAB_FS:-ext4}" in
@@ -101,8 +152,9 @@ cd "${PAGEREF_LAB_CWD:-/results}" 2>/dev/null || cd /results
 
 if [ "${PAGEREF_LAB_INTERACTIVE:-0}" = 1 ]; then
     mark shell ""
-    echo "pageref lab shell: DAX mounts /mnt/ext4 /mnt/xfs, scratch /mnt/scratch," \
-         "slow device /dev/mapper/slow, results /results. Exit the shell to power off."
+    echo "pageref lab shell: DAX mounts /mnt/ext4 /mnt/xfs, device DAX ${devdax:-none}," \
+         "scratch /mnt/scratch, slow device /dev/mapper/slow, results /results." \
+         "Exit the shell to power off."
     setsid -c /bin/bash -l </dev/console >/dev/console 2>&1
     echo 0 > /results/exit-code
 else

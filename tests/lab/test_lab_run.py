@@ -16,8 +16,9 @@ pytestmark = pytest.mark.lab
 GUEST = r"""
 set -u
 echo "dax=$PAGEREF_LAB_DAX ext4=$PAGEREF_LAB_EXT4 xfs=$PAGEREF_LAB_XFS"
-grep -E '^/dev/pmem0 /mnt/ext4 ext4 .*dax' /proc/mounts >/dev/null && echo ext4-dax-ok
-grep -E '^/dev/pmem1 /mnt/xfs xfs .*dax=always' /proc/mounts >/dev/null && echo xfs-dax-ok
+grep -E '^/dev/pmem0p1 /mnt/ext4 ext4 .*dax' /proc/mounts >/dev/null && echo ext4-dax-ok
+grep -E '^/dev/pmem0p2 /mnt/xfs xfs .*dax=always' /proc/mounts >/dev/null && echo xfs-dax-ok
+test "$PAGEREF_LAB_DEVDAX" = /dev/dax1.0 && test -c /dev/dax1.0 && echo devdax-ok
 grep -E '^/dev/ram0 /mnt/scratch ' /proc/mounts | grep -qv dax && echo scratch-ok
 test -b "$PAGEREF_LAB_SLOW_DEV" && dmsetup table slow | grep -q ' delay ' && echo slow-ok
 grep -q 'Persistent Memory (legacy)' /proc/iomem && echo iomem-ok
@@ -36,7 +37,7 @@ def test_lab_run_paths_output_and_status(tmp_path):
     out = proc.stdout
     assert proc.returncode == 7, (proc.stdout, proc.stderr[-2000:])
     assert "dax=/mnt/xfs ext4=/mnt/ext4 xfs=/mnt/xfs" in out
-    for ok in ("ext4-dax-ok", "xfs-dax-ok", "scratch-ok", "slow-ok", "iomem-ok"):
+    for ok in ("ext4-dax-ok", "xfs-dax-ok", "devdax-ok", "scratch-ok", "slow-ok", "iomem-ok"):
         assert ok in out, (ok, out)
     results = [ln.split("results: ", 1)[1] for ln in proc.stderr.splitlines()
                if "results: " in ln]

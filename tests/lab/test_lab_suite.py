@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from lab_expect import EXPECT
+from lab_layout import read_layout
 
 from pageref.lab.qemu import pmem_pfn_ranges
 
@@ -20,8 +21,7 @@ pytestmark = pytest.mark.lab
 FSS = ("ext4", "xfs")
 # dax-suite.sh runs these, in this order, on each file system
 WORKLOADS = ("odirect", "pvm", "vmsplice", "punch", "uring", "fio")
-PMEM0, PMEM1 = pmem_pfn_ranges()
-PMEM_OF = {"ext4": PMEM0, "xfs": PMEM1}   # pmem0 carries ext4, pmem1 xfs
+PMEM0, PMEM1 = pmem_pfn_ranges()   # ext4 and xfs: partitions of pmem0; devdax on PMEM1
 
 
 def expect(suite, key: str):
@@ -87,7 +87,8 @@ def test_pfns_inside_pmem_and_fsdax(suite):
     assert (pm["pgmap_type"].astype(str) == "fsdax").all()
     assert pm["zone_device"].fillna(False).astype(bool).all()
     for fs in FSS:
-        lo, hi = PMEM_OF[fs]
+        store = read_layout(suite.run.run_dir)[fs]   # the partition, as the guest saw it
+        lo, hi = store.pfn_start, store.pfn_end
         for name in ("odirect", "pvm", "vmsplice", "punch", "uring"):
             pfns = suite.workload(name, fs)["pfns"]
             assert pfns, f"{name} on {fs} reported no pfns (pagemap)"
