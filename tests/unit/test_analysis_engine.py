@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from analysis_support import FSDAX, MS, S, Tr
+from analysis_support import FSDAX, MS, S, Tr, events_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +17,7 @@ from pageref.analysis import model as model_mod
 from pageref.analysis.columns import Columns, from_frame, load_columns
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.engine import Engine, column_batches
-from pageref.analysis.synth import BUGS, events_frame, random_scenario
+from pageref.analysis.synth import BUGS, random_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = sorted((ROOT / "tests" / "fixtures" / "kernels").glob("*/suite.jsonl")) \
