@@ -458,14 +458,14 @@ int on___folio_put(struct pt_regs *ctx)
 	return leaf_drop(ctx, PROBE___FOLIO_PUT, KIND_PUT, PT_REGS_PARM1(ctx), 1, 0, 1, 0);
 }
 
-/* __put_devmap_managed_page(page): 5.x fsdax put, one reference */
+/* __put_devmap_managed_page(page): 5.18's fsdax put, one reference */
 int on___put_devmap_managed_page(struct pt_regs *ctx)
 {
 	return leaf_drop(ctx, PROBE___PUT_DEVMAP_MANAGED_PAGE, KIND_PUT, PT_REGS_PARM1(ctx), 1, 0,
 			 0, 1);
 }
 
-/* __put_devmap_managed_page_refs(page, refs): 5.19-6.7; _folio_refs(folio, refs): 6.8-6.14 */
+/* __put_devmap_managed_page_refs(page, refs): 5.19-6.8; _folio_refs(folio, refs): to 6.14 */
 int on___put_devmap_managed_page_refs(struct pt_regs *ctx)
 {
 	return leaf_drop(ctx, PROBE___PUT_DEVMAP_MANAGED_PAGE_REFS, KIND_PUT, PT_REGS_PARM1(ctx),
@@ -809,6 +809,149 @@ int ret_folios_put_refs(struct pt_regs *ctx)
 }
 #endif
 
+/*
+ * ---- 5.x reference paths (before the folio conversion of 5.18) ----
+ *
+ * try_grab_compound_head(page, refs, flags) -> head page: the gup-fast grab.
+ * put_devmap_managed_page(page): put_page() of an fsdax or device-private page
+ * (page_is_devmap_managed()); it decrements, then calls free_devmap_managed_page
+ * at 1 (fsdax wake-up, device-private free) or __put_page at 0. A leaf: inside an
+ * unpin or a bio walk (outer probes) it is the same drop.
+ */
+int on_try_grab_compound_head(struct pt_regs *ctx)
+{
+	return grab_entry(ctx, PROBE_TRY_GRAB_COMPOUND_HEAD, PT_REGS_PARM1(ctx),
+			  (s32)PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx));
+}
+int ret_try_grab_compound_head(struct pt_regs *ctx)
+{
+	return grab_return(ctx, PROBE_TRY_GRAB_COMPOUND_HEAD, RET_PTR);
+}
+
+int on_put_devmap_managed_page(struct pt_regs *ctx)
+{
+	return leaf_drop(ctx, PROBE_PUT_DEVMAP_MANAGED_PAGE, KIND_PUT, PT_REGS_PARM1(ctx), 1, 0,
+			 0, 0);
+}
+
+#ifdef HAVE_UNPIN_USER_PAGES_DIRTY_LOCK
+/* unpin_user_pages_dirty_lock(pages, npages, make_dirty): one unpin per page, at
+ * most MAX_BATCH reported (the walk of unpin_user_pages) */
+int on_unpin_user_pages_dirty_lock(struct pt_regs *ctx)
+{
+	u64 pages = PT_REGS_PARM1(ctx);
+	u64 n = PT_REGS_PARM2(ctx);
+	int inner = nested(ctx);
+	struct pageref_event *e;
+
+	enter_outer(ctx);
+	if (inner || !task_ok())
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	for (u32 i = 0; i < MAX_BATCH; i++) {
+		barrier_var(i);
+		if (i >= n)
+			break;
+		emit_drop_into(e, ctx, PROBE_UNPIN_USER_PAGES_DIRTY_LOCK, KIND_UNPIN,
+			       rd64(pages + 8 * i), 1, FOLL_PIN_VAL, 0, 0);
+	}
+	return 0;
+}
+int ret_unpin_user_pages_dirty_lock(struct pt_regs *ctx)
+{
+	return leave_outer(ctx);
+}
+#endif
+
+#ifdef HAVE_UNPIN_USER_PAGE_RANGE_DIRTY_LOCK
+/* unpin_user_page_range_dirty_lock(page, npages, make_dirty): npages contiguous
+ * struct pages, one unpin each (fill_page() finds each one's head) */
+int on_unpin_user_page_range_dirty_lock(struct pt_regs *ctx)
+{
+	u64 page = PT_REGS_PARM1(ctx);
+	u64 n = PT_REGS_PARM2(ctx);
+	int inner = nested(ctx);
+	struct pageref_event *e;
+
+	enter_outer(ctx);
+	if (inner || !task_ok())
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	for (u32 i = 0; i < MAX_BATCH; i++) {
+		barrier_var(i);
+		if (i >= n)
+			break;
+		emit_drop_into(e, ctx, PROBE_UNPIN_USER_PAGE_RANGE_DIRTY_LOCK, KIND_UNPIN,
+			       page + (u64)i * SIZEOF_PAGE, 1, FOLL_PIN_VAL, 0, 0);
+	}
+	return 0;
+}
+int ret_unpin_user_page_range_dirty_lock(struct pt_regs *ctx)
+{
+	return leave_outer(ctx);
+}
+#endif
+
+#ifdef HAVE_BIO_RELEASE_PAGES
+#if !defined(OFF_BIO_IO_VEC) || !defined(OFF_BIO_VCNT) || !defined(OFF_BVEC_PAGE) || \
+	!defined(OFF_BVEC_LEN) || !defined(OFF_BVEC_OFFSET) || !defined(SIZEOF_BIO_VEC) || \
+	!defined(OFF_BIO_FLAGS) || !defined(BIO_NO_PAGE_REF_BIT)
+#error "pageref: bio_release_pages planned without its offsets (plan.py BIO_WALK, BIO_FLAGS)"
+#endif
+/*
+ * bio_release_pages(bio, mark_dirty), 5.x: put_page() on every page unless the
+ * bio is BIO_NO_PAGE_REF. The same walk as __bio_release_pages.
+ */
+int on_bio_release_pages(struct pt_regs *ctx)
+{
+	u64 bio = PT_REGS_PARM1(ctx);
+	u64 vec = rd64(bio + OFF_BIO_IO_VEC);
+	u32 vcnt = rd32(bio + OFF_BIO_VCNT) & 0xffff;
+	u32 bflags = rd32(bio + OFF_BIO_FLAGS) & 0xffff;
+	int inner = nested(ctx);
+	struct pageref_event *e;
+
+	enter_outer(ctx);
+	if (inner || !task_ok() || (bflags & (1U << BIO_NO_PAGE_REF_BIT)))
+		return 0;
+	e = scratch_event();
+	if (!e)
+		return 0;
+	for (u32 i = 0; i < BIO_MAX_VECS; i++) {
+		u64 bv, page;
+		u32 len, off, first, last;
+
+		barrier_var(i);
+		if (i >= vcnt)
+			break;
+		bv = vec + (u64)i * SIZEOF_BIO_VEC;
+		len = rd32(bv + OFF_BVEC_LEN);
+		off = rd32(bv + OFF_BVEC_OFFSET);
+		page = rd64(bv + OFF_BVEC_PAGE);
+		if (!len)
+			continue;
+		first = off / PAGE_SIZE_VAL;
+		last = (off + len - 1) / PAGE_SIZE_VAL;
+		for (u32 j = 0; j < BIO_MAX_PAGES; j++) {
+			barrier_var(j);
+			if (first + j > last)
+				break;
+			emit_drop_into(e, ctx, PROBE_BIO_RELEASE_PAGES, KIND_PUT,
+				       page + (u64)(first + j) * SIZEOF_PAGE, 1, 0, 0, 0);
+		}
+	}
+	return 0;
+}
+int ret_bio_release_pages(struct pt_regs *ctx)
+{
+	return leave_outer(ctx);
+}
+#endif
+
 /* ---- free: the last reference is gone (never nested-suppressed) ---- */
 
 /* free_zone_device_page(page): 5.18 (80a72d0af8b8); renamed _folio in 6.9-6.10 */
@@ -824,6 +967,15 @@ int on_free_zone_device_folio(struct pt_regs *ctx)
 	if (!task_ok())
 		return 0;
 	return emit_drop(ctx, PROBE_FREE_ZONE_DEVICE_FOLIO, KIND_FREE, PT_REGS_PARM1(ctx), 0, 0,
+			 0, 0);
+}
+
+/* free_devmap_managed_page(page): 5.x, the count just reached 1 (the page is idle) */
+int on_free_devmap_managed_page(struct pt_regs *ctx)
+{
+	if (!task_ok())
+		return 0;
+	return emit_drop(ctx, PROBE_FREE_DEVMAP_MANAGED_PAGE, KIND_FREE, PT_REGS_PARM1(ctx), 0, 0,
 			 0, 0);
 }
 
@@ -959,6 +1111,25 @@ KFUNC_PROBE(try_grab_folio_fast, u64 page, u64 refs, u64 flags)
 KRETFUNC_PROBE(try_grab_folio_fast, u64 page, u64 refs, u64 flags, u64 ret)
 {
 	return grab_return_rc(ctx, PROBE_TRY_GRAB_FOLIO_FAST, RET_PTR, CTX_ARG(3));
+}
+#endif
+#ifdef FENTRY_TRY_GRAB_COMPOUND_HEAD
+KFUNC_PROBE(try_grab_compound_head, u64 page, u64 refs, u64 flags)
+{
+	return grab_entry(ctx, PROBE_TRY_GRAB_COMPOUND_HEAD, CTX_ARG(0), (s32)CTX_ARG(1),
+			  CTX_ARG(2));
+}
+KRETFUNC_PROBE(try_grab_compound_head, u64 page, u64 refs, u64 flags, u64 ret)
+{
+	return grab_return_rc(ctx, PROBE_TRY_GRAB_COMPOUND_HEAD, RET_PTR, CTX_ARG(3));
+}
+#endif
+#ifdef FENTRY_FREE_DEVMAP_MANAGED_PAGE
+KFUNC_PROBE(free_devmap_managed_page, u64 page)
+{
+	if (!task_ok())
+		return 0;
+	return emit_drop(ctx, PROBE_FREE_DEVMAP_MANAGED_PAGE, KIND_FREE, CTX_ARG(0), 0, 0, 0, 0);
 }
 #endif
 #ifdef FENTRY_FREE_ZONE_DEVICE_PAGE

@@ -37,6 +37,8 @@ LEGACY_SYMBOL_KINDS: dict[str, tuple[str, ...]] = {
     "unpin_user_pages": ("unpin",),
     "unpin_user_folio": ("unpin",),
     "unpin_folio": ("unpin",),
+    "unpin_user_pages_dirty_lock": ("unpin",),
+    "unpin_user_page_range_dirty_lock": ("unpin",),
     # mapping references: a refcount rise, never a pin, never a refused grab
     "vmf_insert_page_mkwrite": ("get",),
     "vmf_insert_folio_pmd": ("get",),

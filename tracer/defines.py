@@ -30,12 +30,15 @@ OPTIONAL_OFFSETS = (
     ("bio_vec.bv_page", "OFF_BVEC_PAGE"), ("bio_vec.bv_len", "OFF_BVEC_LEN"),
     ("bio_vec.bv_offset", "OFF_BVEC_OFFSET"),
     ("folio_batch.nr", "OFF_FBATCH_NR"), ("folio_batch.folios", "OFF_FBATCH_FOLIOS"),
+    ("bio.bi_flags", "OFF_BIO_FLAGS"),
 )
 OPTIONAL_SIZES = (("bio_vec", "SIZEOF_BIO_VEC"),)
 # What the walks of a bio and of a folio batch read (bpf/pageref.bpf.c)
 BIO_WALK = frozenset({"OFF_BIO_IO_VEC", "OFF_BIO_VCNT", "OFF_BVEC_PAGE", "OFF_BVEC_LEN",
                       "OFF_BVEC_OFFSET", "SIZEOF_BIO_VEC"})
 FBATCH_WALK = frozenset({"OFF_FBATCH_NR", "OFF_FBATCH_FOLIOS"})
+# 5.x bio_release_pages() returns early on BIO_NO_PAGE_REF bios: read bi_flags
+BIO_FLAGS = frozenset({"OFF_BIO_FLAGS", "BIO_NO_PAGE_REF_BIT"})
 
 
 def optional_defines(facts: KernelFacts) -> dict[str, int]:
@@ -43,6 +46,9 @@ def optional_defines(facts: KernelFacts) -> dict[str, int]:
     plan asks this even where the page layout itself is not readable)."""
     d = {name: facts.offsets[key] for key, name in OPTIONAL_OFFSETS if key in facts.offsets}
     d.update({name: facts.sizes[key] for key, name in OPTIONAL_SIZES if key in facts.sizes})
+    nopageref = facts.enums.get("bio_flags", {}).get("BIO_NO_PAGE_REF")
+    if nopageref is not None and 0 <= nopageref < 16:   # a bit of the u16 bi_flags
+        d["BIO_NO_PAGE_REF_BIT"] = nopageref
     return d
 
 

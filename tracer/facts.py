@@ -28,13 +28,15 @@ from pageref.tracer.btf import BTF, BTFError
 # Every function pageref may probe, or whose presence tells something about the
 # kernel (see plan.py and kernel_rules.py for what each one means).
 WANTED_FUNCS = (
-    "try_grab_page", "try_grab_folio", "try_grab_folio_fast",
-    "__put_page", "__folio_put", "__put_devmap_managed_page",
+    "try_grab_page", "try_grab_folio", "try_grab_folio_fast", "try_grab_compound_head",
+    "__put_page", "__folio_put", "__put_devmap_managed_page", "put_devmap_managed_page",
+    "free_devmap_managed_page", "zone_device_page_init",
     "__put_devmap_managed_page_refs", "__put_devmap_managed_folio_refs",
     "unpin_user_page", "unpin_user_pages", "unpin_user_pages_dirty_lock",
     "unpin_user_page_range_dirty_lock", "unpin_user_folio", "unpin_folio", "gup_put_folio",
     "put_user_page", "put_user_pages",
-    "__bio_release_pages", "bio_release_pages", "release_pages", "folios_put_refs",
+    "__bio_release_pages", "bio_release_pages", "bio_release_pages.part.0", "release_pages",
+    "folios_put_refs",
     "free_zone_device_page", "free_zone_device_folio",
     "dax_layout_busy_page", "dax_layout_busy_page_range", "dax_break_layout",
     "dax_break_layout_final",
@@ -52,7 +54,7 @@ WANTED_MEMBERS = (
     ("page", "pgmap"),
     ("folio", "pgmap"), ("folio", "_pincount"), ("folio", "_folio_order"),
     ("folio", "_flags_1"), ("dev_pagemap", "type"),
-    ("bio", "bi_io_vec"), ("bio", "bi_vcnt"),
+    ("bio", "bi_io_vec"), ("bio", "bi_vcnt"), ("bio", "bi_flags"),
     ("bio_vec", "bv_page"), ("bio_vec", "bv_len"), ("bio_vec", "bv_offset"),
     ("folio_batch", "nr"), ("folio_batch", "folios"),
 )
@@ -229,16 +231,14 @@ class KernelFacts:
         # mm/internal.h); BIO_PAGE_PINNED (6.5) says bios unpin through
         # unpin_user_folio/page (plan.py); BPF_MAP_TYPE_RINGBUF says ring buffer.
         bio_names = {"BIO_PAGE_PINNED", "BIO_PAGE_REFFED", "BIO_NO_PAGE_REF"}
-        found = btf.enumerators(names=set(FOLL_NAMES) | bio_names | {
-            "BPF_MAP_TYPE_RINGBUF", "GUP_PIN_COUNTING_BIAS"})
+        # (GUP_PIN_COUNTING_BIAS is a #define in every version: _add_headers reads it)
+        found = btf.enumerators(names=set(FOLL_NAMES) | bio_names | {"BPF_MAP_TYPE_RINGBUF"})
         foll = {k: v for k, v in found.items() if k in FOLL_NAMES}
         if "FOLL_PIN" in foll and "FOLL_GET" in foll:
             self.foll, self.foll_source = foll, "btf"
         self.enums["bio_flags"] = {k: v for k, v in found.items() if k in bio_names}
         self.enums["bpf_map_type"] = {k: v for k, v in found.items()
                                       if k == "BPF_MAP_TYPE_RINGBUF"}
-        if "GUP_PIN_COUNTING_BIAS" in found:
-            self.pin_bias, self.pin_bias_source = found["GUP_PIN_COUNTING_BIAS"], "btf"
 
     def _add_headers(self, root: Path) -> None:
         """FOLL_* and GUP_PIN_COUNTING_BIAS from include/linux/mm*.h (#defines before

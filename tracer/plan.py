@@ -21,7 +21,7 @@ from typing import Any
 
 from pageref.trace.header import CoverageRecord
 from pageref.trace.plan_record import LeftOut
-from pageref.tracer.defines import BIO_WALK, FBATCH_WALK, optional_defines
+from pageref.tracer.defines import BIO_FLAGS, BIO_WALK, FBATCH_WALK, optional_defines
 from pageref.tracer.facts import KernelFacts
 
 GRAB_KINDS = ("get", "pin", "grab_failed")
@@ -111,6 +111,12 @@ TARGETS: tuple[Target, ...] = (
            note="(page, flags) 5.7-6.9 ('mm/gup: track FOLL_PIN pages', 3faa52c03f44); bool "
                 "until 6.1, int from 6.2 ('mm: allow multiple error returns in "
                 "try_grab_page()'); GUP of fsdax PMD mappings on 6.1"),
+    Target("try_grab_compound_head", "grab", 23, GRAB_KINDS, ret=True,
+           note="gup-fast grab (page, refs, flags) -> head page or NULL, 5.7-5.17: static "
+                "__maybe_unused in 5.10's mm/gup.c (a 5.10.262 boot has it traceable), global "
+                "in 5.14/5.15; on 5.x O_DIRECT takes its pages through get_user_pages_fast, "
+                "so this is every such grab. Replaced in 5.18 by try_grab_folio ('mm/gup: Add "
+                "try_get_folio() and try_grab_folio()')"),
     # put --------------------------------------------------------------------
     Target("gup_put_folio", "put", 9, PUT + UNPIN, ret=True,
            note="static; every unpin and GUP put since 5.18 ('mm/gup: Convert "
@@ -121,13 +127,31 @@ TARGETS: tuple[Target, ...] = (
     Target("unpin_user_page", "put", 10, UNPIN, ret=True,
            note="5.6+ ('mm/gup: introduce pin_user_pages*() and FOLL_PIN', fc1d8e7cca2d)"),
     Target("unpin_user_pages", "put", 11, UNPIN, ret=True, note="5.6+ (fc1d8e7cca2d)"),
+    Target("unpin_user_pages_dirty_lock", "put", 27, UNPIN, ret=True,
+           note="5.6+ (fc1d8e7cca2d); before gup_put_folio (5.18) it drops each page's pins "
+                "through static put_compound_head and put_page (5.14/5.15: put_page_refs, an "
+                "inline subtract then put_page), which a leaf probe would see as 1-reference "
+                "puts: an outer probe, walking the array"),
+    Target("unpin_user_page_range_dirty_lock", "put", 28, UNPIN, ret=True,
+           note="(page, npages, make_dirty), added after 5.10 ('mm/gup: add a range variant "
+                "of unpin_user_pages_dirty_lock()'; absent from 5.10.89, in 5.14.2/5.15.100): "
+                "outer probe walking the range, before gup_put_folio (5.18)"),
     Target("__put_devmap_managed_folio_refs", "put", 8, PUT,
-           note="fsdax put, folio form of the next (6.8+); removed by the "
-                "'fs/dax: Fix ZONE_DEVICE page reference counts' (DAX-gup) series, 6.15"),
+           note="fsdax put, folio form of the next ('mm: convert put_devmap_managed_page_refs() "
+                "to put_devmap_managed_folio_refs()', after 6.8: 6.8 still has the page form, "
+                "6.12 this one); removed by the 'fs/dax: Fix ZONE_DEVICE page reference "
+                "counts' (DAX-gup) series, 6.15"),
     Target("__put_devmap_managed_page_refs", "put", 7, PUT,
-           note="fsdax put with a count, 5.19+ ('mm: add "
-                "__put_devmap_managed_page_refs')"),
-    Target("__put_devmap_managed_page", "put", 6, PUT, note="fsdax put before 5.19"),
+           note="fsdax put with a count, 5.19-6.8 ('mm: add __put_devmap_managed_page_refs' "
+                "renamed __put_devmap_managed_page)"),
+    Target("__put_devmap_managed_page", "put", 6, PUT,
+           note="fsdax put, 5.18 only: 27674ef6c73f ('mm: remove the extra ZONE_DEVICE struct "
+                "page refcount') made it of put_devmap_managed_page, 5.19 added a count"),
+    Target("put_devmap_managed_page", "put", 24, PUT,
+           note="put_page() of a devmap-managed page (fsdax or device-private: "
+                "page_is_devmap_managed()), exported from mm/swap.c 5.10-5.17 (5.10.89, 5.14.2, "
+                "5.15.100 sources; a 5.10.262 boot); release_pages() routes those pages through "
+                "it too. Removed by 27674ef6c73f (5.18)"),
     Target("__bio_release_pages", "put", 13, PUT, ret=True, requires=BIO_WALK,
            note="O_DIRECT completion; before BIO_PAGE_PINNED ('block: Add BIO_PAGE_PINNED "
                 "and associated infrastructure', a8affc03a9b3, 6.5) it puts each page "
@@ -135,10 +159,20 @@ TARGETS: tuple[Target, ...] = (
     Target("folios_put_refs", "put", 22, PUT, ret=True, requires=FBATCH_WALK,
            note="batched release (mmu_gather zap, release_pages), 6.10+: zone-device "
                 "folios are decremented inline there; pageref walks the batch"),
+    Target("bio_release_pages", "put", 26, PUT, ret=True,
+           requires=BIO_WALK | BIO_FLAGS,
+           note="O_DIRECT completion, 5.x (block/bio.c, exported, 5.10-5.15 checked): put_page "
+                "on each page unless BIO_NO_PAGE_REF; an outer probe walking the bio (so "
+                "devdax pages, whose puts are inline, are seen) and hiding the nested devmap "
+                "put. Made an inline wrapper of __bio_release_pages later"),
     Target("__folio_put", "put", 5, PUT,
            note="last reference dropped, 6.0+ (the folio conversion replaced __put_page)"),
     Target("__put_page", "put", 4, PUT, note="last reference dropped, <= 5.19"),
     # free -------------------------------------------------------------------
+    Target("free_devmap_managed_page", "free", 25, FREE,
+           note="mm/memremap.c 5.10-5.17: put_devmap_managed_page calls it when the count "
+                "reaches 1 (1-based pages): the fsdax idle wake-up and the device-private free. "
+                "Replaced by free_zone_device_page in 5.18"),
     Target("free_zone_device_folio", "free", 15, FREE,
            note="folio form of free_zone_device_page (6.10+); on kernels where fsdax "
                 "mappings hold references it wakes layout waiters"),
@@ -146,9 +180,11 @@ TARGETS: tuple[Target, ...] = (
            note="5.18-6.9 ('mm: simplify freeing of devmap managed pages')"),
     # busy -------------------------------------------------------------------
     Target("dax_layout_busy_page_range", "busy", 16, BUSY, ret=True,
-           note="5.12+ ('dax: Create a range version of dax_layout_busy_page()'); "
-                "dax_layout_busy_page and dax_break_layout call it"),
-    Target("dax_layout_busy_page", "busy", 17, BUSY, ret=True, note="before 5.12"),
+           note="5.10+ ('dax: Create a range version of dax_layout_busy_page()'; in 5.10.89's "
+                "fs/dax.c and a 5.10.262 boot); dax_layout_busy_page and dax_break_layout "
+                "call it"),
+    Target("dax_layout_busy_page", "busy", 17, BUSY, ret=True,
+           note="the whole-mapping form; only where the _range form is absent"),
 )
 BY_SYMBOL = {t.symbol: t for t in TARGETS}
 BY_ID = {t.id: t for t in TARGETS}
@@ -231,9 +267,14 @@ def _signature(facts: KernelFacts, sym: str) -> str | None:
 FENTRY_METHOD = {"grab": AttachMethod.FENTRY_FEXIT, "free": AttachMethod.FENTRY,
                  "busy": AttachMethod.FEXIT}
 FENTRY_SYMBOLS = frozenset({"try_grab_page", "try_grab_folio", "try_grab_folio_fast",
+                            "try_grab_compound_head", "free_devmap_managed_page",
                             "free_zone_device_page", "free_zone_device_folio",
                             "dax_layout_busy_page_range", "dax_layout_busy_page"})
 MAPPING_REFS = ("vmf_insert_page_mkwrite", "vmf_insert_folio_pmd", "vmf_insert_folio_pud")
+# The devmap put of put_page(), newest name first (each target's note says when)
+DEVMAP_PUTS = ("__put_devmap_managed_folio_refs", "__put_devmap_managed_page_refs",
+               "__put_devmap_managed_page", "put_devmap_managed_page")
+FREE_NAMES = ("free_zone_device_folio", "free_zone_device_page", "free_devmap_managed_page")
 
 
 def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
@@ -294,11 +335,9 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
         if t.probe == "grab" and t.symbol not in MAPPING_REFS:
             try_attach(t)
     # Mapping references: only where DAX mappings hold them (no devmap put path).
-    devmap_put = any(facts.has_symbol(s) for s in (
-        "__put_devmap_managed_folio_refs", "__put_devmap_managed_page_refs",
-        "__put_devmap_managed_page"))
+    devmap = [s for s in DEVMAP_PUTS if facts.has_symbol(s)]
     for sym in MAPPING_REFS:
-        if facts.has_symbol(sym) and not devmap_put:
+        if facts.has_symbol(sym) and not devmap:
             try_attach(BY_SYMBOL[sym])
 
     # put: gup_put_folio is every unpin's common path, but newer compilers inline
@@ -317,38 +356,62 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
         uncovered.append("copies of gup_put_folio inlined into other callers (e.g. the "
                          "gup-fast undo of a racing grab)")
     else:
+        # Before gup_put_folio (5.x) the batch unpins drop each page's pins through
+        # static helpers and put_page: outer probes that walk their pages.
         if try_attach(BY_SYMBOL["unpin_user_pages"]):
             covered.append("unpin_user_pages(): every page of each call (walked in BPF; "
                            "past 8,192 pages a lost row)")
         for sym in ("unpin_user_pages_dirty_lock", "unpin_user_page_range_dirty_lock"):
-            if facts.has_symbol(sym):
-                uncovered.append(f"{sym}() with make_dirty: pins dropped by the inlined "
-                                 "gup_put_folio, no function to probe")
+            if not facts.has_symbol(sym):
+                continue
+            if try_attach(BY_SYMBOL[sym]):
+                covered.append(f"{sym}(): first 64 pages of each call, one unpin each")
+            else:
+                uncovered.append(f"{sym}() with make_dirty: its unpins are seen only as "
+                                 "devmap puts of one reference (see 'not attached')")
 
-    devmap = [s for s in ("__put_devmap_managed_folio_refs", "__put_devmap_managed_page_refs",
-                          "__put_devmap_managed_page") if facts.has_symbol(s)]
+    # fsdax puts (and on 5.x device-private ones): the newest name the kernel has
     for sym in devmap[:1]:
         if try_attach(BY_SYMBOL[sym]):
-            covered.append(f"put_page() on fsdax pages, through {sym}")
+            which = ("fsdax and device-private pages" if sym == "put_devmap_managed_page"
+                     else "fsdax pages")
+            covered.append(f"put_page() on {which}, through {sym}")
     for sym in devmap[1:]:
         leave_out(sym, f"superseded by {devmap[0]}")
-    if not devmap:
-        notes.append("no __put_devmap_managed_*: fsdax pages are refcounted like any "
-                     "other folio ('Fix the DAX-gup mistake' series, 6.15)")
+    if not devmap and any(facts.has_symbol(s) for s in MAPPING_REFS):
+        notes.append("no devmap put (put_devmap_managed_page, __put_devmap_managed_*): fsdax "
+                     "pages are refcounted like any other folio ('fs/dax: Fix ZONE_DEVICE "
+                     "page reference counts' series, 6.15)")
+    elif not devmap:
+        notes.append("no devmap put (put_devmap_managed_page, __put_devmap_managed_*) and no "
+                     "DAX mapping references: fsdax puts that leave references are not seen")
 
+    # O_DIRECT completion: bios before BIO_PAGE_PINNED (6.5) hold page references
     bio_pinned = facts.enums.get("bio_flags", {}).get("BIO_PAGE_PINNED") is not None
     if facts.has_symbol("__bio_release_pages"):
         if bio_pinned:
-            leave_out("__bio_release_pages", "not needed: BIO_PAGE_PINNED bios unpin "
-                                             "through unpin_user_folio/unpin_user_page")
-            uncovered.append("bio_release_page() put_page on BIO_PAGE_REFFED bios "
-                             "(inline put; only a last reference is seen)")
+            leave_out("__bio_release_pages", "not needed: it only unpins BIO_PAGE_PINNED bios "
+                                             "(6.5+), page by page through unpin_user_page")
         elif try_attach(BY_SYMBOL["__bio_release_pages"]):
             covered.append("O_DIRECT bio completion (__bio_release_pages walks the bio: "
                            "every page; past 8,192 pages, lost rows naming the pfn ranges)")
         else:
             uncovered.append("O_DIRECT bio completion: __bio_release_pages not attached "
                              "(see 'not attached')")
+    elif facts.has_symbol("bio_release_pages"):
+        if try_attach(BY_SYMBOL["bio_release_pages"]):
+            covered.append("O_DIRECT bio completion (bio_release_pages walks the bio, "
+                           "BIO_NO_PAGE_REF bios skipped: up to 16 pages in each of 16 "
+                           "vectors)")
+        else:
+            uncovered.append("O_DIRECT bio completion: bio_release_pages not attached (see "
+                             "'not attached')" + (f"; fsdax puts are seen through {devmap[0]}"
+                                                  if devmap else ""))
+        if facts.has_symbol("bio_release_pages.part.0"):
+            uncovered.append("bio_release_pages() calls inside block/bio.c (the O_DIRECT read "
+                             "completion's bio_check_pages_dirty) that reach gcc's "
+                             "bio_release_pages.part.0 clone directly: only their devmap puts "
+                             "are seen")
 
     final = "__folio_put" if facts.has_symbol("__folio_put") else "__put_page"
     other = "__put_page" if final == "__folio_put" else "__folio_put"
@@ -358,22 +421,29 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
         leave_out(other, f"superseded by {final}")
     uncovered.append("put_page()/folio_put()/folio_put_refs() that leave references "
                      "(inline atomic decrement; nothing to probe" +
-                     (", except fsdax pages above)" if devmap else ")"))
+                     (", except the devmap puts above)" if devmap else ")"))
     if facts.has_symbol("folios_put_refs") and try_attach(BY_SYMBOL["folios_put_refs"]):
         covered.append("batched releases (munmap/zap mmu_gather, release_pages) through "
                        "folios_put_refs: every folio of each batch")
+    elif facts.has_symbol("release_pages") and devmap:
+        # 5.10-6.8 (checked 5.10.89, 5.14.2, 5.15.100, 6.1, 6.8): release_pages()
+        # sends devmap-managed pages to the devmap put, the others it decrements inline
+        covered.append(f"batched releases (release_pages: munmap, zap) of the pages "
+                       f"{devmap[0]} takes, through it")
+        uncovered.append("batched releases (release_pages) of other ZONE_DEVICE pages (device "
+                         "DAX, p2pdma): inline decrement; a page freed there shows as 'free'")
     elif facts.has_symbol("release_pages"):
         uncovered.append("batched releases (release_pages: munmap, zap, pagevec): "
                          "decrements inline; a page freed there shows as 'free'")
 
     # free: newest name first
-    for sym in ("free_zone_device_folio", "free_zone_device_page"):
+    for sym in FREE_NAMES:
         if facts.has_symbol(sym):
             try_attach(BY_SYMBOL[sym])
             break
     else:
-        leave_out("free_zone_device_folio", "not in this kernel (nor free_zone_device_page)",
-                  probe="free")
+        leave_out("free_zone_device_folio", "not in this kernel (nor free_zone_device_page "
+                                            "nor free_devmap_managed_page)", probe="free")
 
     # busy: the _range form; dax_layout_busy_page calls it
     if not try_attach(BY_SYMBOL["dax_layout_busy_page_range"]):

@@ -53,6 +53,7 @@ def bcc_env():
     ("6.1", Options(stacks=True, filter_pids=True, pgmap_types=(3,), ringbuf=False)),
     ("6.12", Options(all_pages=True)),
     ("7.2", Options(cgroup_id=12345)),
+    ("5.10", Options()),
 ])
 def test_compile_and_load_every_handler(bcc_env, gen, opts):
     from pageref.tracer.recorder import compile_program
@@ -71,15 +72,18 @@ def test_compile_and_load_every_handler(bcc_env, gen, opts):
 
 
 def compiled_handlers(d: dict[str, int]) -> list[str]:
-    """on_/ret_ handlers the program has with defines `d`: all, but those of a
-    target with requirements only under its HAVE_ define (plan.py Target.requires)."""
+    """on_/ret_ handlers the program has with defines `d`: all, but those under
+    an `#ifdef HAVE_<SYMBOL>` guard only with that define (defines.py emits it for
+    the targets the plan attaches)."""
     from pageref.tracer.plan import BY_SYMBOL
     from pageref.tracer.recorder import program_text
 
+    text = program_text()
+    guarded = set(re.findall(r"^#ifdef HAVE_(\w+)$", text, re.M))
     out = []
-    for fn in re.findall(r"^int ((?:on|ret)_\w+)\(", program_text(), re.M):
+    for fn in re.findall(r"^int ((?:on|ret)_\w+)\(", text, re.M):
         t = BY_SYMBOL[fn.split("_", 1)[1]]
-        if t.requires and f"HAVE_{t.symbol.upper()}" not in d:
+        if t.symbol.upper() in guarded and f"HAVE_{t.symbol.upper()}" not in d:
             continue
         out.append(fn)
     return out

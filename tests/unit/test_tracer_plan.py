@@ -71,24 +71,45 @@ def test_72_gup_put_folio_inlined_entry_points_attached_as_outer():
     assert any("inlined" in u for u in pl.uncovered)
 
 
-@pytest.mark.parametrize("gen, fsdax", [("5.10", 1), ("5.15", 1), ("6.1", 1), ("6.6", 1),
-                                        ("6.12", 1), ("7.2", 0), ("6.18-host", 0)])
-def test_idle_refcount_from_what_the_kernel_has(gen, fsdax):
+@pytest.mark.parametrize("gen, fsdax, private, p2pdma", [
+    ("5.10", 1, 1, 1), ("5.14", 1, 1, 1), ("5.15", 1, 1, 1), ("6.1", 1, 0, 1),
+    ("6.6", 1, 0, 1), ("6.8", 1, 0, 1), ("6.12", 1, 0, 1), ("7.2", 0, 0, 0),
+    ("6.18-host", 0, 0, 0)])
+def test_idle_refcount_from_what_the_kernel_has(gen, fsdax, private, p2pdma):
+    """fsdax and p2pdma: 0 with the DAX mapping-reference series; device-private:
+    1-based until zone_device_page_init (ef233450898f, 6.1)."""
     idle, why = kernel_rules.idle_refcount(facts(gen))
     assert idle["fsdax"] == fsdax
     assert why.startswith(f"fsdax idles at {fsdax}")
     if fsdax == 0:
         assert "vmf_insert_page_mkwrite" in why
+    assert idle["private"] == idle["coherent"] == private
+    assert idle["p2pdma"] == p2pdma and idle["generic"] == 1
+    assert ("private/coherent at 0: zone_device_page_init" in why) == (private == 0)
 
 
 def test_old_kernels():
+    """5.10 (a lab boot's facts): the 5.x reference paths, not names of later kernels.
+    (Was: __put_devmap_managed_page and dax_layout_busy_page on 5.10, and no free
+    probe; the first is 5.18-only, 5.10 has the _range form and
+    free_devmap_managed_page: issue 13.)"""
     p10 = plan_of("5.10")
-    assert set(p10) >= {"try_grab_page", "unpin_user_page", "unpin_user_pages",
-                        "__put_devmap_managed_page", "__put_page", "dax_layout_busy_page"}
+    assert set(p10) >= {"try_grab_page", "try_grab_compound_head", "unpin_user_page",
+                        "unpin_user_pages", "unpin_user_pages_dirty_lock",
+                        "put_devmap_managed_page", "bio_release_pages", "__put_page",
+                        "free_devmap_managed_page", "dax_layout_busy_page_range"}
+    assert not {"__put_devmap_managed_page", "dax_layout_busy_page",
+                "unpin_user_page_range_dirty_lock"} & set(p10)
     assert p10["try_grab_page"].ret_conv == RET_BOOL
-    assert "dax_layout_busy_page_range" in plan_of("5.15")
+    assert p10["try_grab_compound_head"].ret_conv == RET_PTR
+    for gen in ("5.14", "5.15"):
+        p = plan_of(gen)
+        assert {"dax_layout_busy_page_range", "try_grab_compound_head",
+                "unpin_user_page_range_dirty_lock", "put_devmap_managed_page",
+                "free_devmap_managed_page"} <= set(p), gen
+        assert "__put_devmap_managed_page" not in p, gen
     pl = resolve(facts("5.10"))
-    assert any(m.probe == "free" for m in pl.missing)
+    assert not any(m.probe == "free" for m in pl.missing)
     p66 = plan_of("6.6")
     assert p66["try_grab_page"].ret_conv == RET_ZERO_OK  # int since 6.2
     assert p66["try_grab_folio"].ret_conv == RET_PTR
