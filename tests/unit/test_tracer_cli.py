@@ -26,12 +26,39 @@ def run(*args: str) -> subprocess.CompletedProcess:
              "fsdax 1"]),
     ("7.2", ["int try_grab_folio(struct folio *folio", "unpin_user_folio", "fsdax 0",
              "NOT covered"]),
+    # the 5.x reference paths (issue 13) and their not-covered paths
+    ("5.10", ["struct page *try_grab_compound_head(", "void put_devmap_managed_page(",
+              "void free_devmap_managed_page(", "void bio_release_pages(",
+              "unpin_user_pages_dirty_lock(): first 64 pages",
+              "fsdax and device-private pages, through put_devmap_managed_page",
+              "bio_release_pages.part.0", "private 1", "(device DAX, p2pdma)"]),
+    ("5.15", ["try_grab_compound_head", "unpin_user_page_range_dirty_lock(): first 64",
+              "bio_release_pages: needs OFF_BIO_FLAGS", "private 1"]),
+    ("6.6", ["__bio_release_pages: not needed", "__put_devmap_managed_page_refs",
+             "private 0"]),
+    ("6.8", ["struct folio *try_grab_folio(struct page *page",
+             "bool __put_devmap_managed_page_refs(", "through __put_devmap_managed_page_refs"]),
 ])
 def test_probes_from_fixture(gen, must):
     r = CliRunner().invoke(cli, ["probes", "--kernel-facts", str(FIX / gen)])
     assert r.exit_code == 0, r.output
     for m in must:
         assert m in r.output
+
+
+@pytest.mark.parametrize("gen, never", [
+    ("5.10", ["__put_devmap_managed_page", "BIO_PAGE_REFFED", "decrements inline",
+              "dax_layout_busy_page(struct", "folios_put_refs"]),
+    ("5.15", ["__put_devmap_managed_page(", "BIO_PAGE_REFFED"]),
+    ("6.6", ["folios_put_refs", "BIO_PAGE_REFFED"]),
+    ("6.8", ["folios_put_refs", "BIO_PAGE_REFFED", "__put_devmap_managed_folio_refs",
+             "decrements inline"]),
+])
+def test_probes_never_names_what_the_kernel_lacks(gen, never):
+    r = CliRunner().invoke(cli, ["probes", "--kernel-facts", str(FIX / gen)])
+    assert r.exit_code == 0, r.output
+    for m in never:
+        assert m not in r.output, m
 
 
 def test_probes_json():
