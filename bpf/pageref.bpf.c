@@ -79,6 +79,7 @@ struct walk_state {
 	u32 n;		/* vectors / entries */
 	u32 left;	/* bio: pages left in the current vector */
 	u32 calls;	/* programs of this chain run so far */
+	u16 probe;	/* PROBE_* of the function that started the walk */
 };
 BPF_PERCPU_ARRAY(walk_state, struct walk_state, 1);
 BPF_PROG_ARRAY(walks, 2);
@@ -524,7 +525,7 @@ int ret_unpin_folio(struct pt_regs *ctx)
 
 /* ---- walks (see WALK_CHUNK) ---- */
 
-static __always_inline struct walk_state *walk_start(u64 base, u32 n)
+static __always_inline struct walk_state *walk_start(u64 base, u32 n, u16 probe)
 {
 	int zero = 0;
 	struct walk_state *s = walk_state.lookup(&zero);
@@ -537,6 +538,7 @@ static __always_inline struct walk_state *walk_start(u64 base, u32 n)
 	s->n = n;
 	s->left = 0;
 	s->calls = 0;
+	s->probe = probe;
 	return s;
 }
 
@@ -579,7 +581,7 @@ int walk_unpin(struct pt_regs *ctx)
 		barrier_var(k);
 		if (s->i >= s->n)
 			return 0;
-		emit_drop_into(e, ctx, PROBE_UNPIN_USER_PAGES, KIND_UNPIN,
+		emit_drop_into(e, ctx, s->probe, KIND_UNPIN,
 			       rd64(s->base + 8 * (u64)s->i), 1, FOLL_PIN_VAL, 0, 0);
 		s->i++;
 	}
@@ -588,7 +590,7 @@ int walk_unpin(struct pt_regs *ctx)
 	if (s->calls < WALK_CALLS)
 		walks.call(ctx, WALK_UNPIN);
 	/* the chain ends here: entries of an array are not one range, so pfn unknown */
-	emit_walk_lost(e, ctx, PROBE_UNPIN_USER_PAGES, 0, s->n - s->i);
+	emit_walk_lost(e, ctx, s->probe, 0, s->n - s->i);
 	return 0;
 }
 
@@ -600,7 +602,7 @@ int on_unpin_user_pages(struct pt_regs *ctx)
 	enter_outer(ctx);
 	if (inner || !task_ok())
 		return 0;
-	s = walk_start(PT_REGS_PARM1(ctx), (u32)PT_REGS_PARM2(ctx));
+	s = walk_start(PT_REGS_PARM1(ctx), (u32)PT_REGS_PARM2(ctx), PROBE_UNPIN_USER_PAGES);
 	if (!s)
 		return 0;
 	walks.call(ctx, WALK_UNPIN);
@@ -615,10 +617,10 @@ int ret_unpin_user_pages(struct pt_regs *ctx)
 	return leave_outer(ctx);
 }
 
-#ifdef HAVE___BIO_RELEASE_PAGES
+#if defined(HAVE___BIO_RELEASE_PAGES) || defined(HAVE_BIO_RELEASE_PAGES)
 #if !defined(OFF_BIO_IO_VEC) || !defined(OFF_BIO_VCNT) || !defined(OFF_BVEC_PAGE) || \
 	!defined(OFF_BVEC_LEN) || !defined(OFF_BVEC_OFFSET) || !defined(SIZEOF_BIO_VEC)
-#error "pageref: __bio_release_pages planned without the bio offsets (plan.py BIO_WALK)"
+#error "pageref: a bio walk planned without the bio offsets (plan.py BIO_WALK)"
 #endif
 /*
  * __bio_release_pages(bio, mark_dirty): before BIO_PAGE_PINNED (6.5) it drops one
@@ -656,11 +658,11 @@ int walk_bio(struct pt_regs *ctx)
 			s->left = (off + len - 1) / PAGE_SIZE_VAL - off / PAGE_SIZE_VAL + 1;
 		}
 		if (last) {
-			emit_walk_lost(e, ctx, PROBE___BIO_RELEASE_PAGES, s->page, s->left);
+			emit_walk_lost(e, ctx, s->probe, s->page, s->left);
 			s->left = 0;
 			continue;
 		}
-		emit_drop_into(e, ctx, PROBE___BIO_RELEASE_PAGES, KIND_PUT, s->page, 1, 0, 0, 0);
+		emit_drop_into(e, ctx, s->probe, KIND_PUT, s->page, 1, 0, 0, 0);
 		s->page += SIZEOF_PAGE;
 		s->left--;
 	}
@@ -669,11 +671,13 @@ int walk_bio(struct pt_regs *ctx)
 	if (!last)
 		walks.call(ctx, WALK_BIO);
 	/* more vectors than WALK_CHUNK (never with BIO_MAX_VECS 256), or no tail call */
-	emit_walk_lost(e, ctx, PROBE___BIO_RELEASE_PAGES, s->page, s->left);
-	emit_walk_lost(e, ctx, PROBE___BIO_RELEASE_PAGES, 0, s->n - s->i);
+	emit_walk_lost(e, ctx, s->probe, s->page, s->left);
+	emit_walk_lost(e, ctx, s->probe, 0, s->n - s->i);
 	return 0;
 }
+#endif
 
+#ifdef HAVE___BIO_RELEASE_PAGES
 int on___bio_release_pages(struct pt_regs *ctx)
 {
 	u64 bio = PT_REGS_PARM1(ctx);
@@ -683,7 +687,8 @@ int on___bio_release_pages(struct pt_regs *ctx)
 	enter_outer(ctx);
 	if (inner || !task_ok())
 		return 0;
-	s = walk_start(rd64(bio + OFF_BIO_IO_VEC), rd32(bio + OFF_BIO_VCNT) & 0xffff);
+	s = walk_start(rd64(bio + OFF_BIO_IO_VEC), rd32(bio + OFF_BIO_VCNT) & 0xffff,
+		       PROBE___BIO_RELEASE_PAGES);
 	if (!s)
 		return 0;
 	walks.call(ctx, WALK_BIO);
@@ -835,28 +840,25 @@ int on_put_devmap_managed_page(struct pt_regs *ctx)
 }
 
 #ifdef HAVE_UNPIN_USER_PAGES_DIRTY_LOCK
-/* unpin_user_pages_dirty_lock(pages, npages, make_dirty): one unpin per page, at
- * most MAX_BATCH reported (the walk of unpin_user_pages) */
+/* unpin_user_pages_dirty_lock(pages, npages, make_dirty): one unpin per page, the
+ * whole array (the walk of unpin_user_pages, under this probe's id) */
 int on_unpin_user_pages_dirty_lock(struct pt_regs *ctx)
 {
-	u64 pages = PT_REGS_PARM1(ctx);
-	u64 n = PT_REGS_PARM2(ctx);
 	int inner = nested(ctx);
-	struct pageref_event *e;
+	struct walk_state *s;
 
 	enter_outer(ctx);
 	if (inner || !task_ok())
 		return 0;
-	e = scratch_event();
-	if (!e)
+	s = walk_start(PT_REGS_PARM1(ctx), (u32)PT_REGS_PARM2(ctx),
+		       PROBE_UNPIN_USER_PAGES_DIRTY_LOCK);
+	if (!s)
 		return 0;
-	for (u32 i = 0; i < MAX_BATCH; i++) {
-		barrier_var(i);
-		if (i >= n)
-			break;
-		emit_drop_into(e, ctx, PROBE_UNPIN_USER_PAGES_DIRTY_LOCK, KIND_UNPIN,
-			       rd64(pages + 8 * i), 1, FOLL_PIN_VAL, 0, 0);
-	}
+	walks.call(ctx, WALK_UNPIN);
+	/* only if the walk program is missing (the recorder loads it): say so */
+	struct pageref_event *e = scratch_event();
+	if (e)
+		emit_walk_lost(e, ctx, PROBE_UNPIN_USER_PAGES_DIRTY_LOCK, 0, s->n);
 	return 0;
 }
 int ret_unpin_user_pages_dirty_lock(struct pt_regs *ctx)
@@ -867,11 +869,12 @@ int ret_unpin_user_pages_dirty_lock(struct pt_regs *ctx)
 
 #ifdef HAVE_UNPIN_USER_PAGE_RANGE_DIRTY_LOCK
 /* unpin_user_page_range_dirty_lock(page, npages, make_dirty): npages contiguous
- * struct pages, one unpin each (fill_page() finds each one's head) */
+ * struct pages, one unpin each (fill_page() finds each one's head); past
+ * WALK_CHUNK pages one `lost` row names the rest of the range */
 int on_unpin_user_page_range_dirty_lock(struct pt_regs *ctx)
 {
 	u64 page = PT_REGS_PARM1(ctx);
-	u64 n = PT_REGS_PARM2(ctx);
+	u32 n = (u32)PT_REGS_PARM2(ctx);
 	int inner = nested(ctx);
 	struct pageref_event *e;
 
@@ -881,13 +884,16 @@ int on_unpin_user_page_range_dirty_lock(struct pt_regs *ctx)
 	e = scratch_event();
 	if (!e)
 		return 0;
-	for (u32 i = 0; i < MAX_BATCH; i++) {
+	for (u32 i = 0; i < WALK_CHUNK; i++) {
 		barrier_var(i);
 		if (i >= n)
-			break;
+			return 0;
 		emit_drop_into(e, ctx, PROBE_UNPIN_USER_PAGE_RANGE_DIRTY_LOCK, KIND_UNPIN,
 			       page + (u64)i * SIZEOF_PAGE, 1, FOLL_PIN_VAL, 0, 0);
 	}
+	if (n > WALK_CHUNK)
+		emit_walk_lost(e, ctx, PROBE_UNPIN_USER_PAGE_RANGE_DIRTY_LOCK,
+			       page + (u64)WALK_CHUNK * SIZEOF_PAGE, n - WALK_CHUNK);
 	return 0;
 }
 int ret_unpin_user_page_range_dirty_lock(struct pt_regs *ctx)
@@ -897,53 +903,31 @@ int ret_unpin_user_page_range_dirty_lock(struct pt_regs *ctx)
 #endif
 
 #ifdef HAVE_BIO_RELEASE_PAGES
-#if !defined(OFF_BIO_IO_VEC) || !defined(OFF_BIO_VCNT) || !defined(OFF_BVEC_PAGE) || \
-	!defined(OFF_BVEC_LEN) || !defined(OFF_BVEC_OFFSET) || !defined(SIZEOF_BIO_VEC) || \
-	!defined(OFF_BIO_FLAGS) || !defined(BIO_NO_PAGE_REF_BIT)
-#error "pageref: bio_release_pages planned without its offsets (plan.py BIO_WALK, BIO_FLAGS)"
+#if !defined(OFF_BIO_FLAGS) || !defined(BIO_NO_PAGE_REF_BIT)
+#error "pageref: bio_release_pages planned without bio.bi_flags (plan.py BIO_FLAGS)"
 #endif
 /*
  * bio_release_pages(bio, mark_dirty), 5.x: put_page() on every page unless the
- * bio is BIO_NO_PAGE_REF. The same walk as __bio_release_pages.
+ * bio is BIO_NO_PAGE_REF. The walk of __bio_release_pages, under this probe's id.
  */
 int on_bio_release_pages(struct pt_regs *ctx)
 {
 	u64 bio = PT_REGS_PARM1(ctx);
-	u64 vec = rd64(bio + OFF_BIO_IO_VEC);
-	u32 vcnt = rd32(bio + OFF_BIO_VCNT) & 0xffff;
 	u32 bflags = rd32(bio + OFF_BIO_FLAGS) & 0xffff;
 	int inner = nested(ctx);
-	struct pageref_event *e;
+	struct walk_state *s;
 
 	enter_outer(ctx);
 	if (inner || !task_ok() || (bflags & (1U << BIO_NO_PAGE_REF_BIT)))
 		return 0;
-	e = scratch_event();
-	if (!e)
+	s = walk_start(rd64(bio + OFF_BIO_IO_VEC), rd32(bio + OFF_BIO_VCNT) & 0xffff,
+		       PROBE_BIO_RELEASE_PAGES);
+	if (!s)
 		return 0;
-	for (u32 i = 0; i < BIO_MAX_VECS; i++) {
-		u64 bv, page;
-		u32 len, off, first, last;
-
-		barrier_var(i);
-		if (i >= vcnt)
-			break;
-		bv = vec + (u64)i * SIZEOF_BIO_VEC;
-		len = rd32(bv + OFF_BVEC_LEN);
-		off = rd32(bv + OFF_BVEC_OFFSET);
-		page = rd64(bv + OFF_BVEC_PAGE);
-		if (!len)
-			continue;
-		first = off / PAGE_SIZE_VAL;
-		last = (off + len - 1) / PAGE_SIZE_VAL;
-		for (u32 j = 0; j < BIO_MAX_PAGES; j++) {
-			barrier_var(j);
-			if (first + j > last)
-				break;
-			emit_drop_into(e, ctx, PROBE_BIO_RELEASE_PAGES, KIND_PUT,
-				       page + (u64)(first + j) * SIZEOF_PAGE, 1, 0, 0, 0);
-		}
-	}
+	walks.call(ctx, WALK_BIO);
+	struct pageref_event *e = scratch_event();
+	if (e)
+		emit_walk_lost(e, ctx, PROBE_BIO_RELEASE_PAGES, 0, s->n);
 	return 0;
 }
 int ret_bio_release_pages(struct pt_regs *ctx)

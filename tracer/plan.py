@@ -365,7 +365,10 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
             if not facts.has_symbol(sym):
                 continue
             if try_attach(BY_SYMBOL[sym]):
-                covered.append(f"{sym}(): first 64 pages of each call, one unpin each")
+                covered.append(f"{sym}(): " + (
+                    "every page of each call (the unpin_user_pages walk)"
+                    if sym == "unpin_user_pages_dirty_lock" else
+                    "256 pages of each call, a lost row naming the rest of the range"))
             else:
                 uncovered.append(f"{sym}() with make_dirty: its unpins are seen only as "
                                  "devmap puts of one reference (see 'not attached')")
@@ -401,8 +404,8 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
     elif facts.has_symbol("bio_release_pages"):
         if try_attach(BY_SYMBOL["bio_release_pages"]):
             covered.append("O_DIRECT bio completion (bio_release_pages walks the bio, "
-                           "BIO_NO_PAGE_REF bios skipped: up to 16 pages in each of 16 "
-                           "vectors)")
+                           "BIO_NO_PAGE_REF bios skipped: every page; past 8,192 pages, lost "
+                           "rows naming the pfn ranges)")
         else:
             uncovered.append("O_DIRECT bio completion: bio_release_pages not attached (see "
                              "'not attached')" + (f"; fsdax puts are seen through {devmap[0]}"

@@ -43,8 +43,9 @@ from pageref.tracer.stale_probes import remove_stale
 PROGRAM = "pageref.bpf.c"
 EVENT_SIZE = ctypes.sizeof(PagerefEvent)
 FLUSH_S = 1.0
-# (index in the BPF `walks` prog array (WALK_*), program, the probe that starts it)
-WALKS = ((0, "walk_bio", "__bio_release_pages"), (1, "walk_unpin", "unpin_user_pages"))
+# (index in the BPF `walks` prog array (WALK_*), program, the probes that start it)
+WALKS = ((0, "walk_bio", ("__bio_release_pages", "bio_release_pages")),
+         (1, "walk_unpin", ("unpin_user_pages", "unpin_user_pages_dirty_lock")))
 BPF_PROG_TYPE_KPROBE = 2    # uapi enum bpf_prog_type (bcc's BPF.KPROBE)
 
 
@@ -192,9 +193,10 @@ class Recorder:
     def _load_walks(self) -> None:
         """The tail-call programs that walk a bio / an unpin array (WALK_* in the
         BPF program), loaded into the `walks` array where their probe is attached."""
-        symbols = {a["symbol"] for a in self.plan.attached} if self.plan else set()
-        for index, fn, sym in WALKS:
-            if sym not in symbols:
+        symbols = {a.symbol for a in self.plan.attached} if self.plan else set()
+        for index, fn, starters in WALKS:
+            sym = next((s for s in starters if s in symbols), None)
+            if sym is None:
                 continue
             try:
                 prog = self.bpf.load_func(fn, BPF_PROG_TYPE_KPROBE)

@@ -29,10 +29,10 @@ def run(*args: str) -> subprocess.CompletedProcess:
     # the 5.x reference paths (issue 13) and their not-covered paths
     ("5.10", ["struct page *try_grab_compound_head(", "void put_devmap_managed_page(",
               "void free_devmap_managed_page(", "void bio_release_pages(",
-              "unpin_user_pages_dirty_lock(): first 64 pages",
+              "unpin_user_pages_dirty_lock(): every page of each call",
               "fsdax and device-private pages, through put_devmap_managed_page",
               "bio_release_pages.part.0", "private 1", "(device DAX, p2pdma)"]),
-    ("5.15", ["try_grab_compound_head", "unpin_user_page_range_dirty_lock(): first 64",
+    ("5.15", ["try_grab_compound_head", "unpin_user_page_range_dirty_lock(): 256 pages",
               "bio_release_pages: needs OFF_BIO_FLAGS", "private 1"]),
     ("6.6", ["__bio_release_pages: not needed", "__put_devmap_managed_page_refs",
              "private 0"]),

@@ -86,6 +86,11 @@ def compiled_handlers(d: dict[str, int]) -> list[str]:
         if t.symbol.upper() in guarded and f"HAVE_{t.symbol.upper()}" not in d:
             continue
         out.append(fn)
+    # a walk program (recorder.WALKS) is compiled where one of its starters is
+    from pageref.tracer.recorder import WALKS
+    for _index, fn, starters in WALKS:
+        if any(s.upper() not in guarded or f"HAVE_{s.upper()}" in d for s in starters):
+            out.append(fn)
     return out
 
 

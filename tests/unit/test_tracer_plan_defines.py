@@ -102,30 +102,41 @@ def test_61_without_bio_offsets_leaves_the_bio_walk_out_with_the_reason():
     assert any("__bio_release_pages" in u for u in plan.uncovered)
 
 
-def _guarded_blocks(text: str) -> dict[str, str]:
-    """HAVE_<X> -> the C text it guards (up to its matching #endif)."""
-    out = {}
-    for m in re.finditer(r"^#ifdef (HAVE_\w+)\n", text, re.M):
+def _guarded_blocks(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """HAVE_<X> -> the C text under `#ifdef HAVE_<X>` (its own handlers), and
+    HAVE_<X> -> the text of `#if defined(HAVE_<X>) || defined(HAVE_<Y>)` blocks
+    (code shared by several targets: a walk), each up to its matching #endif."""
+    own: dict[str, str] = {}
+    shared: dict[str, str] = {}
+    for m in re.finditer(r"^#(ifdef (HAVE_\w+)|if (defined\(HAVE_\w+\)(?: \|\| "
+                         r"defined\(HAVE_\w+\))+))\n", text, re.M):
         depth, i = 1, m.end()
         for line in re.finditer(r"^#(if|ifdef|ifndef|endif)\b.*$", text[i:], re.M):
             depth += -1 if line.group(1) == "endif" else 1
             if depth == 0:
-                out[m.group(1)] = text[i:i + line.start()]
+                body = text[i:i + line.start()]
+                if m.group(2):
+                    own[m.group(2)] = body
+                else:
+                    for name in re.findall(r"HAVE_\w+", m.group(3)):
+                        shared[name] = shared.get(name, "") + body
                 break
-    return out
+    return own, shared
 
 
 def test_bpf_guards_match_the_targets_requirements():
     """Every target that declares requirements has its handlers under its
     HAVE_ guard, and what a guarded handler reads is what its target declares
     (other targets may be guarded too, to compile only what is attached)."""
-    blocks = _guarded_blocks(BPF.read_text())
+    blocks, shared = _guarded_blocks(BPF.read_text())
     by_have = {f"HAVE_{t.symbol.upper()}": t for t in TARGETS}
     needing = {name for name, t in by_have.items() if t.requires}
     assert needing <= set(blocks) <= set(by_have)
+    assert set(shared) <= set(blocks)
     for name, body in blocks.items():
         t = by_have[name]
         assert re.search(rf"^int on_{t.symbol}\(", body, re.M), name
+        body += shared.get(name, "")
         code = re.sub(r'/\*.*?\*/|//[^\n]*|"[^"\n]*"', "", body, flags=re.S)
         used = set(re.findall(r"\b(?:OFF|SIZEOF|BIO)_[A-Z0-9_]+\b", code)) - ALWAYS - LOOP_BOUNDS
         assert used == set(t.requires), (name, used ^ set(t.requires))

@@ -320,12 +320,12 @@ def test_walk_programs_loaded_for_the_attached_walks(recorder):
     attached there (gup_put_folio is), so its walk is not loaded."""
     make, fake, _ = recorder
     r = make()
-    attached = {a["symbol"] for a in r.plan.attached}
+    attached = {a.symbol for a in r.plan.attached}
     assert "__bio_release_pages" in attached and "unpin_user_pages" not in attached
     assert [fn for fn, _ in fake.loaded] == ["walk_bio"]
     assert set(fake["walks"]) == {0}
     text = rec_mod.program_text()
-    for index, fn, _sym in rec_mod.WALKS:
+    for index, fn, _starters in rec_mod.WALKS:
         assert f"int {fn}(struct pt_regs *ctx)" in text
         assert f"#define WALK_{fn.split('_')[1].upper()} {index}" in text
 
