@@ -23,6 +23,7 @@ import pandas as pd
 from pageref.report import history as hist
 from pageref.report.catalog import kind_text, severity_class, severity_rank
 from pageref.trace.io import Trace
+from pageref.trace.text import escape_controls
 
 DROP_KINDS = ("put", "unpin", "free")
 ROLE_WORDS = ("get", "pin", "put", "unpin", "free", "busy", "grab_failed", "lost")
@@ -189,10 +190,7 @@ def clean_text(v: Any, limit: int = 200) -> str:
     (HTML escaping is the template's job; this only keeps the page readable.)"""
     if v is None or (not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v)):
         return ""
-    s = str(v)
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in s):
-        s = "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c
-                    for c in s)
+    s = escape_controls(str(v))  # the one owner: pageref.trace.text
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 

@@ -87,7 +87,8 @@ class TraceHeader:
 
         _check_unicode(self.to_dict("-"))
         if not is_int(self.version):
-            raise ValueError(f"header field 'version' must be an integer, got {shown(self.version)}")
+            raise ValueError("header field 'version' must be an integer, got "
+                             f"{shown(self.version)}")
         if self.version != FORMAT_VERSION:
             raise ValueError(
                 f"unknown trace format version {shown(self.version)} (this pageref reads "
