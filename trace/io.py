@@ -252,11 +252,13 @@ class _LostTotal:
         # Exact: counts are non-negative int64 (checked); a float bound first.
         if float(counts.sum(dtype=np.float64)) + self.total < 2**62:
             self.total += int(counts.sum())
-        else:
-            self.total += sum(int(c) for c in counts)
-        if self.total > INT64_MAX:
-            raise TraceError(name, "the lost rows' counts add up past 2**63-1 events: the "
-                                   "trace is corrupt", batch.where(0))
+            return
+        where = np.flatnonzero(is_lost.to_numpy(zero_copy_only=False))
+        for i, c in zip(where, counts):
+            self.total += int(c)
+            if self.total > INT64_MAX:
+                raise TraceError(name, "the lost rows' counts add up past 2**63-1 events: "
+                                       "the trace is corrupt", batch.where(int(i)))
 
 
 def _checked(batch: TableBatch, schema: pa.Schema, name: Path, where: str) -> TableBatch:

@@ -268,7 +268,8 @@ def test_lost_rows_summing_past_int64(tmp_path):
     p = jsonl(tmp_path / "t.jsonl", GET, lost, {**lost, "ts_ns": 6}, PUT)
     code, out, err = run_cli("analyze", p)
     assert "0 events lost" not in out
-    one_line_error(code, out, err, p, "past 2**63-1")
+    line = one_line_error(code, out, err, p, "past 2**63-1")
+    assert ":line 4:" in line  # the row that crosses the limit
     q = parquet(tmp_path / "t.parquet", pa.table({
         "ts_ns": pa.array([1, 2, 3], pa.int64()), "kind": pa.array(["lost", "lost", "get"]),
         "pfn": pa.array([None, None, 5], pa.int64()),
@@ -456,11 +457,11 @@ def test_convert_into_the_input_recording(tmp_path):
 
 @pytest.mark.parametrize("out_name", ["o.jsonl", "o.parquet"])
 def test_failed_convert_keeps_the_old_output_and_leaves_no_temporary(tmp_path, out_name):
-    src = jsonl(tmp_path / "t.jsonl", *([GET] * 600_000), "[1]")
+    src = jsonl(tmp_path / "t.jsonl", *([GET] * 1200), "[1]")
     out = tmp_path / out_name
     out.write_bytes(b"precious")
     code, _, err = run_cli("convert", src, out)
-    one_line_error(code, "", err, src, "line 600002")
+    one_line_error(code, "", err, src, "line 1202")
     assert out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["t.jsonl", out_name])
 
