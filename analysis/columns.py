@@ -182,10 +182,11 @@ class _Builder:
                 chunks = self.parts.pop(k, [])
                 arrays[k] = chunks[0] if len(chunks) == 1 else (
                     np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype))
-        names = [None] * len(self.comm_index)
+        names = [""] * len(self.comm_index)
         for name, code in self.comm_index.items():
             names[code] = name
-        return Columns(header=header, path=self.path, comm_names=names, **arrays)
+        return Columns(header=header, path=self.path, comm_names=names,
+                       **arrays)  # type: ignore[arg-type]  # the arrays by field name
 
 
 _EMPTY_DTYPES = {"ts": np.int64, "kind": np.int8, "pfn": np.int64, "has_pfn": bool,

@@ -40,21 +40,29 @@ def analyze(trace: Path, threshold: int, as_json: bool, limit: int) -> None:
     from pageref.analysis.anomalies import anomalies_of_model, columns_of
     from pageref.analysis.model import build
     from pageref.analysis.summary import summarize
+    from pageref.trace.io import warnings_for
+    from pageref.trace.text import for_terminal
 
     progress = Progress(f"reading {trace}")
     cols = columns_of(trace, progress=progress)
     progress.done()
     anomalies = anomalies_of_model(build(cols, threshold))
     doc = summarize(cols, anomalies)
+    # What the reader could not read (a recording's damaged last part): the
+    # results are on the rest, and say so.
+    warnings = warnings_for(trace)
     if as_json:
         doc["threshold_ns"] = threshold
+        doc["warnings"] = warnings
         click.echo(json.dumps(doc, indent=1))
         return
     from pageref.commands.analyze_text import render
 
-    click.echo(render(doc, threshold, limit, cols.header.start_ns
-                      if cols.header.start_ns is not None else
-                      (int(cols.ts.min()) if cols.n else 0)))
+    # A trace is untrusted: its text (comm, kernel, header keys...) reaches the
+    # terminal with control characters escaped.
+    click.echo(for_terminal(render(doc, threshold, limit, cols.header.start_ns
+                                   if cols.header.start_ns is not None else
+                                   (int(cols.ts.min()) if cols.n else 0), warnings)))
     if progress.enabled and progress.elapsed >= 1:
         rate = cols.n / progress.elapsed if progress.elapsed else 0
         click.echo(f"analysed {cols.n:,} events in {progress.elapsed:.1f} s "

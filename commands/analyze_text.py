@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import collections
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.severity import Severity
 
 
-def render(doc: dict[str, Any], threshold: int, limit: int, t0: int) -> str:
+def render(doc: dict[str, Any], threshold: int, limit: int, t0: int,
+           warnings: Sequence[str] = ()) -> str:
+    """The summary; text from the trace is as recorded (the caller escapes it
+    for the terminal: pageref.trace.text.for_terminal)."""
     tr = doc["trace"]
     idle = ", ".join(f"{k}={v}" for k, v in sorted(tr["idle_refcount"].items())) or "unknown"
     lines = [
@@ -20,6 +24,7 @@ def render(doc: dict[str, Any], threshold: int, limit: int, t0: int) -> str:
         f"  kernel {tr['kernel'] or 'unknown'}, pin bias {tr['pin_bias']}, idle refcount "
         f"{idle}, threshold {fmt_ns(threshold)}",
     ]
+    lines += [f"  warning: {w}" for w in warnings]
     an = doc["anomalies"]
     if doc["lost_events"]:
         lines.append("  (events were lost: counts near the gaps are uncertain; "

@@ -35,17 +35,17 @@ def convert(src: Path, dst: Path, fmt: str | None) -> None:
     from pageref.errors import PagerefError
     from pageref.trace import io as trace_io
     from pageref.trace.jsonl import write_jsonl
+    from pageref.trace.output import check_output
     from pageref.trace.parquet import write_parquet
 
     fmt = fmt or _SUFFIX.get(dst.suffix.lower())
     if fmt is None:
         raise PagerefError(f"{dst}: cannot tell the output format from the name; use a "
                            ".parquet or .jsonl suffix, or --to parquet|jsonl")
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise PagerefError(f"{dst}: output would overwrite the input; choose another name")
-    if dst.is_dir():
-        raise PagerefError(f"{dst}: is a directory; give a file name for the output")
     src_fmt = trace_io.trace_format(src)
+    # By inode, not name: a hard or symbolic link to the input, or a file inside
+    # the input recording, would be read while it is written.
+    check_output(dst, src)
     header = trace_io.read_header(src)
     progress = Progress(f"converting {src}")
 
@@ -57,9 +57,13 @@ def convert(src: Path, dst: Path, fmt: str | None) -> None:
             yield df
 
     try:
+        # Both writers write beside OUT and rename when complete: a failure
+        # leaves an existing OUT as it was and no temporary file.
         writer = write_parquet if fmt == "parquet" else write_jsonl
         n = writer(dst, header, frames())
     except OSError as e:
         raise PagerefError(f"{dst}: cannot write ({e.strerror or e})") from None
+    except ValueError as e:  # a value JSON cannot hold (NaN, Infinity)
+        raise PagerefError(f"{dst}: cannot write ({e})") from None
     progress.done()
     click.echo(f"converted {n:,} events: {src} ({src_fmt}) -> {dst} ({fmt})", err=True)

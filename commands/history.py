@@ -42,11 +42,15 @@ def history(trace: Path, pfn: int | None, plot: Path | None, stacks: bool, limit
     outstanding, and who (task, probe, stack)."""
     from pageref.commands.history_text import render_page, render_pages
     from pageref.errors import PagerefError
+    from pageref.trace import output
+    from pageref.trace.text import for_terminal
 
     threshold_ns = threshold
     if plot is not None and pfn is None:
         raise PagerefError("--plot draws one page: add --pfn (see `pageref history TRACE` "
                            "for the pages in the trace)")
+    if plot is not None:
+        output.check_output(plot, trace)  # never over the input, by inode
     if pfn is None:
         from pageref.analysis.anomalies import columns_of
         from pageref.analysis.model import build
@@ -54,7 +58,8 @@ def history(trace: Path, pfn: int | None, plot: Path | None, stacks: bool, limit
         progress = Progress(f"reading {trace}")
         cols = columns_of(trace, progress=progress)
         progress.done()
-        click.echo(render_pages(build(cols, threshold_ns), trace, limit or 40))
+        # A trace is untrusted: control characters in its text are shown escaped.
+        click.echo(for_terminal(render_pages(build(cols, threshold_ns), trace, limit or 40)))
         return
 
     from pageref.analysis.anomalies import find_anomalies
@@ -70,8 +75,11 @@ def history(trace: Path, pfn: int | None, plot: Path | None, stacks: bool, limit
     anomalies = find_anomalies(sub, threshold_ns)
     page = int(hist["page"].iloc[0])  # the folio's head for a page inside a large folio
     anomalies = anomalies[anomalies["pfn"] == page].reset_index(drop=True)
-    click.echo(render_page(hist, sub.header, anomalies, stacks, limit))
+    click.echo(for_terminal(render_page(hist, sub.header, anomalies, stacks, limit)))
     if plot is not None:
-        plot_history(hist, plot, anomalies=anomalies,
-                     title=f"pfn {page:#x} — {trace.name}")
+        if plot.suffix.lower() not in (".png", ".svg"):
+            raise PagerefError(f"{plot}: plot file must end in .png or .svg")
+        with output.replacing(plot) as tmp:  # whole or not at all
+            plot_history(hist, tmp, anomalies=anomalies,
+                         title=f"pfn {page:#x} — {trace.name}")
         click.echo(f"plot written to {plot}", err=True)

@@ -26,10 +26,11 @@ def report(trace: Path, output: Path | None, threshold: int, open_browser: bool,
     """Write a self-contained HTML report: verdict, anomalies with their page
     histories and evidence, and overview plots."""
     from pageref.report.build import write_report
+    from pageref.trace.output import check_output, default_name
 
     if output is None:
-        base = trace.name.rstrip("/") or "trace"
-        output = Path(base.split(".")[0] + ".html") if "." in base else Path(base + ".html")
+        output = default_name(trace, ".html")
+    check_output(output, trace)  # never over the input, by inode
     result = write_report(trace, output, threshold_ns=threshold, max_rows=max_rows)
     click.echo(f"pageref: wrote {output} ({result.total_anomalies} anomalies, "
                f"{len(result.plots)} plots)")

@@ -71,7 +71,11 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except PagerefError as e:
-        click.echo(f"pageref: error: {e}", err=True)
+        from pageref.trace.text import escape_controls
+
+        # Messages may carry text from a trace or a file name: one line, no
+        # control characters reach the terminal.
+        click.echo(f"pageref: error: {escape_controls(str(e))}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("pageref: interrupted", err=True)

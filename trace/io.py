@@ -30,6 +30,7 @@ from pageref.trace import jsonl, parquet
 from pageref.trace.frame import conform, first_bad_row, table_to_frame
 from pageref.trace.header import INT64_MAX, TraceHeader
 from pageref.trace.schema import ARROW_SCHEMA, COLUMN_NAMES, KINDS
+from pageref.trace.text import escape_controls
 
 PARQUET_MAGIC = b"PAR1"
 BATCH_ROWS = 1_000_000
@@ -118,25 +119,26 @@ def trace_format(path: Path) -> str:
 # A recording copied off a host half-way ends in a damaged part: it is read up
 # to the damage, with one warning naming the part.
 
-_WARNED: list[str] = []
+_WARNED: list[tuple[str, str]] = []  # (trace as named, message)
 
 
-def warn(message: str) -> None:
-    """Say once (per process) on stderr that part of a trace was not read."""
-    if message in _WARNED:
+def warn(trace: Path, message: str) -> None:
+    """Say once (per process) on stderr that part of `trace` was not read."""
+    if (str(trace), message) in _WARNED:
         return
-    _WARNED.append(message)
-    print(f"pageref: warning: {message}", file=sys.stderr, flush=True)
+    _WARNED.append((str(trace), message))
+    print(f"pageref: warning: {escape_controls(message)}", file=sys.stderr, flush=True)
 
 
-def warnings_given() -> list[str]:
-    """The warnings `warn` gave so far (for a command's own output, e.g. --json)."""
-    return list(_WARNED)
+def warnings_for(trace: Path) -> list[str]:
+    """The warnings `warn` gave about `trace` (for a command's own output, e.g.
+    the `warnings` of `analyze --json`)."""
+    return [m for t, m in _WARNED if t == str(trace)]
 
 
-def _damaged_last_part(part: Path, error: TraceError) -> None:
-    warn(f"{part}: the recording's last part is damaged; read the trace up to it "
-         f"({str(error).removeprefix(str(part) + ': ')})")
+def _damaged_last_part(trace: Path, part: Path, error: TraceError) -> None:
+    warn(trace, f"{part}: the recording's last part is damaged; read the trace up to it "
+                f"({str(error).removeprefix(str(part) + ': ')})")
 
 
 @dataclasses.dataclass
@@ -161,7 +163,7 @@ def _parts(src: TraceInput) -> list[_Part]:
         except TraceError as e:
             if not last:
                 raise
-            _damaged_last_part(name, e)
+            _damaged_last_part(src.name, name, e)
             break
         out.append(_Part(name, pf, last))
     return out
@@ -250,11 +252,13 @@ class _LostTotal:
         # Exact: counts are non-negative int64 (checked); a float bound first.
         if float(counts.sum(dtype=np.float64)) + self.total < 2**62:
             self.total += int(counts.sum())
-        else:
-            self.total += sum(int(c) for c in counts)
-        if self.total > INT64_MAX:
-            raise TraceError(name, "the lost rows' counts add up past 2**63-1 events: the "
-                                   "trace is corrupt", batch.where(0))
+            return
+        where = np.flatnonzero(is_lost.to_numpy(zero_copy_only=False))
+        for i, c in zip(where, counts):
+            self.total += int(c)
+            if self.total > INT64_MAX:
+                raise TraceError(name, "the lost rows' counts add up past 2**63-1 events: "
+                                       "the trace is corrupt", batch.where(int(i)))
 
 
 def _checked(batch: TableBatch, schema: pa.Schema, name: Path, where: str) -> TableBatch:
@@ -301,7 +305,7 @@ def iter_tables(path: Path, columns: Sequence[str] | None = None,
                 err = TraceError(part.name, f"corrupt Parquet data ({parquet.short(e)})",
                                  _rows_text(base, nrows))
                 if part.last:
-                    _damaged_last_part(part.name, err)
+                    _damaged_last_part(src.name, part.name, err)
                     return
                 raise err from None
             for off in range(0, table.num_rows, batch_rows):

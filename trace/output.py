@@ -60,8 +60,8 @@ def check_output(dst: Path, src: Path) -> None:
         if stat.S_ISDIR(st.st_mode):
             raise PagerefError(f"{dst}: is a directory; give a file name for the output")
         if _ident(st) in files:
-            raise PagerefError(f"{dst}: is the input {src} (the same file under another "
-                               "name); choose another output")
+            raise PagerefError(f"{dst}: is the input {src} (the same file, by inode): the "
+                               "output would overwrite the input; choose another name")
     parent = Path(os.path.abspath(dst)).parent
     for d in (parent, *parent.parents):
         try:
@@ -71,6 +71,23 @@ def check_output(dst: Path, src: Path) -> None:
         if ident in dirs:
             raise PagerefError(f"{dst}: is inside the input recording {src}; write the "
                                "output somewhere else")
+
+
+# Suffixes that only say "a trace" and may be dropped from a derived name.
+TRACE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".trace")
+
+
+def default_name(trace: Path, suffix: str) -> Path:
+    """An output name in the current directory derived from the trace's:
+    run.trace.jsonl -> run.html, run.1.jsonl -> run.1.html (only the suffixes
+    that name a trace format are dropped, so two traces keep two names)."""
+    base = Path(str(trace).rstrip("/") or "trace").name or "trace"
+    while True:
+        stem, dot, ext = base.rpartition(".")
+        if not (dot and stem and f".{ext.lower()}" in TRACE_SUFFIXES):
+            break
+        base = stem
+    return Path(base + suffix)
 
 
 def _umask() -> int:

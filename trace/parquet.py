@@ -10,6 +10,7 @@ counts). `pandas.read_parquet(path)` reads a file or a directory alike.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from pageref.trace import output
 from pageref.trace.frame import conform
 from pageref.trace.header import TraceHeader
 from pageref.trace.jsonl import decode_json
-from pageref.trace.schema import ARROW_SCHEMA, METADATA_KEY, PARQUET_FORMAT
+from pageref.trace.schema import ARROW_SCHEMA, COLUMN_NAMES, METADATA_KEY, PARQUET_FORMAT
 from pageref.trace.text import cap, escape_controls, shown
 
 PART_GLOB = "part-*.parquet"
@@ -58,6 +59,17 @@ def short(e: BaseException) -> str:
     return cap(escape_controls(text.splitlines()[0] if text else type(e).__name__), 200)
 
 
+# Page checksums cover the data, not the footer: the header's JSON carries its
+# own CRC32, so a flipped byte cannot change a pin bias or an idle refcount.
+CRC_KEY = METADATA_KEY + b".crc32"
+
+
+def metadata(header: TraceHeader) -> dict[bytes, bytes]:
+    """The Parquet key-value metadata of a trace: the header and its CRC32."""
+    raw = header.to_json(PARQUET_FORMAT).encode()
+    return {METADATA_KEY: raw, CRC_KEY: b"%08x" % zlib.crc32(raw)}
+
+
 def header_of_file(path: Path, pf: pq.ParquetFile | None = None,
                    name: Path | None = None) -> TraceHeader:
     name = name or path
@@ -65,6 +77,9 @@ def header_of_file(path: Path, pf: pq.ParquetFile | None = None,
     raw = meta.get(METADATA_KEY)
     if raw is None:
         return TraceHeader()  # a Parquet file from elsewhere: defaults
+    crc = meta.get(CRC_KEY)
+    if crc is not None and crc != b"%08x" % zlib.crc32(raw):
+        raise TraceError(name, "trace metadata fails its checksum (the file is damaged)")
     try:
         obj = decode_json(raw)
     except ValueError as e:
@@ -84,9 +99,16 @@ def check_schema(name: Path, schema: pa.Schema) -> None:
     trace's: a column named twice (which one would be the data?) or one of an
     impossible type."""
     seen: set[str] = set()
+    ours = METADATA_KEY in (schema.metadata or {})
     for col in schema.names:
         if col in seen:
             raise TraceError(name, f"column {shown(col)} appears more than once")
+        if ours and col not in COLUMN_NAMES:
+            # pageref writes only the schema's columns: a name it does not know
+            # in its own file is damage (a flipped byte in the footer), not an
+            # extra column to drop while the real one reads as all nulls.
+            raise TraceError(name, f"unknown column {shown(col)} in a pageref trace "
+                                   "(the file is damaged)")
         seen.add(col)
     try:
         conform(schema.empty_table())
@@ -125,7 +147,7 @@ def read_row_groups(pf: pq.ParquetFile, groups: list[int],
 
 def _table(df: pd.DataFrame, header: TraceHeader) -> pa.Table:
     table = conform(pa.Table.from_pandas(df, preserve_index=False))
-    return table.replace_schema_metadata({METADATA_KEY: header.to_json(PARQUET_FORMAT)})
+    return table.replace_schema_metadata(metadata(header))
 
 
 # Every part and file pageref writes carries CRC32 page checksums, and every
@@ -137,7 +159,7 @@ def write_parquet(path: Path, header: TraceHeader, frames: Iterator[pd.DataFrame
     """Write a single-file trace; returns the number of events. Written beside
     `path` under a temporary name and renamed only when complete: a failure
     leaves neither a half file nor a changed `path`."""
-    schema = ARROW_SCHEMA.with_metadata({METADATA_KEY: header.to_json(PARQUET_FORMAT)})
+    schema = ARROW_SCHEMA.with_metadata(metadata(header))
     n = 0
     with output.replacing(path) as tmp:
         with pq.ParquetWriter(tmp, schema, **WRITE_OPTIONS) as w:
@@ -162,7 +184,7 @@ class PartWriter:
     def write(self, table: pa.Table) -> Path:
         """Write one part from an Arrow table in the schema (or a subset of it)."""
         table = conform(table).replace_schema_metadata(
-            {METADATA_KEY: self.header.to_json(PARQUET_FORMAT)}
+            metadata(self.header)
         )
         final = self.directory / f"part-{self.parts:06d}.parquet"
         tmp = self.directory / f".{final.name}.tmp"

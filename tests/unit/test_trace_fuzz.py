@@ -127,3 +127,39 @@ def test_invalid_utf8_in_a_string_column_is_a_clean_error(tmp_path):
         read_trace(p)
     with pytest.raises(TraceError, match="corrupt Parquet data"):
         find_anomalies(p)
+
+
+# Hostile inputs of issue 11 (point 4) kept as files: each must be refused in
+# one line saying why (or, for the last ones, read).
+HOSTILE = {
+    "header-pin-bias-2-64.jsonl": "'pin_bias' is out of range",
+    "header-start-ns-2-64.jsonl": "'start_ns' must be between 0 and 2**63-1",
+    "header-idle-2-64.jsonl": "'idle_refcount.fsdax' is out of range",
+    "header-kernel-surrogate.jsonl": "'kernel' is not valid Unicode",
+    "header-lost-key-not-cpu.jsonl": "must map CPU numbers to counts",
+    "header-duplicate-key.jsonl": "duplicate key 'pin_bias'",
+    "ts-int64-min-and-zero.jsonl": "'ts_ns' out of range",
+    "lost-count-overflow.jsonl": "past 2**63-1",
+    "huge-pfn-string.jsonl": "'pfn' must be an integer",
+    "duplicate-column.parquet": "'pfn' appears more than once",
+    "metadata-deep-nesting.parquet": "nested too deeply",
+    "metadata-infinity.parquet": "invalid JSON constant Infinity",
+    "metadata-pin-bias-2-64.parquet": "'pin_bias' is out of range",
+    "checksum-flipped-value.parquet": "CRC checksum verification failed",
+}
+
+
+@pytest.mark.parametrize("name,fragment", sorted(HOSTILE.items()))
+def test_hostile_corpus_file_is_refused_in_one_line(name, fragment):
+    path = CORPUS / name
+    code, out, err = run_cli("analyze", path)
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and fragment in err, err
+    assert len(err) < 400, len(err)
+
+
+@pytest.mark.parametrize("name", ["control-characters.jsonl", "one-row-row-groups.parquet"])
+def test_hostile_corpus_file_is_read(name):
+    code, out, err = run_cli("analyze", CORPUS / name)
+    assert code == 0, err
+    assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out
