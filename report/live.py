@@ -30,22 +30,16 @@ from pageref.analysis.fmt import fmt_ns, fmt_pfn, fmt_seconds
 from pageref.errors import PagerefError
 from pageref.report.live_state import LiveAnomaly, LiveState
 from pageref.trace.schema import DEFAULT_PIN_BIAS
+from pageref.trace.text import escape_controls
 
 MODES = ("auto", "rich", "plain", "quiet")
 REFRESH_S = 1.0
 
 
 def safe_text(s: object, limit: int = 64) -> str:
-    """Printable form of untrusted text: control characters as \\xNN, length capped."""
-    text = "" if s is None else str(s)
-    out = []
-    for ch in text:
-        o = ord(ch)
-        if o < 0x20 or 0x7F <= o < 0xA0:
-            out.append(f"\\x{o:02x}")
-        else:
-            out.append(ch)
-    r = "".join(out)
+    """Printable form of untrusted text: control characters escaped
+    (pageref.trace.text, the one owner of that), length capped."""
+    r = escape_controls("" if s is None else str(s))
     return r if len(r) <= limit else r[: limit - 1] + "…"
 
 

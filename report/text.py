@@ -1,6 +1,7 @@
 """Untrusted text and small values made readable for the page (generic: no
 domain logic). HTML escaping is the template's job (Jinja2 autoescaping); this
-only keeps the page readable: control characters shown as \\xNN, length capped."""
+only keeps the page readable: control characters (and bidirectional overrides)
+escaped by pageref.trace.text, length capped."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pageref.analysis.fmt import fmt_pfn as _fmt_pfn
+from pageref.trace.text import escape_controls
 
 
 def _missing(v: Any) -> bool:
@@ -25,10 +27,7 @@ def clean_text(v: Any, limit: int = 200) -> str:
     """Untrusted text for display: str, control characters as \\xNN, length capped."""
     if _missing(v):
         return ""
-    s = str(v)
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in s):
-        s = "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 else c
-                    for c in s)
+    s = escape_controls(str(v))
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
