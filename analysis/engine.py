@@ -41,7 +41,7 @@ from pageref.analysis import segments as seg
 from pageref.analysis.columns import Columns, K
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly, pin_episode
-from pageref.analysis.detectors.busy_episodes import episodes
+from pageref.analysis.detectors.busy_episodes import episodes, idle_points
 from pageref.trace.header import TraceHeader
 
 DEFAULT_THRESHOLD_NS = 1_000_000_000
@@ -79,6 +79,7 @@ class Engine:
         self._comm: dict[str, int] = {}
         self._settled: int | None = None     # verdicts decided up to here are out
         self.dropped = 0                     # rows let go of (settled pages' pasts)
+        self.late = 0                        # events older than the settled time when fed
         self._finished = False
 
     # -- feeding -----------------------------------------------------------
@@ -101,6 +102,10 @@ class Engine:
         self._parts.append(dataclasses.replace(
             batch, header=self.header, row=row, comm=self._recode(batch), comm_names=[]))
         self.rows_seen = max(self.rows_seen, int(row.max()) + 1)
+        if self._settled is not None:
+            # Arrived later than `reorder_ns` allows: verdicts already out may
+            # have been decided without them. Counted, and said by the caller.
+            self.late += int((batch.ts < self._settled).sum())
         hi = int(batch.ts.max())
         self.max_ts = hi if self.max_ts is None else max(self.max_ts, hi)
         return self._decide(final=False)
@@ -118,6 +123,11 @@ class Engine:
         return self.found
 
     # -- state -------------------------------------------------------------
+    @property
+    def held(self) -> int:
+        """Rows the engine holds now."""
+        return sum(p.n for p in self._parts)
+
     def columns(self) -> Columns:
         """The rows held, as one Columns (global row numbers in `row`)."""
         names = [""] * len(self._comm)
@@ -207,7 +217,7 @@ class Engine:
         if n < 2:
             return
         k = m.kind
-        flag = episodes(m)[1]
+        flag = idle_points(m)
         ar = np.arange(n, dtype=np.int64)
         ts = np.asarray(m.ts)
         prev_ok = np.zeros(n, dtype=bool)
