@@ -84,10 +84,12 @@ class Engine:
 
     # -- feeding -----------------------------------------------------------
     def feed_frame(self, events: pd.DataFrame) -> list[Anomaly]:
-        """A batch of events as a DataFrame of schema columns (file order)."""
+        """A batch of events as a DataFrame of schema columns."""
         if events is None or not len(events):
             return []
-        return self.feed(cols_mod.from_frame(events.reset_index(drop=True), self.header))
+        # A frame indexed by row position in the trace (a replay) keeps those
+        # numbers as evidence; a fresh 0..n-1 batch is numbered on.
+        return self.feed(cols_mod.from_frame(events, self.header))
 
     def feed(self, batch: Columns) -> list[Anomaly]:
         """A batch of columns; rows are numbered on from the previous batches
