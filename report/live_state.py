@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from pageref.trace.header import TraceHeader
 from pageref.trace.schema import DEFAULT_PIN_BIAS
 
 
-def _col(df: pd.DataFrame, name: str, default: object = None) -> pd.Series:
+def _col(df: pd.DataFrame, name: str, default: Any = None) -> pd.Series:
     if name in df.columns:
         return df[name]
     return pd.Series([default] * len(df), index=df.index, dtype=object)
@@ -35,7 +36,7 @@ def _counts(a: np.ndarray) -> dict[str, int]:
     return {str(k): int(v) for k, v in pd.Series(a, dtype=object).value_counts().items()}
 
 
-def _strs(s: pd.Series, fill: object) -> np.ndarray:
+def _strs(s: pd.Series, fill: Any) -> np.ndarray:
     """A string column as an object array (`fill` for null); categoricals by code,
     which is what keeps a 100k-event batch cheap."""
     if isinstance(s.dtype, pd.CategoricalDtype):
