@@ -139,7 +139,8 @@ class Engine:
         if not self._parts:
             return cols_mod.from_frame(pd.DataFrame({"ts_ns": [], "kind": []}), self.header)
         if len(self._parts) > 1:
-            merged: dict[str, Any] = {a: np.concatenate([getattr(p, a) for p in self._parts]) for a in _ARRAYS}
+            merged: dict[str, Any] = {
+                a: np.concatenate([getattr(p, a) for p in self._parts]) for a in _ARRAYS}
             row = np.concatenate([p.row for p in self._parts if p.row is not None])
             self._parts = [dataclasses.replace(self._parts[0], row=row, **merged)]
         one = self._parts[0]

@@ -17,7 +17,6 @@ from pageref.analysis.history import df_history
 from pageref.analysis.model import PageModel
 from pageref.trace.io import Trace
 
-
 _NONE: Any = None   # the null fill, typed so numpy's stubs accept it
 
 
