@@ -1,21 +1,28 @@
-"""find_anomalies: run the anomaly catalog (analysis/detectors/) over a trace."""
+"""find_anomalies: the anomaly catalog (analysis/detectors/) over a trace, through
+the engine (analysis/engine.py)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 import pandas as pd
 
 from pageref.analysis import columns as cols_mod
 from pageref.analysis import model as model_mod
-from pageref.analysis.columns import Columns
+from pageref.analysis.columns import Columns, K
 from pageref.analysis.detectors import DETECTORS
+from pageref.analysis.detectors.base import Anomaly
+from pageref.analysis.engine import DEFAULT_THRESHOLD_NS, Engine
+from pageref.trace import io as trace_io
+from pageref.trace import jsonl as trace_jsonl
+from pageref.trace.header import TraceHeader
 from pageref.trace.io import Trace
 
 ANOMALY_COLUMNS = ("kind", "pfn", "ts_ns", "pid", "comm", "detail", "severity", "evidence")
-DEFAULT_THRESHOLD_NS = 1_000_000_000
 
 TraceLike = Union[Trace, Columns, str, Path]
 
@@ -30,18 +37,26 @@ def columns_of(trace: TraceLike, progress=None) -> Columns:
     return cols_mod.load_columns(Path(trace), progress=progress)
 
 
-def anomalies_of_model(m: model_mod.PageModel) -> pd.DataFrame:
-    found = []
-    for det in DETECTORS:
-        found.extend(det.detect(m))
+def anomalies_frame(found: Iterable[Anomaly]) -> pd.DataFrame:
+    """The anomalies as find_anomalies' DataFrame, in time order."""
     df = pd.DataFrame([dataclasses.asdict(a) for a in found], columns=list(ANOMALY_COLUMNS))
     df = df.astype({"pfn": "Int64", "ts_ns": "int64", "pid": "Int64"})
     df = df.sort_values(["ts_ns", "kind"], kind="stable").reset_index(drop=True)
     return df
 
 
+def anomalies_of_model(m: model_mod.PageModel) -> pd.DataFrame:
+    """Every detector over one whole-trace model (what the engine's last pass does)."""
+    found: list[Anomaly] = []
+    for det in DETECTORS:
+        found.extend(det.detect(m))
+    return anomalies_frame(found)
+
+
 def find_anomalies(trace: TraceLike, threshold_ns: int = DEFAULT_THRESHOLD_NS) -> pd.DataFrame:
-    """Every anomaly of the catalog found in `trace`, in time order.
+    """Every anomaly of the catalog found in `trace`, in time order, by the
+    engine (analysis/engine.py): a path is streamed in batches, memory bounded
+    by what is live.
 
     Columns:
       kind      detector name (docs/anomalies.md)
@@ -49,8 +64,81 @@ def find_anomalies(trace: TraceLike, threshold_ns: int = DEFAULT_THRESHOLD_NS) -
       ts_ns     when it happened (the trace's clock, CLOCK_MONOTONIC ns)
       pid, comm the task it is attributed to (Int64 / str, may be null)
       detail    one human sentence with the numbers that matter
-      severity  "error" (a refcount rule broken) or "warning" (suspicious)
+      severity  "error" (a refcount rule broken), "warning" (suspicious) or
+                "uncertain" (the evidence spans lost events; analysis/severity.py)
       evidence  list of row positions in trace.events (file order) proving it
     """
-    m = model_mod.build(columns_of(trace), threshold_ns)
-    return anomalies_of_model(m)
+    if isinstance(trace, (str, Path)):
+        return stream(Path(trace), threshold_ns).anomalies
+    cols = columns_of(trace)
+    return anomalies_frame(Engine(cols.header, threshold_ns).run([cols]))
+
+
+@dataclasses.dataclass
+class Streamed:
+    """What one streaming pass over a trace file gives `pageref analyze`."""
+
+    anomalies: pd.DataFrame
+    counts: dict[str, int]      # events, pages, lost_events (summary.trace_counts)
+    header: TraceHeader
+    first_ts: int               # earliest event time (0 for an empty trace)
+    rows_held: int              # the most rows the engine held at once
+    late: int                   # events more than the reorder window out of time order
+
+
+def batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[Columns]:
+    """The trace file's analysis columns in batches (a Parquet row group, or
+    `batch_rows` lines of JSON), rows numbered globally. The same readers (and
+    error texts) as analysis/columns.py's load_columns."""
+    header = trace_io.read_header(path)
+    if trace_io.trace_format(path) == "parquet":
+        for part, base, table in cols_mod.iter_parquet_tables(path):
+            yield _numbered(table.to_pandas(), header, part, base)
+        return
+    base = 0
+    for df in trace_jsonl.iter_batches(path, batch_rows):
+        yield _numbered(df[list(cols_mod.NEEDED)], header, path, base)
+        base += len(df)
+
+
+def _numbered(df: pd.DataFrame, header: TraceHeader, path: Path, base: int) -> Columns:
+    df.index = pd.RangeIndex(base, base + len(df))
+    cols = cols_mod.from_frame(df, header, path)
+    if cols.row is None:
+        cols.row = np.arange(base, base + len(df), dtype=np.int64)
+    return cols
+
+
+# How late an event may come in a file (per-CPU buffers drained in turn): the
+# engine settles verdicts this far behind the latest time it has seen.
+FILE_REORDER_NS = 1_000_000_000
+
+
+def stream(path: Path, threshold_ns: int = DEFAULT_THRESHOLD_NS, progress=None,
+           batch_rows: int = 1_000_000, reorder_ns: int = FILE_REORDER_NS) -> Streamed:
+    """Analyse a trace file batch by batch through the engine."""
+    header = trace_io.read_header(path)
+    eng = Engine(header, threshold_ns, reorder_ns)
+    events = lost_rows = 0
+    pages = np.zeros(0, dtype=np.int64)
+    first: int | None = None
+    held = 0
+    for b in batches(path, batch_rows):
+        events += b.n
+        lost = b.kind == K["lost"]
+        lost_rows += int(np.maximum(b.count[lost], 1).sum())
+        sel = b.has_pfn & ~lost
+        sh = np.clip(b.order[sel], 0, 62).astype(np.int64)
+        pages = np.union1d(pages, (b.pfn[sel] >> sh) << sh)
+        lo = int(b.ts.min()) if b.n else None
+        if lo is not None:
+            first = lo if first is None else min(first, lo)
+        eng.feed(b)
+        held = max(held, eng.held)
+        if progress:
+            progress(events)
+    eng.finish()
+    counts = {"events": events, "pages": int(len(pages)),
+              "lost_events": max(lost_rows, int(header.lost_total))}
+    return Streamed(anomalies_frame(eng.found), counts, header,
+                    first if first is not None else 0, held, eng.late)

@@ -12,7 +12,7 @@ which it cannot change (`Anomaly.decided_ns`): at its own event for the rules
 that look only backwards (refcount_underflow, double_free, ...), T after the idle
 point for missed_wakeup, at the idle point for busy_page_stall, and at the end
 of the trace for pin_leak and for a page still busy at the end. A verdict is
-emitted once (keyed by kind, page, time and first evidence row); at `finish()`
+emitted once, by the batch whose settled time first reaches it; at `finish()`
 every remaining verdict of the whole pass is emitted, so the union over the
 batches is exactly the whole pass's answer, whatever the batch sizes.
 
@@ -20,24 +20,29 @@ Events may arrive up to `reorder_ns` late (per-CPU buffers interleave): a verdic
 is emitted only when the latest time seen minus `reorder_ns` has reached its
 decision time. Evidence is global row numbers (row positions in the trace).
 
-Memory: the engine holds every row it was fed until `finish()` (see
-docs/analysis.md); per-page state is not yet compacted across batches.
+Memory: after each batch the engine lets go of every page's past up to the
+latest point where the page started afresh (nothing outstanding, idle, refcount
+observed) more than T before the settled time (see `_compact`): it holds the
+rows of pages with references outstanding or busy, the last T of trace time,
+and the `lost` rows. docs/analysis.md states the bound.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pageref.analysis import columns as cols_mod
 from pageref.analysis import model as model_mod
+from pageref.analysis import segments as seg
 from pageref.analysis.columns import Columns, K
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly, pin_episode
-from pageref.analysis.detectors.busy_episodes import episodes
+from pageref.analysis.detectors.busy_episodes import episodes, idle_points
 from pageref.trace.header import TraceHeader
 
 DEFAULT_THRESHOLD_NS = 1_000_000_000
@@ -58,10 +63,6 @@ class Pending:
     comm: str | None
 
 
-def _key(a: Anomaly) -> tuple[str, int | None, int, int]:
-    return (a.kind, a.pfn, a.ts_ns, a.evidence[0] if a.evidence else -1)
-
-
 class Engine:
     """Feed batches (`feed` Columns, `feed_frame` DataFrames of schema columns);
     each call returns the anomalies decided by it; `finish()` returns the rest."""
@@ -77,15 +78,19 @@ class Engine:
         self.model: model_mod.PageModel | None = None
         self._parts: list[Columns] = []
         self._comm: dict[str, int] = {}
-        self._emitted: set[tuple[str, int | None, int, int]] = set()
+        self._settled: int | None = None     # verdicts decided up to here are out
+        self.dropped = 0                     # rows let go of (settled pages' pasts)
+        self.late = 0                        # events older than the settled time when fed
         self._finished = False
 
     # -- feeding -----------------------------------------------------------
     def feed_frame(self, events: pd.DataFrame) -> list[Anomaly]:
-        """A batch of events as a DataFrame of schema columns (file order)."""
+        """A batch of events as a DataFrame of schema columns."""
         if events is None or not len(events):
             return []
-        return self.feed(cols_mod.from_frame(events.reset_index(drop=True), self.header))
+        # A frame indexed by row position in the trace (a replay) keeps those
+        # numbers as evidence; a fresh 0..n-1 batch is numbered on.
+        return self.feed(cols_mod.from_frame(events, self.header))
 
     def feed(self, batch: Columns) -> list[Anomaly]:
         """A batch of columns; rows are numbered on from the previous batches
@@ -100,6 +105,10 @@ class Engine:
         self._parts.append(dataclasses.replace(
             batch, header=self.header, row=row, comm=self._recode(batch), comm_names=[]))
         self.rows_seen = max(self.rows_seen, int(row.max()) + 1)
+        if self._settled is not None:
+            # Arrived later than `reorder_ns` allows: verdicts already out may
+            # have been decided without them. Counted, and said by the caller.
+            self.late += int((batch.ts < self._settled).sum())
         hi = int(batch.ts.max())
         self.max_ts = hi if self.max_ts is None else max(self.max_ts, hi)
         return self._decide(final=False)
@@ -117,6 +126,11 @@ class Engine:
         return self.found
 
     # -- state -------------------------------------------------------------
+    @property
+    def held(self) -> int:
+        """Rows the engine holds now."""
+        return sum(p.n for p in self._parts)
+
     def columns(self) -> Columns:
         """The rows held, as one Columns (global row numbers in `row`)."""
         names = [""] * len(self._comm)
@@ -125,7 +139,8 @@ class Engine:
         if not self._parts:
             return cols_mod.from_frame(pd.DataFrame({"ts_ns": [], "kind": []}), self.header)
         if len(self._parts) > 1:
-            merged = {a: np.concatenate([getattr(p, a) for p in self._parts]) for a in _ARRAYS}
+            merged: dict[str, Any] = {
+                a: np.concatenate([getattr(p, a) for p in self._parts]) for a in _ARRAYS}
             row = np.concatenate([p.row for p in self._parts if p.row is not None])
             self._parts = [dataclasses.replace(self._parts[0], row=row, **merged)]
         one = self._parts[0]
@@ -174,18 +189,80 @@ class Engine:
         for det in DETECTORS:
             found.extend(det.detect(m))
         settled = None if final or self.max_ts is None else self.max_ts - self.reorder_ns
+        prev = self._settled
         new = []
         for a in found:
-            if not final and (a.decided_ns is None or settled is None or a.decided_ns > settled):
-                continue
-            k = _key(a)
-            if k in self._emitted:
-                continue
-            self._emitted.add(k)
+            d = a.decided_ns
+            if prev is not None and d is not None and d <= prev:
+                continue                      # emitted by an earlier batch
+            if not final and (d is None or settled is None or d > settled):
+                continue                      # not decided yet
             new.append(a)
         new.sort(key=lambda a: (a.ts_ns, a.kind))
         self.found.extend(new)
+        if settled is not None:
+            self._settled = settled if prev is None else max(prev, settled)
+            self._compact(m, cols, self._settled - self.threshold_ns - 1)
         return new
+
+    def _compact(self, m: model_mod.PageModel, cols: Columns, cutoff: int) -> None:
+        """Let go of the rows no verdict still to come can depend on: on each page,
+        the rows before the latest row r, older than `cutoff` (every verdict
+        that reads them is out: T before the settled time), where the page
+        starts afresh: nothing counted outstanding and idle just before r, the
+        refcount at r observed (or not known either way), r not a busy report,
+        and r's page life either holds a grab before r or began at the page's
+        first row (so no double_free can span r). Kept besides: the page's last
+        `lost` row before r (its later verdicts stay uncertain), every CPU-wide
+        `lost` row, the page-less busy checks since `cutoff`. On r are written
+        the page's pgmap type and last recorded mapping (what the dropped rows
+        decided). The batch-invariance test holds this to the whole pass."""
+        n = len(m.kind)
+        if n < 2:
+            return
+        k = m.kind
+        flag = idle_points(m)
+        ar = np.arange(n, dtype=np.int64)
+        ts = np.asarray(m.ts)
+        prev_ok = np.zeros(n, dtype=bool)
+        prev_ok[1:] = (m.pins_after[:-1] == 0) & (m.gets_after[:-1] == 0) & flag[:-1]
+        grab = ((k == K["get"]) | (k == K["pin"])).view(np.int8)
+        grab_before = seg.cumsum(grab, m.life_starts) - grab
+        fresh_life = (~m.life_starts & ((grab_before > 0) | m.page_starts[m.life_first])) \
+            | (k == K["free"])
+        elig = ~m.page_starts & prev_ok & fresh_life & (ts < cutoff) \
+            & (k != K["busy"]) & (k != K["lost"]) & (m.observed | ~m.known)
+        if not elig.any():
+            return
+        firsts = seg.segment_first_index(m.page_starts)
+        r = np.maximum.accumulate(np.where(elig, ar, -1))
+        r = np.where(r >= firsts, r, firsts)                  # per row: the page's latest r so far
+        lasts = seg.segment_last_index(m.page_starts)
+        r_page = r[lasts]                                     # per row: its page's r
+        keep = ar >= r_page
+        cut = np.flatnonzero(elig & (ar == r_page))           # the rows r
+        lost_row = np.maximum.accumulate(np.where(k == K["lost"], ar, -1))
+        lr = lost_row[cut - 1]
+        keep[lr[lr >= firsts[cut]]] = True
+        mp = cols.mapping[m.idx]
+        last_nz = np.maximum.accumulate(np.where(mp != 0, ar, -1))
+        in_model = np.zeros(cols.n, dtype=bool)
+        in_model[m.idx] = True
+        keep_pos = np.zeros(cols.n, dtype=bool)
+        keep_pos[m.idx[keep]] = True
+        keep_pos |= ~in_model & ((cols.kind == K["lost"]) | (cols.ts >= cutoff))
+        sel = np.flatnonzero(keep_pos)
+        if len(sel) == cols.n:
+            return
+        held = dataclasses.replace(cols, row=cols.rows()[sel], comm_names=[], pages=None,
+                                   **{a: getattr(cols, a)[sel].copy() for a in _ARRAYS})
+        at = np.searchsorted(sel, m.idx[cut])
+        held.pgmap[at] = m.pgmap[cut]
+        prior = last_nz[cut - 1]
+        patch = (mp[cut] == 0) & (prior >= firsts[cut])
+        held.mapping[at[patch]] = mp[prior[patch]]
+        self.dropped += cols.n - len(sel)
+        self._parts = [held]
 
 
 def column_batches(cols: Columns, sizes: Iterable[int]) -> Iterator[Columns]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 from pageref.analysis.anomalies import TraceLike, columns_of
 from pageref.analysis.columns import Columns, K
 from pageref.analysis.severity import ORDER
+from pageref.trace.header import TraceHeader
 
 
 def trace_counts(cols: Columns) -> dict[str, int]:
@@ -53,20 +55,26 @@ def summarize(trace: TraceLike, anomalies: pd.DataFrame) -> dict[str, Any]:
     "by_kind": {kind: N}, "by_severity": {"error": N, "warning": N, "uncertain": N},
     "trace": {"path", "kernel", "pin_bias", "idle_refcount"}}."""
     cols = columns_of(trace)
+    return document(cols.header, cols.path, trace_counts(cols), anomalies)
+
+
+def document(h: TraceHeader, path: Path | None, counts: dict[str, int],
+             anomalies: pd.DataFrame) -> dict[str, Any]:
+    """The --json document from a trace's header, counts (trace_counts) and
+    anomalies: what a streaming pass has without holding the trace."""
     rows = []
     for rec in anomalies.to_dict("records"):
         d = {k: _plain(v) for k, v in rec.items()}
         d["pfn_hex"] = f"{d['pfn']:#x}" if d.get("pfn") is not None else None
         rows.append(d)
-    h = cols.header
     out: dict[str, Any] = {"anomalies": rows}
-    out.update(trace_counts(cols))
+    out.update(counts)
     out["by_kind"] = {str(k): int(v) for k, v in anomalies["kind"].value_counts().items()} \
         if len(anomalies) else {}
     # Verdicts across a loss are counted apart from the errors and warnings.
     sev = anomalies["severity"].value_counts() if len(anomalies) else {}
     out["by_severity"] = {s.value: int(sev.get(s.value, 0)) for s in ORDER}
-    out["trace"] = {"path": str(cols.path) if cols.path is not None else None,
+    out["trace"] = {"path": str(path) if path is not None else None,
                     "kernel": h.kernel, "pin_bias": h.pin_bias,
                     "idle_refcount": dict(h.idle_refcount)}
     return out

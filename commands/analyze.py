@@ -37,17 +37,20 @@ def analyze(trace: Path, threshold: int, as_json: bool, limit: int) -> None:
     """Find refcount anomalies in TRACE: underflows, grabs on freed pages, pins
     released with put_page, leaked pins, frees while pinned, double frees,
     truncates stalled on busy pages, lost wake-ups, long-term pins on fsdax."""
-    from pageref.analysis.anomalies import anomalies_of_model, columns_of
-    from pageref.analysis.model import build
-    from pageref.analysis.summary import summarize
+    from pageref.analysis.anomalies import stream
+    from pageref.analysis.summary import document
     from pageref.trace.io import warnings_for
     from pageref.trace.text import for_terminal
 
-    progress = Progress(f"reading {trace}")
-    cols = columns_of(trace, progress=progress)
+    # The engine streams the trace: memory is bounded by what is live, not by
+    # the trace's length (docs/analysis.md).
+    progress = Progress(f"analysing {trace}")
+    st = stream(trace, threshold, progress=progress)
     progress.done()
-    anomalies = anomalies_of_model(build(cols, threshold))
-    doc = summarize(cols, anomalies)
+    doc = document(st.header, trace, st.counts, st.anomalies)
+    if st.late:
+        click.echo(f"pageref: warning: {st.late:,} events came more than 1 s out of time "
+                   f"order; verdicts near them may differ from a sorted trace's", err=True)
     # What the reader could not read (a recording's damaged last part): the
     # results are on the rest, and say so.
     warnings = warnings_for(trace)
@@ -60,10 +63,11 @@ def analyze(trace: Path, threshold: int, as_json: bool, limit: int) -> None:
 
     # A trace is untrusted: its text (comm, kernel, header keys...) reaches the
     # terminal with control characters escaped.
-    click.echo(for_terminal(render(doc, threshold, limit, cols.header.start_ns
-                                   if cols.header.start_ns is not None else
-                                   (int(cols.ts.min()) if cols.n else 0), warnings)))
+    click.echo(for_terminal(render(doc, threshold, limit, st.header.start_ns
+                                   if st.header.start_ns is not None else st.first_ts,
+                                   warnings)))
+    n = st.counts["events"]
     if progress.enabled and progress.elapsed >= 1:
-        rate = cols.n / progress.elapsed if progress.elapsed else 0
-        click.echo(f"analysed {cols.n:,} events in {progress.elapsed:.1f} s "
+        rate = n / progress.elapsed if progress.elapsed else 0
+        click.echo(f"analysed {n:,} events in {progress.elapsed:.1f} s "
                    f"({rate:,.0f} events/s)", err=True)

@@ -2,18 +2,22 @@
 
 Per-page refcount histories come from pageref.analysis.history.df_history (the
 analysis owns the rules: carried-forward refcounts, gaps where events were
-lost); only if that is not importable does a direct reading of the observed
-refcounts stand in (refcount after = observed before +/- the event's own
-references). The overview numbers (pins held, references per task) are
+lost). The overview numbers (pins held, references per task) are
 simple vectorised sums over the events.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
+from pageref.analysis.history import df_history
+from pageref.analysis.model import PageModel
 from pageref.trace.io import Trace
+
+_NONE: Any = None   # the null fill, typed so numpy's stubs accept it
 
 
 def values(s: pd.Series) -> np.ndarray:
@@ -22,10 +26,10 @@ def values(s: pd.Series) -> np.ndarray:
     takes seconds; indexing the categories by code does not)."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         cats = np.asarray(s.cat.categories.astype(object), dtype=object)
-        cats = np.append(cats, None)  # code -1 (null) picks the last entry
-        return cats[s.cat.codes.to_numpy()]
+        cats = np.append(cats, _NONE)  # code -1 (null) picks the last entry
+        return np.asarray(cats[s.cat.codes.to_numpy()])
     a = s.astype(object).to_numpy()
-    return np.where(pd.isna(a), None, a)
+    return np.asarray(np.where(pd.isna(a), _NONE, a))
 
 
 def codes(s: pd.Series) -> tuple[np.ndarray, list]:
@@ -94,20 +98,6 @@ def refcount_delta(ev: pd.DataFrame, pin_bias: int) -> np.ndarray:
             - np.where(kind_is(ev, "unpin"), refs * w, 0))
 
 
-def _fallback_history(trace: Trace, pfn: int) -> pd.DataFrame:
-    ev = trace.events
-    sel = np.flatnonzero((ev["pfn"] == pfn).fillna(False).to_numpy(dtype=bool))
-    sub = ev.iloc[sel]
-    rc = _num(sub, "refcount", np.nan)
-    after = rc + refcount_delta(sub, trace.header.pin_bias)
-    return pd.DataFrame({"pos": sel, "ts_ns": sub["ts_ns"].to_numpy(dtype=np.int64),
-                         "gap": np.zeros(len(sel), dtype=bool),
-                         "kind": values(sub["kind"]),
-                         "order": _num(sub, "order", 0), "pincount": _num(sub, "pincount",
-                                                                           np.nan),
-                         "refs": _num(sub, "refs", 1), "refcount_after": after})
-
-
 def page_trace(trace: Trace, pfn: int) -> Trace:
     """A Trace of `pfn`'s events and the `lost` rows (the history's gaps), indexed by
     their positions in the full trace (so `row` and evidence positions agree)."""
@@ -119,13 +109,8 @@ def page_trace(trace: Trace, pfn: int) -> Trace:
     return Trace(trace.path, trace.header, sub)
 
 
-def _analysis_history(trace: Trace, pfn: int) -> pd.DataFrame | None:
-    """df_history of one page, with the columns page_history needs, or None
-    when the analysis is not importable."""
-    try:
-        from pageref.analysis.history import df_history
-    except ImportError:
-        return None
+def _analysis_history(trace: Trace, pfn: int) -> pd.DataFrame:
+    """df_history of one page, with the columns page_history needs."""
     # df_history(trace, pfn) models the whole trace; the page's own events (plus
     # lost rows) give the same history at a fraction of the cost.
     h = df_history(page_trace(trace, pfn), pfn=pfn)
@@ -146,8 +131,6 @@ def page_history(trace: Trace, pfn: int) -> pd.DataFrame:
     pins_decoded is what the refcount says about pins: refcount // pin_bias for a
     small page, the folio's pincount (after the event) for a large folio."""
     h = _analysis_history(trace, pfn)
-    if h is None:
-        h = _fallback_history(trace, pfn)
     h = h.sort_values("ts_ns", kind="stable").reset_index(drop=True)
     rc = pd.to_numeric(h["refcount_after"], errors="coerce").astype("Float64") \
         .to_numpy(dtype=np.float64, na_value=np.nan)
@@ -209,19 +192,14 @@ def pins_over_time(trace: Trace) -> tuple[np.ndarray, np.ndarray] | None:
     return df["ts"].to_numpy(), step.cumsum().to_numpy(dtype=np.int64)
 
 
-def pins_over_time_from_model(model: object) -> tuple[np.ndarray, np.ndarray] | None:
-    """(ts_ns, pins outstanding on all pages) from the analysis's page model
-    (pageref.analysis.model.PageModel: rows by (pfn, time) with pins_after and
-    page_starts). These are the analysis's own counts: a pin released through
-    put_page (pin_put_mismatch) is released, a free ends the page's life.
-    None when the model does not have those arrays."""
-    try:
-        pins = np.asarray(model.pins_after, dtype=np.int64)  # type: ignore[attr-defined]
-        starts = np.asarray(model.page_starts, dtype=bool)  # type: ignore[attr-defined]
-        ts = np.asarray(model.ts, dtype=np.int64)  # type: ignore[attr-defined]
-    except AttributeError:
-        return None
-    if not len(pins) or len(starts) != len(pins) or len(ts) != len(pins):
+def pins_over_time_from_model(model: PageModel) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ts_ns, pins outstanding on all pages) from the analysis's page model: the
+    analysis's own counts (a pin released through put_page, pin_put_mismatch,
+    is released; a free ends the page's life)."""
+    pins = np.asarray(model.pins_after, dtype=np.int64)
+    starts = np.asarray(model.page_starts, dtype=bool)
+    ts = np.asarray(model.ts, dtype=np.int64)
+    if not len(pins):
         return None
     prev = np.empty_like(pins)
     prev[0] = 0

@@ -26,9 +26,12 @@ from typing import IO
 
 import pandas as pd
 
+from pageref.analysis.detectors.base import Anomaly
+from pageref.analysis.engine import DEFAULT_THRESHOLD_NS
 from pageref.analysis.fmt import fmt_ns, fmt_pfn, fmt_seconds
+from pageref.analysis.severity import Severity
 from pageref.errors import PagerefError
-from pageref.report.live_state import LiveAnomaly, LiveState
+from pageref.report.live_state import LiveState
 from pageref.trace.schema import DEFAULT_PIN_BIAS
 from pageref.trace.text import escape_controls
 
@@ -60,6 +63,7 @@ class LiveView:
         clock: Callable[[], float] = time.monotonic,
         interval: float = REFRESH_S,
         title: str = "pageref record",
+        threshold_ns: int = DEFAULT_THRESHOLD_NS,
     ) -> None:
         if mode not in MODES:
             raise PagerefError(f"unknown live view mode {mode!r}; use one of {', '.join(MODES)}")
@@ -69,7 +73,9 @@ class LiveView:
             mode = "rich" if isatty is not None and isatty() else "plain"
         self.mode = mode
         self.title = title
-        self.state = LiveState(pin_bias=pin_bias, idle_refcount=idle_refcount)
+        self.state = LiveState(pin_bias=pin_bias, idle_refcount=idle_refcount,
+                               threshold_ns=threshold_ns)
+        self.threshold_ns = threshold_ns
         self._clock = clock
         self._interval = interval
         self._t0 = clock()
@@ -122,6 +128,9 @@ class LiveView:
         """Final draw and a one-line summary (nothing in quiet mode)."""
         if self._closed:
             return
+        # The end of the recording decides what only the end decides (pin_leak,
+        # a page still busy): the summary is then `pageref analyze`'s answer.
+        self.state.finish()
         now = self._clock()
         self._update_rates(now)
         if self.mode == "rich" and self._live is not None:
@@ -175,12 +184,15 @@ class LiveView:
             f"{s.pins_outstanding:,} pins outstanding on {s.pages_pinned:,} pages",
             f"{self.lost_total:,} lost",
         ]
+        when = "" if s.finished else " so far"
         if s.anomalies:
-            parts.append("anomalies so far: " + ", ".join(
-                f"{k} {n}" for k, n in sorted(s.anomalies.items())))
+            unsure = f" ({s.uncertain} uncertain: evidence spans lost events)" \
+                if s.uncertain else ""
+            parts.append(f"anomalies{when}: " + ", ".join(
+                f"{k} {n}" for k, n in sorted(s.anomalies.items())) + unsure)
         else:
-            parts.append("no anomalies so far")
-        return "; ".join(parts) + " (run `pageref analyze` for the full analysis)"
+            parts.append(f"no anomalies{when}")
+        return "; ".join(parts) + " (`pageref analyze` lists them with their evidence)"
 
     # -- drawing -----------------------------------------------------------
     def _draw(self) -> None:
@@ -199,11 +211,18 @@ class LiveView:
         probes = " ".join(f"{safe_text(p, 40)}={_fmt_rate(r)}" for p, r in sorted(
             self.rates.items()))
         anomalies = " ".join(f"{k}={n}" for k, n in sorted(s.anomalies.items())) or "none"
+        pend = s.pending()
+        waiting = ""
+        if pend:
+            pins = sum(1 for p in pend if p.what == "pin_held")
+            busy = len(pend) - pins
+            waiting = (f" | pending > {fmt_ns(self.threshold_ns)}: pins held on {pins} "
+                       f"page(s), {busy} page(s) busy")
         # A fixed-width clock column (a ticker, not a duration to read back).
         return (f"[{self._clock() - self._t0:7.1f}s] events {self.events_total:,} "
                 f"({_fmt_rate(rate)}) [{probes}] | pages {len(s.pages):,} | "
                 f"pins {s.pins_outstanding:,} | lost {self.lost_total:,} | "
-                f"anomalies {anomalies}")
+                f"anomalies {anomalies}{waiting}")
 
     def _print_new_anomalies(self) -> None:
         new = self.state.take_new()
@@ -216,9 +235,11 @@ class LiveView:
         t0 = self.state.first_ts if self.state.first_ts is not None else ts_ns
         return f"+{fmt_ns(ts_ns - t0)}"  # as `pageref analyze` shows the same anomaly
 
-    def _anomaly_line(self, a: LiveAnomaly) -> str:
+    def _anomaly_line(self, a: Anomaly) -> str:
+        unsure = " (uncertain: events were lost)" \
+            if a.severity == Severity.UNCERTAIN.value else ""
         return (f"  anomaly {a.kind}: pfn {fmt_pfn(a.pfn)} by {safe_text(a.comm)}"
-                f"[{a.pid if a.pid is not None else '?'}] at {self._rel(a.ts_ns)}")
+                f"[{a.pid if a.pid is not None else '?'}] at {self._rel(a.ts_ns)}{unsure}")
 
     def _rich_renderable(self):  # -> rich renderable
         from rich.console import Group
@@ -243,7 +264,7 @@ class LiveView:
         for p, n in sorted(self.per_probe.items()):
             probes.add_row(Text(safe_text(p, 40)), f"{n:,}", _fmt_rate(self.rates.get(p, 0.0)))
 
-        kinds = Table(title="Anomalies so far (preview)", title_justify="left")
+        kinds = Table(title="Anomalies as decided", title_justify="left")
         kinds.add_column("kind")
         kinds.add_column("count", justify="right")
         for k, n in sorted(s.anomalies.items()):
@@ -263,4 +284,16 @@ class LiveView:
                                Text(f"{safe_text(a.comm)}[{a.pid if a.pid is not None else '?'}]"),
                                self._rel(a.ts_ns))
             parts.append(latest)
+        pend = s.pending()
+        if pend:
+            waiting = Table(title=f"Pending: longer than {fmt_ns(self.threshold_ns)} so far",
+                            title_justify="left")
+            for c in ("what", "pfn", "count", "task", "since"):
+                waiting.add_column(c)
+            for p in pend[:10]:
+                waiting.add_row("pins held" if p.what == "pin_held" else "busy",
+                                fmt_pfn(p.pfn), f"{p.count:,}",
+                                Text(f"{safe_text(p.comm)}[{p.pid if p.pid is not None else '?'}]"),
+                                self._rel(p.since_ns))
+            parts.append(waiting)
         return Group(*parts)

@@ -25,7 +25,9 @@ def replay(path: Path, speed: float = 1.0, mode: str = "auto", interval: float =
         view = LiveView(mode, pin_bias=h.pin_bias, idle_refcount=h.idle_refcount,
                         clock=clock, interval=interval,
                         title=f"pageref watch {Path(path).name}")
-    ev = trace.events.sort_values("ts_ns", kind="stable").reset_index(drop=True)
+    # In time order, each event keeping its row position in the trace: the
+    # engine cites those rows as evidence, as `pageref analyze` does.
+    ev = trace.events.sort_values("ts_ns", kind="stable")
     ts = ev["ts_ns"].to_numpy(dtype=np.int64)
     try:
         if not len(ev):

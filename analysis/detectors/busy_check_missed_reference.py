@@ -55,9 +55,10 @@ def detect(m: PageModel) -> list[Anomaly]:
     N = int(cols.n) + 1
     key = page_no * N + m.seq                 # increasing: pages by pfn, rows by time
     grab = (m.kind == K["get"]) | (m.kind == K["pin"])
-    # Grabs that recorded a mapping, by (mapping, time): a check's candidates
-    # are one slice, whatever the number of checks.
-    gr = np.flatnonzero(grab & (mp != 0))
+    # Rows that recorded a mapping, by (mapping, time): a check's candidate
+    # pages are one slice, whatever the number of checks. (Any row: what makes
+    # a page the mapping's is the last mapping recorded on it, below.)
+    gr = np.flatnonzero(mp != 0)
     gr = gr[np.lexsort((m.seq[gr], mp[gr]))]
     gr_map, gr_seq = mp[gr], m.seq[gr]
     lost_seq = m.lost_seq

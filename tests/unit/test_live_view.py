@@ -70,7 +70,9 @@ def test_state_checks_and_near_misses():
     assert dict(s.anomalies) == {"refcount_underflow": 2, "grab_on_free_page": 1,
                                  "free_while_referenced": 1}
     assert [a.pfn for a in s.latest] == [1, 3, 4, 5]
-    assert (s.pins_outstanding, s.pages_pinned) == (1, 1)
+    # As `pageref analyze` counts (issue 12): the free ended pfn 5's life (and was
+    # reported as free_while_referenced), so nothing is outstanding after it.
+    assert (s.pins_outstanding, s.pages_pinned) == (0, 0)
 
 
 def test_double_free_across_batches():
@@ -104,11 +106,16 @@ def test_plain_mode_lines(known):
                         "pages 3 | pins 1 | lost 0 | anomalies grab_on_free_page=1")
     assert lines[2].startswith("  anomaly double_free: pfn 0x1003")
     assert lines[3].startswith("  anomaly longterm_pin_fsdax: pfn 0x1004")
-    assert lines[4] == ("pageref record: 9 events in 3.00 s; 5 pages; 1 pins outstanding on "
-                        "1 pages; 3 lost; anomalies so far: double_free 1, "
-                        "grab_on_free_page 1, longterm_pin_fsdax 1 (run `pageref analyze` "
-                        "for the full analysis)")
-    assert len(lines) == 5
+    # Closing: the end decides the pin still held (across the lost events, so
+    # uncertain), and the summary is `pageref analyze`'s answer (issue 12).
+    assert lines[4] == ("  anomaly pin_leak: pfn 0x1001 by rdma-app[200] at +400.0 ms "
+                        "(uncertain: events were lost)")
+    assert lines[5] == ("pageref record: 9 events in 3.00 s; 5 pages; 1 pins outstanding on "
+                        "1 pages; 3 lost; anomalies: double_free 1, "
+                        "grab_on_free_page 1, longterm_pin_fsdax 1, pin_leak 1 (1 uncertain: "
+                        "evidence spans lost events) (`pageref analyze` lists them with their "
+                        "evidence)")
+    assert len(lines) == 6
     assert "\x1b" not in out.getvalue()
 
 
@@ -148,7 +155,7 @@ def test_rich_mode_shows_tables_and_no_markup_from_comms(known):
     v.refresh()
     v.close()
     text = out.getvalue()
-    for s in ("Events by probe", "try_grab_folio", "Anomalies so far", "double_free",
+    for s in ("Events by probe", "try_grab_folio", "Anomalies as decided", "double_free",
               "Latest anomalies", "0x1002"):
         assert s in text
     # the task's name is shown literally: its escape sequence and markup are inert
@@ -209,3 +216,35 @@ def test_feed_as_the_recorder_does(known):
     assert dict(s.anomalies) == {"grab_on_free_page": 1, "double_free": 1,
                                  "longterm_pin_fsdax": 1}
     assert (s.pins_outstanding, len(s.pages)) == (1, 5)
+
+
+def test_closing_summary_is_the_analysis_of_the_same_trace():
+    """Issue 12: the live view (here replaying examples/basic.jsonl) ends with
+    exactly `pageref analyze`'s anomalies, evidence rows included."""
+    from pathlib import Path
+
+    from pageref.analysis.anomalies import find_anomalies
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "basic.jsonl"
+    v = replay(path, speed=0, mode="quiet")
+    a = find_anomalies(path)
+    got = sorted((x.kind, x.pfn, x.ts_ns, x.severity, tuple(x.evidence))
+                 for x in v.state.engine.found)
+    want = sorted(zip(a["kind"], a["pfn"].astype(int), a["ts_ns"], a["severity"],
+                      map(tuple, a["evidence"])))
+    assert got == want and len(got) >= 11
+    assert sum(v.state.anomalies.values()) == len(a)
+
+
+def test_pending_shows_pins_held_longer_than_T():
+    out, clock = io.StringIO(), Clock()
+    v = LiveView("plain", stream=out, clock=clock, idle_refcount={"fsdax": 1})
+    v.feed(pd.DataFrame({"ts_ns": [0, 2_000_000_000], "kind": ["pin", "get"],
+                         "pfn": [7, 8], "refcount": [1, 1], "pgmap_type": ["fsdax"] * 2}))
+    clock.t += 2
+    v.refresh()
+    assert [(p.what, p.pfn, p.count) for p in v.state.pending()] == [("pin_held", 7, 1)]
+    assert out.getvalue().splitlines()[-1].endswith(
+        "| pending > 1.00 s: pins held on 1 page(s), 0 page(s) busy")
+    v.close()
+    assert v.state.pending() == [] and v.state.anomalies == {"pin_leak": 1}
