@@ -60,7 +60,7 @@ def _no_btf_part(kernel: str):
 
     return session.Part("no_btf", script=guest_script(session.pageref_in_guest(),
                                                       session.suite_command()),
-                        timeout_s=900)
+                        timeout_s=1200)
 
 
 # Last in the shared boot (conftest.py): BTF stays hidden until power-off.

@@ -69,7 +69,7 @@ def _pmd_part(kernel: str):
     return session.Part("pmd", script=GUEST, args=(shlex.join(session.pageref_in_guest()),
                                                    str(bin_dir)),
                         env=(("PAGEREF_LAB_FS", "xfs"), ("PAGEREF_LAB_DAX", "/mnt/xfs")),
-                        timeout_s=500)
+                        timeout_s=900)
 
 
 # First in the shared boot (conftest.py): fresh file systems, as in a boot of its own.
