@@ -210,6 +210,10 @@ def move_trace(trace: Path, dest: Path) -> Path:
     return dest
 
 
+# Files stage two leaves in the run directory for the whole boot (lab/stage2.sh).
+BOOT_FILES = ("lab-layout.txt", "dmesg.txt")
+
+
 @dataclasses.dataclass(frozen=True)
 class Part:
     """One job of a shared boot: `script` runs with /bin/sh in /results/<name>/
@@ -284,6 +288,12 @@ def run_parts(parts: Sequence[Part], kernel: str = "6.1", progress: Progress | N
     out: dict[str, LabRun] = {}
     for p in parts:
         d = run_dir / p.name
+        # What stage two wrote for the whole boot (the DAX layout it measured,
+        # dmesg) belongs to every part: each part's directory stands for a run
+        # directory of its own.
+        for name in BOOT_FILES:
+            if (run_dir / name).is_file():
+                shutil.copyfile(run_dir / name, d / name)
         try:
             rc: int | None = int((d / "exit-code").read_text().strip())
         except (OSError, ValueError):

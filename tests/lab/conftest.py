@@ -142,7 +142,7 @@ class LabBoot:
 def _suite_part(kernel: str) -> Part:
     from pageref.lab import session
 
-    return Part("suite", argv=tuple(session.suite_command()), record=True, timeout_s=800)
+    return Part("suite", argv=tuple(session.suite_command()), record=True, timeout_s=900)
 
 
 register_part("suite", 50, _suite_part)

@@ -68,7 +68,7 @@ def _streaming_part(kernel: str):
 
     bin_dir = build(session.cache_dir())
     return session.Part("runs", script=GUEST, args=(shlex.join(session.pageref_in_guest()),
-                                                    str(bin_dir)), timeout_s=700)
+                                                    str(bin_dir)), timeout_s=900)
 
 
 # In 6.1's shared boot (conftest.py), after pmd, before the suite: the next

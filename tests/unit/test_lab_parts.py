@@ -55,6 +55,7 @@ def test_run_parts_gives_one_run_per_part(tmp_path: Path, monkeypatch: pytest.Mo
     def fake_boot(kf, cache, run_dir, script, env=None, timeout_s=0.0, on_mark=None, **kw):
         assert timeout_s > 600                     # the parts' budgets, plus the boot
         r = run_guest(script, run_dir)
+        (run_dir / "lab-layout.txt").write_text("ext4 /mnt/ext4 /dev/pmem0p1 1 2\n")
         marks = {"stage2": (1.0, ""), "ready": (2.0, "")}
         for ln in r.stdout.splitlines():
             _, event, up, *rest = ln.split(" ")
@@ -69,4 +70,6 @@ def test_run_parts_gives_one_run_per_part(tmp_path: Path, monkeypatch: pytest.Mo
     assert first.run_dir.name == "first" and first.run_dir.parent == second.run_dir.parent
     assert (first.run_dir / "f").read_text() == "kept\n"
     assert first.trace is None and first.workloads == []
+    for run in (first, second):   # the boot's own files, seen from each part
+        assert (run.run_dir / "lab-layout.txt").read_text().startswith("ext4 ")
     assert first.timings["ready_s"] == 2.0 and "job_s" in first.timings
