@@ -14,7 +14,8 @@ from pathlib import Path
 
 from pageref.errors import PagerefError
 
-PROGRAMS = ("dax_odirect", "dax_pvm", "dax_vmsplice", "dax_punch", "dax_uring", "dax_pmd")
+PROGRAMS = ("dax_odirect", "dax_pvm", "dax_vmsplice", "dax_punch", "dax_uring", "dax_pmd",
+            "devdax_refs")
 CFLAGS = ("-O2", "-Wall", "-Wextra", "-Wno-unused-function", "-pthread")
 
 
