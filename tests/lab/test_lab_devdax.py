@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -64,6 +65,24 @@ def on_heads(ev: pd.DataFrame, w: dict, order: int) -> pd.DataFrame:
     return ev[ev["pfn"].isin(list(heads(w["pfns"], order)))]
 
 
+GUP_LONGTERM_SOURCE = Path("/usr/src/linux-source-6.12.tar.xz")   # bin/setup installs it
+
+
+def gup_longterm_binary(cache: Path) -> Path:
+    """The mm selftest gup_longterm, built once from Debian's linux-source-6.12
+    (6.1's source has none: the test arrived in 6.5)."""
+    from pageref.workloads.build import source_dir
+
+    out = cache / "gup_longterm-6.12"
+    if not (out / "gup_longterm").is_file():
+        if not GUP_LONGTERM_SOURCE.is_file():
+            pytest.fail(f"{GUP_LONGTERM_SOURCE} missing: run bin/setup (linux-source-6.12)",
+                        pytrace=False)
+        subprocess.run(["sh", str(source_dir() / "build-gup-longterm.sh"),
+                        str(GUP_LONGTERM_SOURCE), str(out)], check=True, capture_output=True)
+    return out / "gup_longterm"
+
+
 @pytest.fixture(scope="session", params=kernels_under_test(), ids=lambda k: f"kernel-{k}")
 def dd(request) -> DevdaxRun:
     kernel = request.param
@@ -73,8 +92,12 @@ def dd(request) -> DevdaxRun:
     from pageref.workloads.build import build, source_dir
 
     bins, src = build(cache_dir()), source_dir()
+    glt = gup_longterm_binary(cache_dir())
     job = (f'sh {src}/devdax-suite.sh {bins} /mnt/scratch "$PAGEREF_LAB_DEVDAX"; r=$?; '
            f'sh {src}/rdma-clients.sh /mnt/ext4 "$PAGEREF_LAB_DEVDAX" || r=1; '
+           # gup_longterm's "local tmpfile" is made in its working directory
+           f'for fs in ext4 xfs; do (cd /mnt/$fs && {glt} > /results/gup_longterm-$fs.tap 2>&1; '
+           f'echo $? > /results/gup_longterm-$fs.rc); done; '
            # never unregistered while the trace runs: the process sleeps 20 s
            # and the recorder stops 3 s after the registration
            f'{bins}/devdax_refs uring "$PAGEREF_LAB_DEVDAX" 4 4 -20000 '
@@ -239,3 +262,29 @@ def test_history_and_analyze_say_devdax(dd):
         out = subprocess.run([sys.executable, "-m", "pageref", *cmd], capture_output=True,
                              text=True, timeout=300)
         assert "devdax" in out.stdout and "generic" not in out.stdout, out.stdout
+
+
+def tap(dd: DevdaxRun, fs: str) -> tuple[int, list[str]]:
+    d = dd.run.run_dir
+    return int((d / f"gup_longterm-{fs}.rc").read_text()), \
+        (d / f"gup_longterm-{fs}.tap").read_text().splitlines()
+
+
+def test_gup_longterm_selftest_on_fsdax(dd):
+    """The kernel's own FOLL_LONGTERM test with its local file on each DAX
+    file system: the io_uring cases run (fixed buffers on a DAX file must be
+    refused, and are); the GUP cases need CONFIG_GUP_TEST (/sys/kernel/debug/
+    gup_test), which Debian's kernels lack, and skip themselves saying so."""
+    for fs in ("ext4", "xfs"):
+        rc, lines = tap(dd, fs)
+        assert rc == 0, (fs, lines[-15:])
+        assert not [ln for ln in lines if ln.startswith("not ok")], (fs, lines)
+        local = [i for i, ln in enumerate(lines) if "with local tmpfile" in ln]
+        assert local, lines[:20]
+        results = [ln for ln in lines if ln.startswith("ok ")]
+        assert any("# SKIP gup_test not available" in ln for ln in results), results[:5]
+        passed = [ln for ln in results if "SKIP" not in ln]
+        assert passed, f"no gup_longterm case ran on {fs}"
+    ev = dd.events[dd.events["comm"].astype(str) == "gup_longterm"]
+    fsdax = ev[ev["pgmap_type"].astype(str) == "fsdax"]
+    assert not ((fsdax["kind"] == "pin") & (fsdax["longterm"] == True)).any()  # noqa: E712
