@@ -9,6 +9,7 @@ from typing import Any
 
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.severity import Severity
+from pageref.trace.pgmap_names import display_name
 
 
 def render(doc: dict[str, Any], threshold: int, limit: int, t0: int,
@@ -16,7 +17,8 @@ def render(doc: dict[str, Any], threshold: int, limit: int, t0: int,
     """The summary; text from the trace is as recorded (the caller escapes it
     for the terminal: pageref.trace.text.for_terminal)."""
     tr = doc["trace"]
-    idle = ", ".join(f"{k}={v}" for k, v in sorted(tr["idle_refcount"].items())) or "unknown"
+    idle = ", ".join(f"{display_name(k)}={v}" for k, v in sorted(tr["idle_refcount"].items())
+                     ) or "unknown"
     lines = [
         f"{tr['path']}: {doc['events']:,} events on {doc['pages']:,} "
         f"page{'s' if doc['pages'] != 1 else ''}, "

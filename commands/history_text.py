@@ -10,6 +10,7 @@ import pandas as pd
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PGMAP_NAMES, PageModel
 from pageref.trace.header import TraceHeader
+from pageref.trace.pgmap_names import display_name
 
 _REF_KINDS = ("get", "pin", "put", "unpin")
 
@@ -87,7 +88,7 @@ def render_pages(m: PageModel, trace: Path, limit: int) -> str:
         a, b = firsts[i], lasts[i]
         rc = str(int(m.after[b])) if m.known[b] else "?"
         lines.append(
-            f"  {int(m.pfn[a]):<#10x} {PGMAP_NAMES.get(int(m.pgmap[a]), '?'):<8} "
+            f"  {int(m.pfn[a]):<#10x} {display_name(PGMAP_NAMES.get(int(m.pgmap[a]))):<8} "
             f"{int(counts[i]):>8} {rc:>9} {int(m.pins_after[b]):>4} {int(m.gets_after[b]):>4}  "
             f"+{fmt_ns(int(m.ts[a]) - t0):<9} +{fmt_ns(int(m.ts[b]) - t0):<9}")
     if len(order) < len(firsts):

@@ -32,8 +32,9 @@ def lab() -> None:
     """A QEMU guest with emulated pmem where pageref runs for real.
 
     \b
-    Guest paths: /mnt/ext4 (ext4 -o dax, pmem0), /mnt/xfs (xfs -o dax=always,
-    pmem1), /mnt/scratch (ext4 on a RAM disk, no DAX: the O_DIRECT side),
+    Guest paths: /mnt/ext4 (ext4 -o dax, pmem0p1), /mnt/xfs (xfs -o dax=always,
+    pmem0p2), /dev/dax1.0 (device DAX, $PAGEREF_LAB_DEVDAX),
+    /mnt/scratch (ext4 on a RAM disk, no DAX: the O_DIRECT side),
     /dev/mapper/slow (dm-delay, 500 ms: I/O held in flight), /results (shared
     with the host's run directory). See docs/lab.md.
     """

@@ -15,7 +15,7 @@ from pathlib import Path
 from pageref.errors import PagerefError
 
 PROGRAMS = ("dax_odirect", "dax_pvm", "dax_vmsplice", "dax_punch", "dax_uring", "dax_pmd",
-            "dax_bigio")
+            "dax_bigio", "devdax_refs")
 CFLAGS = ("-O2", "-Wall", "-Wextra", "-Wno-unused-function", "-pthread")
 
 

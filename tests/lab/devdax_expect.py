@@ -1,0 +1,31 @@
+"""What each kernel generation does with device DAX pages and the real
+clients in the lab, stated once (tests/lab/test_lab_devdax.py). Measured in
+the lab, with the kernel source that explains it.
+"""
+
+from __future__ import annotations
+
+DEVDAX_EXPECT: dict[str, dict] = {
+    "6.1": {
+        # memmap_init_zone_device() leaves ZONE_DEVICE pages at refcount 1; the
+        # PMD mapping device DAX installs (vmf_insert_pfn_pmd) takes none.
+        "idle": 1,
+        # device DAX pages are compound (pgmap->vmemmap_shift, "device-dax:
+        # compound devmap support", 5.17): a 2 MiB unit is one order-9 folio
+        "order": 9,
+        # io_uring/rsrc.c io_pin_pages(): pin_user_pages(FOLL_LONGTERM) succeeds
+        # on device DAX, then "don't support file backed memory": a VMA with
+        # a vm_file that is neither shmem nor hugetlbfs -> -EOPNOTSUPP and
+        # unpin_user_pages() of what it pinned.
+        "uring_accepts": False,
+        "uring_pins_then_unpins": True,
+        # put_page() on a device DAX page: put_devmap_managed_page_refs() calls
+        # __put_devmap_managed_page_refs(), which returns false for a pgmap
+        # that is not MEMORY_DEVICE_FS_DAX (mm/memremap.c), and folio_put()
+        # decrements inline: the pipe's puts are not traced.
+        "pipe_puts_traced": False,
+        # O_DIRECT takes FOLL_GET references (iov_iter_get_pages2) and
+        # __bio_release_pages drops them: traced (the bio walk)
+        "odirect_take": "get",
+    },
+}
