@@ -954,13 +954,29 @@ int on_free_zone_device_folio(struct pt_regs *ctx)
 			 0, 0);
 }
 
-/* free_devmap_managed_page(page): 5.x, the count just reached 1 (the page is idle) */
-int on_free_devmap_managed_page(struct pt_regs *ctx)
+/*
+ * free_devmap_managed_page(page): 5.x, the count just reached 1. A device-private
+ * page is freed here (its driver's page_free); an fsdax page is only idle (the
+ * layout waiter's wake-up, as inside 6.1's devmap put): no `free` for it, as no
+ * kernel frees an fsdax page that idles at 1.
+ */
+static __always_inline int devmap_free(void *ctx, u64 page)
 {
+	struct pageref_event *e;
+
 	if (!task_ok())
 		return 0;
-	return emit_drop(ctx, PROBE_FREE_DEVMAP_MANAGED_PAGE, KIND_FREE, PT_REGS_PARM1(ctx), 0, 0,
-			 0, 0);
+	e = scratch_event();
+	if (!e || fill_page(e, page) || e->pgmap_type == PGMAP_FSDAX)
+		return 0;
+	fill_task(e, ctx, PROBE_FREE_DEVMAP_MANAGED_PAGE, KIND_FREE);
+	e->refs = 0;
+	submit(ctx, e);
+	return 0;
+}
+int on_free_devmap_managed_page(struct pt_regs *ctx)
+{
+	return devmap_free(ctx, PT_REGS_PARM1(ctx));
 }
 
 /* ---- busy: dax_layout_busy_page(_range) returns a page still referenced ---- */
@@ -1111,9 +1127,7 @@ KRETFUNC_PROBE(try_grab_compound_head, u64 page, u64 refs, u64 flags, u64 ret)
 #ifdef FENTRY_FREE_DEVMAP_MANAGED_PAGE
 KFUNC_PROBE(free_devmap_managed_page, u64 page)
 {
-	if (!task_ok())
-		return 0;
-	return emit_drop(ctx, PROBE_FREE_DEVMAP_MANAGED_PAGE, KIND_FREE, CTX_ARG(0), 0, 0, 0, 0);
+	return devmap_free(ctx, CTX_ARG(0));
 }
 #endif
 #ifdef FENTRY_FREE_ZONE_DEVICE_PAGE

@@ -171,8 +171,9 @@ TARGETS: tuple[Target, ...] = (
     # free -------------------------------------------------------------------
     Target("free_devmap_managed_page", "free", 25, FREE,
            note="mm/memremap.c 5.10-5.17: put_devmap_managed_page calls it when the count "
-                "reaches 1 (1-based pages): the fsdax idle wake-up and the device-private free. "
-                "Replaced by free_zone_device_page in 5.18"),
+                "reaches 1 (1-based pages): the device-private free (a `free`) and the fsdax "
+                "idle wake-up (no event: fsdax pages idle at 1, never freed). Replaced by "
+                "free_zone_device_page in 5.18"),
     Target("free_zone_device_folio", "free", 15, FREE,
            note="folio form of free_zone_device_page (6.10+); on kernels where fsdax "
                 "mappings hold references it wakes layout waiters"),
