@@ -18,7 +18,6 @@ from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly
 from pageref.analysis.engine import DEFAULT_THRESHOLD_NS, Engine
 from pageref.trace import io as trace_io
-from pageref.trace import jsonl as trace_jsonl
 from pageref.trace.header import TraceHeader
 from pageref.trace.io import Trace
 
@@ -87,18 +86,15 @@ class Streamed:
 
 
 def batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[Columns]:
-    """The trace file's analysis columns in batches (a Parquet row group, or
-    `batch_rows` lines of JSON), rows numbered globally. The same readers (and
-    error texts) as analysis/columns.py's load_columns."""
+    """The trace file's analysis columns in batches (about `batch_rows` rows;
+    Parquet row groups gathered), rows numbered globally, in file order. Read
+    through the one trace reader (pageref.trace.io.iter_tables): the same checks
+    and error texts as every other command."""
     header = trace_io.read_header(path)
-    if trace_io.trace_format(path) == "parquet":
-        for part, base, table in cols_mod.iter_parquet_tables(path):
-            yield _numbered(table.to_pandas(), header, part, base)
-        return
-    base = 0
-    for df in trace_jsonl.iter_batches(path, batch_rows):
-        yield _numbered(df[list(cols_mod.NEEDED)], header, path, base)
-        base += len(df)
+    for batch in trace_io.iter_tables(path, cols_mod.NEEDED, batch_rows):
+        df = batch.table.select([n for n in cols_mod.NEEDED
+                                 if n in batch.table.column_names]).to_pandas()
+        yield _numbered(df, header, batch.source, batch.first_row)
 
 
 def _numbered(df: pd.DataFrame, header: TraceHeader, path: Path, base: int) -> Columns:
