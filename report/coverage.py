@@ -1,125 +1,146 @@
-"""The page's probe section: which kernel functions the recording probed, the
-event kinds each emits, the drop paths (put, unpin, free) covered, and what the
-recorder said it left out."""
+"""The page's probe section: which kernel functions the recording probed and
+the event kinds each emits, the drop paths covered and not covered (the same
+text `pageref probes` prints), and the targets the plan left out, with why.
+
+Everything comes from the trace header's plan record
+(pageref.trace.plan_record.coverage_of, which also reads older traces); nothing
+is guessed from symbol names or from the events seen.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from pageref.report import history as hist
 from pageref.report.page import DropPath, MissingProbe, ProbeRow, RecorderNotes
-from pageref.report.text import clean_strings, clean_text
+from pageref.report.text import clean_text
 from pageref.trace.io import Trace
+from pageref.trace.plan_record import Coverage, PlanEntry, coverage_of
+from pageref.tracer.plan import AttachMethod
 
 DROP_KINDS = ("put", "unpin", "free")
-ROLE_WORDS = ("get", "pin", "put", "unpin", "free", "busy", "grab_failed", "lost")
-
-# The recorder's logical probes (tracer/plan.py) and the event kinds each yields.
-# "put" is every drop function: the unpin_* ones yield unpins, gup_put_folio
-# both (its flags say which), the rest puts.
-_LOGICAL = {"grab": {"get", "pin"}, "free": {"free"}, "busy": {"busy"}}
-_PUT_AND_UNPIN = {"gup_put_folio"}
+_METHODS = frozenset(m.value for m in AttachMethod)
 
 
-def _role_of(entry: dict[str, Any], kinds_seen: set[str]) -> set[str]:
-    """The event kinds a probe plan entry produces."""
-    for key in ("kinds", "kind", "produces"):
-        v = entry.get(key)
-        if isinstance(v, str):
-            return {v}
-        if isinstance(v, list):
-            return {str(x) for x in v}
-    roles = set(kinds_seen)
-    name = str(entry.get("probe", "")).lower()
-    sym = str(entry.get("symbol", "")).lower()
-    if name in _LOGICAL:
-        roles |= _LOGICAL[name]
-    elif name == "put":
-        if sym in _PUT_AND_UNPIN:
-            roles |= {"put", "unpin"}
-        elif "unpin" in sym:
-            roles.add("unpin")
-        else:
-            roles.add("put")
-    elif name in ROLE_WORDS:
-        roles.add(name)
-    elif not roles:
-        for word in ("unpin", "free", "busy", "put", "pin", "get"):
-            if word in name or word in sym:
-                roles.add(word)
-                break
-    return roles
+def _events_by_symbol(ev: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per probe symbol: its events counted by kind (kinds with none left out)."""
+    out: dict[str, pd.Series] = {}
+    if not len(ev) or "probe" not in ev.columns:
+        return out
+    pc, pnames = hist.codes(ev["probe"])
+    kc, knames = hist.codes(ev["kind"])
+    ok = pc >= 0
+    if ok.any() and knames:
+        n = np.bincount(pc[ok] * len(knames) + kc[ok],
+                        minlength=len(pnames) * len(knames)).reshape(len(pnames), -1)
+        for i, sym in enumerate(pnames):
+            row = pd.Series(n[i], index=[str(k) for k in knames])
+            if row.sum():
+                out[str(sym)] = row[row > 0]
+    return out
 
 
-_DEAD_METHODS = {"none", "missing", "unavailable", "skipped", "failed"}
+def attached(entry: PlanEntry) -> bool:
+    """An entry whose method is one the tracer attaches with (tracer/plan.py
+    AttachMethod); a hand-written header may claim anything else."""
+    return entry.method in _METHODS
+
+
+def _notes(entry: PlanEntry) -> str:
+    parts = []
+    if entry.signature:
+        parts.append(f"signature={entry.signature}")
+    if entry.returns:
+        parts.append(f"returns={entry.returns}")
+    if not attached(entry):
+        parts.append(f"not attached (method {entry.method!r} is not an attach method)")
+    return ", ".join(parts)
+
+
+class _Probe(NamedTuple):
+    probe: str
+    symbol: str
+    method: str
+    kinds: tuple[str, ...]
+    attached: bool
+    events: int
+    notes: str
+
+
+class _DropKind(NamedTuple):
+    kind: str
+    by: list[str]
+    events: int
+    covered: bool | None
+
+
+def _probes(trace: Trace, cov: Coverage) -> list[_Probe]:
+    by_symbol = _events_by_symbol(trace.events)
+    return [_Probe(e.probe, e.symbol, e.method, e.kinds, attached(e),
+                   int(by_symbol[e.symbol].sum()) if e.symbol in by_symbol else 0, _notes(e))
+            for e in cov.entries]
+
+
+def _drop_kinds(trace: Trace, cov: Coverage) -> list[_DropKind]:
+    kinds = hist.kind_counts(trace.events)
+    rows = []
+    for k in DROP_KINDS:
+        by = [e.symbol or e.probe for e in cov.entries if k in e.kinds and attached(e)]
+        n = int(kinds.get(k, 0))
+        covered: bool | None = True if by or n > 0 else (False if cov.entries else None)
+        rows.append(_DropKind(k, by, n, covered))
+    return rows
+
+
+def df_probes(trace: Trace) -> pd.DataFrame:
+    """One row per probe plan entry, in plan order.
+
+    Columns: probe (logical probe), symbol, method, kinds (tuple of event kinds
+    the plan says it emits), attached (bool), events (int: events in the trace
+    from this symbol), notes (signature, returns, why not attached)."""
+    return pd.DataFrame(_probes(trace, coverage_of(trace.header)), columns=list(_Probe._fields))
+
+
+def df_drop_kinds(trace: Trace) -> pd.DataFrame:
+    """The reference-drop event kinds (put, unpin, free), one row each.
+
+    Columns: kind, by (list of the attached probes' symbols that emit it),
+    events (int: events of that kind in the trace), covered (True: a probe emits
+    it or the trace has such events; False: the plan has none and there are
+    none; None: no probe plan in the header and no such events)."""
+    return pd.DataFrame(_drop_kinds(trace, coverage_of(trace.header)),
+                        columns=list(_DropKind._fields))
 
 
 def probes_section(trace: Trace) -> tuple[list[ProbeRow], list[DropPath], list[str]]:
-    ev = trace.events
-    notes: list[str] = []
-    by_symbol: dict[str, pd.Series] = {}
-    if len(ev) and "probe" in ev.columns:
-        pc, pnames = hist.codes(ev["probe"])
-        kc, knames = hist.codes(ev["kind"])
-        ok = pc >= 0
-        if ok.any() and knames:
-            n = np.bincount(pc[ok] * len(knames) + kc[ok],
-                            minlength=len(pnames) * len(knames)).reshape(len(pnames), -1)
-            for i, sym in enumerate(pnames):
-                row = pd.Series(n[i], index=[str(k) for k in knames])
-                if row.sum():
-                    by_symbol[str(sym)] = row[row > 0]
-    rows: list[ProbeRow] = []
-    covered: dict[str, list[str]] = {k: [] for k in DROP_KINDS}
-    for entry in trace.header.probe_plan:
-        sym = str(entry.get("symbol", ""))
-        counts = by_symbol.get(sym, pd.Series(dtype=int))
-        roles = _role_of(entry, set(counts.index))
-        method = str(entry.get("method", ""))
-        alive = method.lower() not in _DEAD_METHODS and entry.get("attached", True) is not False
-        # (id, return, ret_conv: the recorder's internal numbers, not for people)
-        others = {k: v for k, v in entry.items()
-                  if k not in ("probe", "symbol", "method", "kinds", "kind", "produces", "id",
-                               "return", "ret_conv")}
-        rows.append(ProbeRow(
-            probe=clean_text(entry.get("probe", "")),
-            symbol=clean_text(sym),
-            method=clean_text(method),
-            role=", ".join(sorted(roles)),
-            events=int(counts.sum()),
-            notes=clean_text(", ".join(f"{k}={v}" for k, v in others.items()), 300),
-        ))
-        for k in DROP_KINDS:
-            if k in roles and alive:
-                covered[k].append(sym or str(entry.get("probe", "")))
-    kinds = hist.kind_counts(ev)
-    drops = []
-    for k in DROP_KINDS:
-        n = int(kinds.get(k, 0))
-        if covered[k] or n > 0:
-            state: bool | None = True
-        else:
-            state = False if trace.header.probe_plan else None
-        drops.append(DropPath(kind=k, covered=state, by=[clean_text(s) for s in covered[k]],
-                              events=n))
-    if not trace.header.probe_plan:
+    """The probe plan table, the drop kinds table, and notes about them."""
+    cov = coverage_of(trace.header)
+    rows = [ProbeRow(probe=clean_text(r.probe), symbol=clean_text(r.symbol),
+                     method=clean_text(r.method), role=", ".join(r.kinds),
+                     events=r.events, notes=clean_text(r.notes, 300))
+            for r in _probes(trace, cov)]
+    drops = [DropPath(kind=r.kind, covered=r.covered, by=[clean_text(s) for s in r.by],
+                      events=r.events)
+             for r in _drop_kinds(trace, cov)]
+    notes = []
+    if not cov.entries:
         notes.append("The trace header has no probe plan (a converted or hand-written trace): "
-                     "drop-path coverage is judged from the events alone.")
+                      "drop-path coverage is judged from the events alone.")
     return rows, drops, notes
 
 
 def recorder_notes(trace: Trace) -> RecorderNotes | None:
-    t = trace.header.extra.get("tracer")
-    if not isinstance(t, dict):
+    """The drop paths covered and not covered, as `pageref probes` words them, the
+    targets left out and why, and notes; None when the header says none of it."""
+    cov = coverage_of(trace.header)
+    if not (cov.covered or cov.uncovered or cov.left_out or cov.notes):
         return None
-    missing = []
-    for m in t.get("probes_missing") or []:
-        if isinstance(m, dict):
-            missing.append(MissingProbe(clean_text(m.get("probe")), clean_text(m.get("symbol")),
-                                        clean_text(m.get("why"), 400)))
-    return RecorderNotes(covered=clean_strings(t.get("drop_paths_covered")),
-                         uncovered=clean_strings(t.get("drop_paths_uncovered")),
-                         missing=missing, notes=clean_strings(t.get("notes")))
+    return RecorderNotes(
+        covered=[clean_text(c, 400) for c in cov.covered],
+        uncovered=[clean_text(c, 400) for c in cov.uncovered],
+        missing=[MissingProbe(clean_text(m.probe), clean_text(m.symbol), clean_text(m.why, 400))
+                 for m in cov.left_out],
+        notes=[clean_text(n, 400) for n in cov.notes])

@@ -7,11 +7,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import markupsafe
 import pandas as pd
 import pytest
 import report_traces as rt
 
-from pageref.report import facts, overview, verdict
+from pageref.report import coverage, facts, overview, verdict
 from pageref.report.model import build_report
 from pageref.report.page import Limits
 from pageref.trace.io import read_trace
@@ -62,6 +63,20 @@ def test_df_refcount_last_and_pins(known):
     pins = overview.df_pins(known)
     assert list(pins.columns) == ["ts_ns", "held"]
     assert pins.attrs["source"] == "counted from pin/unpin events"
+
+
+def test_df_probes_kinds_come_from_the_plan(known):
+    df = coverage.df_probes(known)
+    assert list(df.columns) == ["probe", "symbol", "method", "kinds", "attached", "events",
+                                "notes"]
+    assert df["events"].tolist() == [4, 1, 1, 2] and df["attached"].all()
+    # KNOWN's header predates per-entry kinds: plan_record's legacy table decides
+    assert df["kinds"].tolist() == [("get", "pin", "grab_failed"), ("put",), ("unpin",),
+                                    ("free",)]
+    drops = coverage.df_drop_kinds(known)
+    assert drops["kind"].tolist() == ["put", "unpin", "free"]
+    assert drops["by"].tolist() == [["put_page"], ["unpin_user_page"],
+                                    ["free_zone_device_page"]]
 
 
 def test_df_ranked_worst_first():
@@ -118,3 +133,39 @@ def test_untrusted_text_escaped_by_the_one_owner():
     evil = "a\x1b[2Jb\u202ec\x9bd"
     assert clean_text(evil) == safe_text(evil) == escape_controls(evil) == \
         "a\\x1b[2Jb\\u202ec\\x9bd"
+
+
+FIXTURES = ROOT / "tests" / "fixtures" / "kernels"
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12", "7.2"])
+def test_drop_paths_table_says_what_pageref_probes_says(tmp_path, kernel):
+    """The report's "drop paths covered" table and `pageref probes` read the same
+    plan record: same covered and uncovered text, same kinds per probe."""
+    from pageref.report.render import render_html
+    from pageref.tracer.facts import KernelFacts
+    from pageref.tracer.plan import resolve
+    from pageref.tracer.probes_text import plan_report
+
+    facts = KernelFacts.load(FIXTURES / kernel)
+    shown = plan_report(facts)
+    fentry = facts.has_btf and facts.caps.get("fentry") is not False
+    plan = resolve(facts, fentry=fentry)
+    header = dict(rt.HEADER, probe_plan=plan.header_plan(), coverage=plan.header_coverage())
+    trace = read_trace(rt.write_jsonl(tmp_path / "t.jsonl", rt.known_events("x"), header))
+    r = build_report(trace, None)
+    assert r.recorder is not None
+    assert r.recorder.covered == shown["plan"]["covered"] and r.recorder.covered
+    assert r.recorder.uncovered == shown["plan"]["uncovered"]
+    for c in r.recorder.covered:
+        assert f"  + {c}\n" in shown["text"]
+    for u in r.recorder.uncovered:
+        assert f"  - {u}\n" in shown["text"]
+    assert [(p.symbol, p.role) for p in r.probes] == [
+        (a["symbol"], ", ".join(a["kinds"])) for a in shown["plan"]["attached"]]
+    assert [(m.probe, m.symbol, m.why) for m in r.recorder.missing] == [
+        (m["probe"], m["symbol"], m["why"]) for m in shown["plan"]["missing"]]
+    html = render_html(r)
+    table = html[html.index('id="drop-paths"'):html.index('id="drop-kinds"')]
+    for c in r.recorder.covered + r.recorder.uncovered:
+        assert f"<td><bdi>{markupsafe.escape(c)}</bdi></td>" in table
