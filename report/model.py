@@ -19,6 +19,7 @@ import datetime
 import pandas as pd
 
 from pageref.analysis.fmt import fmt_ns
+from pageref.analysis.model import PageModel
 from pageref.report.coverage import probes_section, recorder_notes
 from pageref.report.facts import facts_section, trace_t0
 from pageref.report.overview import overview_specs
@@ -38,7 +39,7 @@ def build_report(
     limits: Limits | None = None,
     title: str | None = None,
     now: datetime.datetime | None = None,
-    model: object = None,
+    model: PageModel | None = None,
 ) -> Report:
     """The report for `trace` with its `anomalies` (find_anomalies' DataFrame).
 

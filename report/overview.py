@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pageref.analysis.fmt import fmt_ns
+from pageref.analysis.model import PageModel
 from pageref.report import history as hist
 from pageref.report.downsample import minmax_indices
 from pageref.report.figure import new_figure
@@ -146,7 +147,7 @@ def plot_refcount_hist(spec: PlotSpec) -> Any:
 # -- pins held over time ---------------------------------------------------------
 
 
-def df_pins(trace: Trace, model: object = None) -> pd.DataFrame:
+def df_pins(trace: Trace, model: PageModel | None = None) -> pd.DataFrame:
     """Pins outstanding on all pages after each change.
 
     Columns: ts_ns (int), held (int). df.attrs["source"]: where the count comes
@@ -164,7 +165,8 @@ def df_pins(trace: Trace, model: object = None) -> pd.DataFrame:
     return df
 
 
-def pins_spec(trace: Trace, t0: int, limits: Limits, model: object = None) -> PlotSpec | None:
+def pins_spec(trace: Trace, t0: int, limits: Limits,
+              model: PageModel | None = None) -> PlotSpec | None:
     df = df_pins(trace, model)
     if df.empty:
         return None
@@ -237,7 +239,7 @@ def plot_tasks(spec: PlotSpec) -> Any:
 
 
 def overview_specs(trace: Trace, t0: int, limits: Limits,
-                   model: object = None) -> list[PlotSpec]:
+                   model: PageModel | None = None) -> list[PlotSpec]:
     """The overview plots the trace has data for, in page order."""
     specs = (rate_spec(trace, t0, limits), refcount_hist_spec(trace),
              pins_spec(trace, t0, limits, model), tasks_spec(trace, limits))
