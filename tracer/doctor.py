@@ -204,9 +204,10 @@ def run_checks() -> list[Check]:
     checks = [check_privileges(), check_bpf_syscall(), check_kprobes(), check_fentry(),
               check_bcc(), check_headers(), check_btf()]
     try:
-        facts: KernelFacts | None = KernelFacts.live()
-        if facts.has_btf:
-            checks.append(check_layout(facts))
+        live = KernelFacts.live()
+        facts: KernelFacts | None = live
+        if live.has_btf:
+            checks.append(check_layout(live))
         else:
             check, facts = layout_without_btf()
             checks.append(check)
