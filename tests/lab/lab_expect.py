@@ -5,7 +5,7 @@ A generation without an entry here gets the generic assertions only; the
 generation-specific tests skip with that reason until its facts are written.
 
 AWAITS names, per generation, the probe targets the kernel has (seen in a lab
-boot: tests/fixtures/kernels/5.10-boot/) but pageref's probe plan does not
+boot: tests/fixtures/kernels/5.10/) but pageref's probe plan does not
 attach yet, and the tests that cannot hold until it does. While the booted
 plan lacks any of them those tests are xfail with that reason (conftest.py
 `awaited_targets`); once the plan attaches them they run for real.
@@ -23,7 +23,7 @@ TARGETS_5X = ("try_grab_compound_head", "put_devmap_managed_page",
               "free_devmap_managed_page", "bio_release_pages", "unpin_user_pages_dirty_lock")
 
 # Why each listed test cannot hold on 5.10 with today's plan (checked against
-# the plan `pageref probes --kernel-facts tests/fixtures/kernels/5.10-boot`
+# the plan `pageref probes --kernel-facts tests/fixtures/kernels/5.10`
 # prints: try_grab_page, unpin_user_page(s), __put_page, the busy probe):
 # O_DIRECT and vmsplice grab through gup-fast (try_grab_compound_head) and drop
 # through put_page -> put_devmap_managed_page, neither traced; pvm's unpins go
@@ -45,7 +45,7 @@ AWAITS: dict[str, dict] = {
 
 EXPECT: dict[str, dict] = {
     # Debian 11's 5.10 (bullseye-security). From the 5.10 sources, checked in a
-    # lab boot (tests/fixtures/kernels/5.10-boot/).
+    # lab boot (tests/fixtures/kernels/5.10/).
     "5.10": {
         # put_devmap_managed_page (mm/swap.c 5.10): at refcount 1 it calls
         # free_devmap_managed_page, which wakes the layout waiter: 1-based.

@@ -142,7 +142,7 @@ def test_awaited_5x_targets(gen: GenRun) -> None:
     if missing:
         pytest.xfail(f"{gen.kernel}: pageref's probe plan does not attach {missing} yet "
                      "(issue 13, the 5.x targets); the kernel has them "
-                     "(tests/fixtures/kernels/5.10-boot/symbols.txt)")
+                     "(tests/fixtures/kernels/5.10/symbols.txt)")
 
 
 def test_idle_refcount_rule(gen: GenRun) -> None:
