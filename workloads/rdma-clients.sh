@@ -13,6 +13,9 @@ out=${PAGEREF_WORKLOADS_OUT:-./workloads.jsonl}
 mark() { echo "@@pageref-lab workload $(cut -d' ' -f1 /proc/uptime) $*"; }
 
 modprobe -a rdma_rxe dummy || { echo "rdma-clients: modprobe rdma_rxe dummy failed" >&2; exit 1; }
+# lo: the guest never brings it up (-nic none, no init), and perftest's TCP
+# exchange to a local address goes through it (without it both sides hung)
+ip link set lo up
 ip link add d0 type dummy 2>/dev/null
 ip addr add 10.99.0.1/24 dev d0 2>/dev/null
 ip link set d0 up
