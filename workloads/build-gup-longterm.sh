@@ -23,6 +23,9 @@ mm="$work/$top/tools/testing/selftests/mm"
 mkdir -p "$work/uapi/linux" "$out"
 cp "$work/$top/include/uapi/linux/fs.h" "$work/uapi/linux/fs.h"
 echo '#define LOCAL_CONFIG_HAVE_LIBURING 1' > "$mm/local_config.h"
-gcc -O2 -Wall -I"$mm" -I"$work/uapi" -o "$out/gup_longterm" \
-    "$mm/gup_longterm.c" "$mm/vm_util.c" -luring
+# compiled from its own directory, as the selftests' lib.mk does: the "local
+# tmpfile" is named after __FILE__, which must be a relative name
+out=$(cd "$out" && pwd)
+(cd "$mm" && gcc -O2 -Wall -I. -I"$work/uapi" -o "$out/gup_longterm" \
+    gup_longterm.c vm_util.c -luring)
 echo "$out/gup_longterm"

@@ -13,6 +13,9 @@ out=${PAGEREF_WORKLOADS_OUT:-./workloads.jsonl}
 mark() { echo "@@pageref-lab workload $(cut -d' ' -f1 /proc/uptime) $*"; }
 
 modprobe -a rdma_rxe dummy || { echo "rdma-clients: modprobe rdma_rxe dummy failed" >&2; exit 1; }
+# lo: the guest never brings it up (-nic none, no init), and perftest's TCP
+# exchange to a local address goes through it (without it both sides hung)
+ip link set lo up
 ip link add d0 type dummy 2>/dev/null
 ip addr add 10.99.0.1/24 dev d0 2>/dev/null
 ip link set d0 up
@@ -23,20 +26,21 @@ rdma link show rxe0/1 >/dev/null 2>&1 || { echo "rdma-clients: no rxe0" >&2; exi
 # (no client file: the client's buffer is anonymous memory). -s 1 MiB:
 # perftest maps twice the message size, one 2 MiB unit (device DAX maps whole
 # units only). Each side is bounded by `timeout`: a side whose peer failed
-# would otherwise wait for it for ever (seen: the fsdax case hung the lab).
+# would otherwise wait for it for ever (seen: the fsdax case hung the lab);
+# stdbuf: perftest block-buffers its report, which a timeout would lose.
 case_run() {
     t=$1 where=$2
     mark "$t $where"
     start=$(date +%s%N)
-    timeout 60 "$t" -d rxe0 -s 1048576 -n 20 -F --mmap="$3" --mmap-offset="$4" \
+    timeout 60 stdbuf -oL -eL "$t" -d rxe0 -s 1048576 -n 20 -F --mmap="$3" --mmap-offset="$4" \
         >/tmp/srv.log 2>&1 &
     srv=$!
     sleep 3
     if [ $# -ge 6 ]; then
-        timeout 45 "$t" -d rxe0 -s 1048576 -n 20 -F --mmap="$5" --mmap-offset="$6" \
+        timeout 45 stdbuf -oL -eL "$t" -d rxe0 -s 1048576 -n 20 -F --mmap="$5" --mmap-offset="$6" \
             10.99.0.1 >/tmp/cli.log 2>&1
     else
-        timeout 45 "$t" -d rxe0 -s 1048576 -n 20 -F 10.99.0.1 >/tmp/cli.log 2>&1
+        timeout 45 stdbuf -oL -eL "$t" -d rxe0 -s 1048576 -n 20 -F 10.99.0.1 >/tmp/cli.log 2>&1
     fi
     crc=$?
     wait $srv

