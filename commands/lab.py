@@ -47,15 +47,19 @@ def lab() -> None:
               help="Where the trace, the report and the logs go.")
 @click.option("--fs", "fss", multiple=True, type=click.Choice(("ext4", "xfs")),
               help="File systems to run the workloads on (default: both).")
+@click.option("--devdax/--no-devdax", default=True, show_default=True,
+              help="Also run the device DAX workloads on /dev/dax1.0 (same recording).")
 @click.option("--timeout", type=click.IntRange(60), default=900, show_default=True,
               help="Seconds the whole guest run may take before it is killed.")
-def demo(kernel: str, output_dir: Path, fss: tuple[str, ...], timeout: int) -> None:
-    """Boot the lab, record the shipped DAX workloads, analyse, write the report."""
+def demo(kernel: str, output_dir: Path, fss: tuple[str, ...], devdax: bool,
+         timeout: int) -> None:
+    """Boot the lab, record the shipped DAX workloads (fsdax on ext4 and xfs, and
+    device DAX) in one trace, analyse it, write the report."""
     from pageref.lab import session
 
     t0 = time.monotonic()
     _say("compiling the workloads")
-    command = session.suite_command(fss or ("ext4", "xfs"))
+    command = session.demo_command(fss or ("ext4", "xfs"), devdax=devdax)
     run = session.run(command, kernel=kernel, timeout_s=timeout, progress=_say, label="demo",
                       output=lambda line: click.echo(f"  guest| {line}", err=True))
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -198,6 +198,21 @@ def suite_command(fss: Sequence[str] = ("ext4", "xfs")) -> list[str]:
             *(DAX_MOUNTS[f] for f in fss)]
 
 
+def demo_command(fss: Sequence[str] = ("ext4", "xfs"), devdax: bool = True) -> list[str]:
+    """The demo's guest command: the fsdax suite on each file system, then the
+    device DAX suite on the lab's $PAGEREF_LAB_DEVDAX (lab/stage2.sh), so one
+    recording holds both page kinds. Exits non-zero if either suite failed."""
+    from pageref.workloads.build import build, source_dir
+
+    fsdax = shlex.join(suite_command(fss))
+    if not devdax:
+        return ["/bin/sh", "-c", fsdax]
+    dd = shlex.join(["/bin/sh", str(source_dir() / "devdax-suite.sh"), str(build(cache_dir())),
+                     SCRATCH])
+    return ["/bin/sh", "-c", f'{fsdax}; a=$?; {dd} "$PAGEREF_LAB_DEVDAX"; b=$?; '
+                             '[ $a -eq 0 ] && [ $b -eq 0 ]']
+
+
 def move_trace(trace: Path, dest: Path) -> Path:
     """Move the trace out of the run directory to `dest` (replacing an older one)."""
     if dest.exists():

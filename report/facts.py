@@ -10,6 +10,7 @@ from pageref.report import history as hist
 from pageref.report.page import Fact
 from pageref.report.text import clean_text
 from pageref.trace.io import Trace
+from pageref.trace.pgmap_names import display_name
 
 
 def trace_t0(trace: Trace) -> int:
@@ -66,9 +67,17 @@ def df_facts(trace: Trace, threshold_ns: int) -> pd.DataFrame:
     pfn = ev["pfn"] if "pfn" in ev.columns else pd.Series(dtype="Int64")
     add("Pages", f"{pfn.nunique(dropna=True):,}")
     add("Device pages", f"{pfn[hist.device_mask(ev)].nunique(dropna=True):,}")
+    if "pgmap_type" in ev.columns and len(ev):
+        # Pages of each kind, by the name a user knows (devdax for the kernel's
+        # MEMORY_DEVICE_GENERIC: trace/pgmap_names.py).
+        typed = ev.loc[ev["pgmap_type"].notna() & pfn.notna(), ["pgmap_type", "pfn"]]
+        per = typed.drop_duplicates().groupby(typed["pgmap_type"].astype(str)).size()
+        if len(per):
+            add("Pages by kind", ", ".join(
+                f"{clean_text(display_name(str(k)))} {int(n):,}" for k, n in per.items()))
     add("Pin bias", str(h.pin_bias))
     add("Page size", str(h.page_size))
-    idle = ", ".join(f"{k} {v}" for k, v in sorted(h.idle_refcount.items()))
+    idle = ", ".join(f"{display_name(k)} {v}" for k, v in sorted(h.idle_refcount.items()))
     tracer = h.extra.get("tracer")
     why = tracer.get("idle_refcount_reason") if isinstance(tracer, dict) else None
     idle = idle or "not in the header (0 assumed)"

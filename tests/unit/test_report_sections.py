@@ -169,3 +169,15 @@ def test_drop_paths_table_says_what_pageref_probes_says(tmp_path, kernel):
     table = html[html.index('id="drop-paths"'):html.index('id="drop-kinds"')]
     for c in r.recorder.covered + r.recorder.uncovered:
         assert f"<td><bdi>{markupsafe.escape(c)}</bdi></td>" in table
+
+
+def test_pages_by_kind_name_device_dax():
+    """The page kinds are shown by the names users know: the kernel's
+    MEMORY_DEVICE_GENERIC pages (device DAX) as devdax (issue 14)."""
+    t = read_trace(Path(__file__).resolve().parents[2] / "examples" / "basic.jsonl")
+    df = facts.df_facts(t, 10**9).set_index("label")["value"]
+    ev = t.events[t.events["pgmap_type"].notna()]
+    n = ev.drop_duplicates(["pgmap_type", "pfn"]).groupby("pgmap_type").size()
+    assert f"devdax {int(n['generic']):,}" in df["Pages by kind"]
+    assert f"fsdax {int(n['fsdax']):,}" in df["Pages by kind"]
+    assert "generic" not in df["Pages by kind"] and "generic" not in df["Idle refcount"]
