@@ -92,8 +92,11 @@ def batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[Columns]:
     and error texts as every other command."""
     header = trace_io.read_header(path)
     for batch in trace_io.iter_tables(path, cols_mod.NEEDED, batch_rows):
+        # Arrow-backed columns: a uint64 `mapping` with nulls must not pass
+        # through float64 (it would lose its low bits).
         df = batch.table.select([n for n in cols_mod.NEEDED
-                                 if n in batch.table.column_names]).to_pandas()
+                                 if n in batch.table.column_names]
+                                ).to_pandas(types_mapper=pd.ArrowDtype)
         yield _numbered(df, header, batch.source, batch.first_row)
 
 
