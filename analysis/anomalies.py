@@ -18,7 +18,7 @@ from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly
 from pageref.analysis.engine import DEFAULT_THRESHOLD_NS, Engine
 from pageref.trace import io as trace_io
-from pageref.trace import jsonl as trace_jsonl
+from pageref.trace.frame import table_to_frame
 from pageref.trace.header import TraceHeader
 from pageref.trace.io import Trace
 
@@ -91,14 +91,9 @@ def batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[Columns]:
     `batch_rows` lines of JSON), rows numbered globally. The same readers (and
     error texts) as analysis/columns.py's load_columns."""
     header = trace_io.read_header(path)
-    if trace_io.trace_format(path) == "parquet":
-        for part, base, table in cols_mod.iter_parquet_tables(path):
-            yield _numbered(table.to_pandas(), header, part, base)
-        return
-    base = 0
-    for df in trace_jsonl.iter_batches(path, batch_rows):
-        yield _numbered(df[list(cols_mod.NEEDED)], header, path, base)
-        base += len(df)
+    for b in trace_io.iter_tables(path, cols_mod.NEEDED, batch_rows):
+        df = table_to_frame(b.table)[list(cols_mod.NEEDED)]
+        yield _numbered(df, header, b.source, b.first_row)
 
 
 def _numbered(df: pd.DataFrame, header: TraceHeader, path: Path, base: int) -> Columns:
