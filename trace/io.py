@@ -148,10 +148,33 @@ class _Part:
     last: bool
 
 
+_OPENED: dict[tuple, list[_Part]] = {}
+
+
 def _parts(src: TraceInput) -> list[_Part]:
     """The readable parts; a damaged last part of a directory is left out with a
-    warning (when an earlier part can stand for it)."""
+    warning (when an earlier part can stand for it). The last trace's parts stay
+    open: a command reads the header, the row count and the events, and a
+    file's metadata (100,000 row groups) costs as much to read as its events."""
     files = parquet.part_files(src.data)
+    try:
+        key: tuple | None = (str(src.data), tuple(
+            (str(f), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            for f in files for st in (f.stat(),)))
+    except OSError:
+        key = None
+    if key is not None and key in _OPENED:
+        return _OPENED[key]
+    parts = _open_parts(src, files)
+    # Only where it pays: a file rewritten in place within a clock tick would
+    # keep its key, and small files cost nothing to open again.
+    if key is not None and sum(p.pf.metadata.num_row_groups for p in parts) >= 1000:
+        _OPENED.clear()
+        _OPENED[key] = parts
+    return parts
+
+
+def _open_parts(src: TraceInput, files: list[Path]) -> list[_Part]:
     out = []
     for i, f in enumerate(files):
         name = src.name if not src.data.is_dir() else f

@@ -196,18 +196,29 @@ def test_dev_stdin_pipe(tmp_path, fmt):
 # Silent wrong data
 
 
-def _flips_accepted_with_changed_values(path: Path, start: int, stop: int) -> list[int]:
-    """Positions in [start, stop) where flipping one byte still reads, with
-    different events or header."""
-    from pageref.trace.io import iter_tables, read_header
+def _flips_accepted_with_changed_values(path: Path, columns=("ts_ns", "kind", "pfn")
+                                        ) -> list[int]:
+    """Positions in the pages of `columns` (dictionary and data pages, every
+    byte) where flipping one byte still reads, with different events."""
+    from pageref.trace.io import iter_tables
 
     def read(p):
-        return read_header(p), [b.table for b in iter_tables(p)]
+        return [b.table for b in iter_tables(p)]
 
+    md = pq.ParquetFile(path).metadata
+    positions: list[int] = []
+    for rg in range(md.num_row_groups):
+        for c in range(md.num_columns):
+            col = md.row_group(rg).column(c)
+            if col.path_in_schema in columns:
+                start = (col.dictionary_page_offset if col.has_dictionary_page
+                         else col.data_page_offset)
+                positions += range(start, start + col.total_compressed_size)
+    assert positions
     good = read(path)
     data = path.read_bytes()
     changed = []
-    for pos in range(start, min(stop, len(data))):
+    for pos in positions:
         flipped = bytearray(data)
         flipped[pos] ^= 0x10
         p = path.with_name("flip.parquet")
@@ -216,17 +227,9 @@ def _flips_accepted_with_changed_values(path: Path, start: int, stop: int) -> li
             got = read(p)
         except TraceError:
             continue
-        if got[0] != good[0] or len(got[1]) != len(good[1]) or not all(
-                a.equals(b) for a, b in zip(got[1], good[1])):
+        if len(got) != len(good) or not all(a.equals(b) for a, b in zip(got, good)):
             changed.append(pos)
     return changed
-
-
-def _data_pages_end(path: Path) -> int:
-    """Where the footer (file metadata) starts: page checksums cover the bytes
-    before it."""
-    data = path.read_bytes()
-    return len(data) - 8 - int.from_bytes(data[-8:-4], "little")
 
 
 def test_parquet_files_carry_page_checksums(tmp_path):
@@ -237,7 +240,7 @@ def test_parquet_files_carry_page_checksums(tmp_path):
     out = tmp_path / "t.parquet"
     code, _, err = run_cli("convert", src, out)
     assert code == 0, err
-    assert _flips_accepted_with_changed_values(out, 4, _data_pages_end(out)) == []
+    assert _flips_accepted_with_changed_values(out) == []
 
 
 def test_recorder_parts_carry_page_checksums(tmp_path):
@@ -246,7 +249,7 @@ def test_recorder_parts_carry_page_checksums(tmp_path):
 
     w = PartWriter(tmp_path / "rec", TraceHeader())
     part = w.write(small_table(8))
-    assert _flips_accepted_with_changed_values(part, 4, _data_pages_end(part)) == []
+    assert _flips_accepted_with_changed_values(part) == []
 
 
 def test_renamed_column_in_a_pageref_file_is_damage(tmp_path):
@@ -409,7 +412,8 @@ def test_many_one_row_row_groups_read_in_linear_time(tmp_path):
         code, out, err = run_cli(*args)
         took = time.perf_counter() - t0
         assert code == 0, err
-        assert took < 20, (args[0], took)  # ~1 s here; minutes before
+        # ~1-5 s alone, ~20 s on a loaded 2-core box; `history` took 133 s here before.
+        assert took < 60, (args[0], took)
 
 
 # ---------------------------------------------------------------------------
