@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pageref.errors import PagerefError
 from pageref.trace.frame import conform, table_to_frame
@@ -107,6 +108,7 @@ class Recorder:
         self._raw: list[bytes] = []
         self._lost_seen: dict[int, int] = {}
         self._lost_warned = 0
+        self.walk_lost = 0      # pages a stopped BPF walk named in lost rows
         self._missed_returns: dict[str, int] = {}   # kretprobe misses (kprobe_misses.py)
         self.per_probe: dict[str, int] = {}
         self._stack_cache: dict[int, list[str]] = {}
@@ -304,6 +306,12 @@ class Recorder:
             t = decode(raw, self.decode_ctx)
             for sym, n in zip(*_value_counts(t.column("probe"))):
                 self.per_probe[sym] = self.per_probe.get(sym, 0) + n
+            walk_lost = pc.sum(pc.fill_null(t.column("count"), 0)).as_py() or 0
+            if walk_lost:
+                self.walk_lost += walk_lost
+                print(f"pageref: warning: {walk_lost} pages past the walk bound written as "
+                      "lost rows (their pages are uncertain, see docs/trace-format.md)",
+                      file=sys.stderr)
             tables.append(t)
         lost_now = self._read_lost()
         delta = {c: n - self._lost_seen.get(c, 0) for c, n in lost_now.items()
@@ -427,7 +435,9 @@ class Recorder:
         print(f"pageref: {writer.events} events in {writer.parts} parts written to "
               f"{self.out}; {lost_total} lost"
               + (f" (per CPU: {dict(sorted(self._lost_seen.items()))})" if lost_total else "")
-              + (f"; {missed} return probes missed" if missed else ""),
+              + (f"; {missed} return probes missed" if missed else "")
+              + (f"; {self.walk_lost} pages past a walk bound (lost rows)"
+                 if self.walk_lost else ""),
               file=sys.stderr)
         return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
                             self.compile_s, self.attach_s,
