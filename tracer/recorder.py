@@ -361,7 +361,8 @@ class Recorder:
         poll: Callable[[], Any]
         if self.opts.ringbuf and self.consumer == "batch":
             reader = open_reader(events, EVENT_SIZE)
-            poll = functools.partial(read_into, reader, self._raw)
+            # through self: _flush swaps self._raw for a new list every part
+            poll = functools.partial(read_into, reader, self)
         elif self.opts.ringbuf:
             events.open_ring_buffer(self._on_event)
             poll = lambda: self.bpf.ring_buffer_poll(100)  # noqa: E731

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import resource
-from typing import Any
+from typing import Any, Protocol
 
 from pageref.trace.header import TraceHeader
 from pageref.tracer.ringbuf_reader import RingReader
@@ -16,10 +16,16 @@ def cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def read_into(reader: RingReader, out: list[bytes]) -> None:
+class RawSink(Protocol):
+    _raw: list[bytes]
+
+
+def read_into(reader: RingReader, sink: RawSink) -> None:
+    """Append what the reader has to the sink's *current* list (looked up each
+    time: the recorder replaces it with a new one at every part)."""
     raw = reader.read(0.1)
     if raw:
-        out.append(raw)
+        sink._raw.append(raw)
 
 
 def close_perf_buffer(events: Any) -> None:
