@@ -405,7 +405,7 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
     elif facts.has_symbol("bio_release_pages"):
         if try_attach(BY_SYMBOL["bio_release_pages"]):
             covered.append("O_DIRECT bio completion (bio_release_pages walks the bio, "
-                           "BIO_NO_PAGE_REF bios skipped: every page; past 8,192 pages, lost "
+                           "BIO_NO_PAGE_REF bios skipped: every page; past 7,936 pages, lost "
                            "rows naming the pfn ranges)")
         else:
             uncovered.append("O_DIRECT bio completion: bio_release_pages not attached (see "
