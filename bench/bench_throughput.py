@@ -49,7 +49,10 @@ def burst(pages: int, work: Path, extra: list[str]) -> dict:
     out = work / f"pvm-{pages}.trace"
     cmd = [*PAGEREF, "record", "-o", str(out), "--live", "quiet", *extra, "--",
            f"{workload_bin()}/dax_pvm", dax, str(pages)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    # the pageref of this checkout, whatever the venv's editable install points at
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     t = read_trace(out)
     ev = t.events
     grabs = ev[ev["kind"].astype(str).isin(["pin", "unpin"])]

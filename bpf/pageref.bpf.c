@@ -37,7 +37,7 @@
  * The kernel stops a chain after MAX_TAIL_CALL_CNT (32 before 5.17, 33 since)
  * calls: the chain's last program (WALK_CALLS) names what is left as `lost`
  * rows (a pfn range and its references) instead of walking it, so nothing past
- * a bound vanishes. 32 x 256 pages: a 32 MiB bio walked page by page.
+ * a bound vanishes. 31 x 256 pages: 7,936 pages (31 MiB) walked page by page.
  */
 #ifndef WALK_CHUNK
 #define WALK_CHUNK 256

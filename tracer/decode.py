@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,18 @@ def _dtype() -> np.dtype:
 
 EVENT_DTYPE = _dtype()
 EVENT_SIZE = EVENT_DTYPE.itemsize
-_KIND_ARRAY = np.array([KIND_NAMES.get(i, "lost") for i in range(256)], dtype=object)
+_KIND_NAMES = [KIND_NAMES.get(i, "lost") for i in range(256)]
+
+
+def _coded(codes: np.ndarray, names: Sequence[str | None]) -> pa.DictionaryArray:
+    """A dictionary column straight from the event's small integer codes (no
+    Python string per event): names[code], null where the name is None."""
+    known = [i for i, n in enumerate(names) if n is not None]
+    remap = np.full(len(names), -1, np.int32)
+    remap[known] = np.arange(len(known), dtype=np.int32)
+    idx = remap[codes]
+    return pa.DictionaryArray.from_arrays(pa.array(idx, mask=idx < 0),
+                                          pa.array([names[i] for i in known], pa.string()))
 KIND_LOST = header_defines()["KIND_LOST"]     # a walk the BPF program had to stop
 
 
@@ -44,10 +55,12 @@ def _comm_column(comm: np.ndarray) -> pa.Array:
     """Task names, decoded once per distinct name (a batch has few), not per event.
     Up to the first NUL: on 6.1 bpf_get_current_comm() does not pad (strscpy,
     not strscpy_pad), so a reused scratch event keeps an older, longer comm's tail."""
-    uniq, inverse = np.unique(comm, return_inverse=True)
-    names = pa.array([bytes(c).split(b"\0", 1)[0].decode("utf-8", "replace") for c in uniq],
-                     pa.string())
-    return names.take(pa.array(inverse.reshape(-1).astype(np.int32)))
+    raw = pa.FixedSizeBinaryArray.from_buffers(pa.binary(comm.dtype.itemsize), len(comm),
+                                               [None, pa.py_buffer(comm.tobytes())])
+    enc = raw.dictionary_encode()       # hashed in Arrow: a handful of distinct names
+    names = pa.array([c.split(b"\0", 1)[0].decode("utf-8", "replace")
+                      for c in enc.dictionary.to_pylist()], pa.string())
+    return names.take(enc.indices)
 
 
 @dataclasses.dataclass
@@ -57,9 +70,8 @@ class DecodeContext:
     stack_of: Callable[[int], list[str] | None] | None = None  # stack id -> frames
 
     def __post_init__(self) -> None:
-        self._pgmap = np.array([self.pgmap_names.get(i) for i in range(256)], dtype=object)
-        self._probe = np.array([BY_ID[i].symbol if i in BY_ID else None
-                                for i in range(65536)], dtype=object)
+        self._pgmap = [self.pgmap_names.get(i) for i in range(256)]
+        self._probe = [BY_ID[i].symbol if i in BY_ID else None for i in range(65536)]
 
 
 def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
@@ -68,7 +80,6 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
         raw = raw[: len(raw) - len(raw) % EVENT_SIZE]
     ev = np.frombuffer(raw, dtype=EVENT_DTYPE)
     n = len(ev)
-    kind = _KIND_ARRAY[ev["kind"]]
     page = ev["page"]
     is_grab = np.isin(ev["kind"], (0, 1, 6))
     is_busy = ev["kind"] == 5
@@ -78,7 +89,7 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
     pincount = ev["pincount"]
     cols = {
         "ts_ns": pa.array(ev["ts_ns"].astype(np.int64)),
-        "kind": pa.array(kind, pa.string()),
+        "kind": _coded(ev["kind"], _KIND_NAMES),
         "pfn": pa.array(ev["pfn"].astype(np.int64), mask=no_page),
         "refcount": pa.array(ev["refcount"], mask=no_page),
         "refs": pa.array(ev["refs"], mask=is_busy),
@@ -90,12 +101,12 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
         "longterm": pa.array((ev["flags"] & ctx.foll_longterm) != 0,
                              mask=~is_grab if ctx.foll_longterm else np.ones(n, bool)),
         "zone_device": pa.array(ev["zone_device"] != 0, mask=no_page),
-        "pgmap_type": pa.array(ctx._pgmap[ev["pgmap_type"]], pa.string()),
+        "pgmap_type": _coded(ev["pgmap_type"], ctx._pgmap),
         "mapping": pa.array(ev["mapping"], mask=ev["mapping"] == 0),
         "index": pa.array(ev["index"].astype(np.int64), mask=no_page),
         "order": pa.array(ev["order"].astype(np.int8), mask=no_page),
         "pincount": pa.array(pincount, mask=pincount < 0),
-        "probe": pa.array(ctx._probe[ev["probe"]], pa.string()),
+        "probe": _coded(ev["probe"], ctx._probe),
         "ret": pa.array(ev["ret"], mask=~(is_grab | is_busy)),
         "count": pa.array(ev["ret"], mask=~is_lost),
     }

@@ -361,7 +361,7 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
         # static helpers and put_page: outer probes that walk their pages.
         if try_attach(BY_SYMBOL["unpin_user_pages"]):
             covered.append("unpin_user_pages(): every page of each call (walked in BPF; "
-                           "past 8,192 pages a lost row)")
+                           "past 7,936 pages a lost row)")
         for sym in ("unpin_user_pages_dirty_lock", "unpin_user_page_range_dirty_lock"):
             if not facts.has_symbol(sym):
                 continue
@@ -398,14 +398,14 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
                                              "(6.5+), page by page through unpin_user_page")
         elif try_attach(BY_SYMBOL["__bio_release_pages"]):
             covered.append("O_DIRECT bio completion (__bio_release_pages walks the bio: "
-                           "every page; past 8,192 pages, lost rows naming the pfn ranges)")
+                           "every page; past 7,936 pages, lost rows naming the pfn ranges)")
         else:
             uncovered.append("O_DIRECT bio completion: __bio_release_pages not attached "
                              "(see 'not attached')")
     elif facts.has_symbol("bio_release_pages"):
         if try_attach(BY_SYMBOL["bio_release_pages"]):
             covered.append("O_DIRECT bio completion (bio_release_pages walks the bio, "
-                           "BIO_NO_PAGE_REF bios skipped: every page; past 8,192 pages, lost "
+                           "BIO_NO_PAGE_REF bios skipped: every page; past 7,936 pages, lost "
                            "rows naming the pfn ranges)")
         else:
             uncovered.append("O_DIRECT bio completion: bio_release_pages not attached (see "

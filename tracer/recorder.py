@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import functools
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pageref.errors import PagerefError
 from pageref.trace.frame import conform, table_to_frame
@@ -39,6 +39,7 @@ from pageref.tracer.kprobe_misses import read_missed_returns
 from pageref.tracer.plan import ProbePlan, resolve
 from pageref.tracer.ringbuf_reader import RingReader, open_reader
 from pageref.tracer.stale_probes import remove_stale
+from pageref.tracer.stream import close_perf_buffer, cpu_s, live_view, read_into
 
 PROGRAM = "pageref.bpf.c"
 EVENT_SIZE = ctypes.sizeof(PagerefEvent)
@@ -107,6 +108,7 @@ class Recorder:
         self._raw: list[bytes] = []
         self._lost_seen: dict[int, int] = {}
         self._lost_warned = 0
+        self.walk_lost = 0      # pages a stopped BPF walk named in lost rows
         self._missed_returns: dict[str, int] = {}   # kretprobe misses (kprobe_misses.py)
         self.per_probe: dict[str, int] = {}
         self._stack_cache: dict[int, list[str]] = {}
@@ -304,6 +306,12 @@ class Recorder:
             t = decode(raw, self.decode_ctx)
             for sym, n in zip(*_value_counts(t.column("probe"))):
                 self.per_probe[sym] = self.per_probe.get(sym, 0) + n
+            walk_lost = pc.sum(pc.fill_null(t.column("count"), 0)).as_py() or 0
+            if walk_lost:
+                self.walk_lost += walk_lost
+                print(f"pageref: warning: {walk_lost} pages past the walk bound written as "
+                      "lost rows (their pages are uncertain, see docs/trace-format.md)",
+                      file=sys.stderr)
             tables.append(t)
         lost_now = self._read_lost()
         delta = {c: n - self._lost_seen.get(c, 0) for c, n in lost_now.items()
@@ -343,17 +351,18 @@ class Recorder:
         """Stream until the duration ends, a signal, or the command exits."""
         assert self.bpf is not None
         start_ns = time.monotonic_ns()
-        cpu0 = _cpu_s()
+        cpu0 = cpu_s()
         start_time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         header = self.header(start_ns, start_time)
         writer = PartWriter(self.out, header)
-        view = _live_view(self.live_mode, header)
+        view = live_view(self.live_mode, header)
         events = self.bpf["events"]
         reader: RingReader | None = None
         poll: Callable[[], Any]
         if self.opts.ringbuf and self.consumer == "batch":
             reader = open_reader(events, EVENT_SIZE)
-            poll = functools.partial(_read_into, reader, self._raw)
+            # through self: _flush swaps self._raw for a new list every part
+            poll = functools.partial(read_into, reader, self)
         elif self.opts.ringbuf:
             events.open_ring_buffer(self._on_event)
             poll = lambda: self.bpf.ring_buffer_poll(100)  # noqa: E731
@@ -407,7 +416,7 @@ class Recorder:
             # the recorder's CPU time while streaming (reading, decoding, writing
             # parts): events / this is the rate its consumer sustains (bench/)
             writer.header.extra.setdefault("tracer", {})["consumer_cpu_s"] = round(
-                _cpu_s() - cpu0, 3)
+                cpu_s() - cpu0, 3)
             writer.close()
             if view is not None:
                 view.set_counters(self.per_probe, dict(self._lost_seen))
@@ -427,33 +436,13 @@ class Recorder:
         print(f"pageref: {writer.events} events in {writer.parts} parts written to "
               f"{self.out}; {lost_total} lost"
               + (f" (per CPU: {dict(sorted(self._lost_seen.items()))})" if lost_total else "")
-              + (f"; {missed} return probes missed" if missed else ""),
+              + (f"; {missed} return probes missed" if missed else "")
+              + (f"; {self.walk_lost} pages past a walk bound (lost rows)"
+                 if self.walk_lost else ""),
               file=sys.stderr)
         return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
                             self.compile_s, self.attach_s,
                             (time.monotonic_ns() - start_ns) / 1e9, exit_code)
-
-
-def _cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _read_into(reader: RingReader, out: list[bytes]) -> None:
-    raw = reader.read(0.1)
-    if raw:
-        out.append(raw)
-
-
-def close_perf_buffer(events: Any) -> None:
-    """Close the perf buffer's per-CPU readers while the map is still open: left
-    to the garbage collector after BPF.cleanup(), BCC's PerfEventArray.__del__
-    deletes entries of a closed map and prints a KeyError traceback at exit."""
-    from bcc.utils import get_online_cpus
-
-    for cpu in get_online_cpus():
-        with contextlib.suppress(Exception):
-            del events[cpu]     # a no-op for a CPU without a reader
 
 
 def has_ringbuf(facts: KernelFacts) -> bool:
@@ -472,10 +461,3 @@ def _value_counts(col: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]
 
 def _conform(t: pa.Table) -> pa.Table:
     return conform(t)
-
-
-def _live_view(mode: str, header: TraceHeader) -> Any:
-    if mode == "quiet":
-        return None  # nothing shown: skip the view's per-event bookkeeping too
-    from pageref.report.live import LiveView
-    return LiveView(mode, pin_bias=header.pin_bias, idle_refcount=header.idle_refcount)

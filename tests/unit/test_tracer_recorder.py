@@ -351,3 +351,45 @@ def test_default_buffer_is_sized_to_the_machine():
     for ram, cpus in ((1 << 28, 1), (3 * gib, 3), (100 * gib, 48)):
         n = pages(True, ram, cpus, 4096)
         assert n & (n - 1) == 0 and 64 <= n <= 65536
+
+
+def test_batch_reader_keeps_events_that_arrive_after_the_first_part(recorder):
+    """Found in the lab (6.1): the batch reader appended to the list the first
+    flush had already swapped out, so every event after the first part (about a
+    second) vanished without a loss. Here records are committed into the ring
+    while the recorder runs, across several parts."""
+    import mmap
+    import struct
+    import threading
+    import time
+
+    make, fake, out = recorder
+    fake.queue = []                 # start empty: every event comes later
+    r = make(duration_s=3.2)
+    table = fake["events"]
+    fd = table.map_fd
+    page, size = mmap.PAGESIZE, table.max_entries
+    sent: list[int] = []
+
+    def produce():
+        pos = 0
+        for i in range(30):
+            time.sleep(0.1)
+            e = PagerefEvent(ts_ns=1000 + i, page=0xFFFFEA0004000000, pfn=0x100000 + i,
+                             refcount=1, refs=1, kind=2, probe=13, zone_device=1,
+                             pgmap_type=3, pincount=-1, comm=b"late", pid=7, tid=7)
+            rec = struct.pack("<II", ctypes.sizeof(e), 0) + bytes(e)
+            rec += b"\0" * (-len(rec) % 8)
+            for copy in (0, size):      # the data area is mapped twice
+                os.pwrite(fd, rec, 2 * page + copy + pos % size)
+            pos += len(rec)
+            os.pwrite(fd, struct.pack("<Q", pos), page)   # commit: producer position
+            sent.append(1000 + i)
+
+    th = threading.Thread(target=produce)
+    th.start()
+    r.run()
+    th.join()
+    t = read_trace(out)
+    assert list(t.events[t.events.kind == "put"].ts_ns) == sent
+    assert len(sent) == 30
