@@ -244,12 +244,6 @@ class Recorder:
             extra={"tracer": {
                 "idle_refcount_reason": idle_why,
                 "pin_bias_source": bias_src,
-                "drop_paths_covered": self.plan.covered,
-                "drop_paths_uncovered": self.plan.uncovered,
-                "probes_missing": self.plan.header_coverage()["left_out"],
-                "notes": self.plan.notes + self.layout.notes + (
-                    [f"fentry/fexit refused, kprobes used: {self.fentry_refused}"]
-                    if self.fentry_refused else []),
                 "layout": self.facts.layout_source,
                 "layout_note": self.facts.layout_note,
                 "foll": self.facts.foll,

@@ -172,9 +172,12 @@ def test_records_events_header_and_lost(recorder):
     assert h.pin_bias == 1024 and h.lost == {"1": 3}
     assert {p["symbol"] for p in h.probe_plan} >= {"try_grab_page", "gup_put_folio"}
     assert h.end_ns and h.start_ns and h.end_ns >= h.start_ns
-    assert h.extra["tracer"]["drop_paths_uncovered"]
+    assert h.coverage and h.coverage["uncovered"]
     cov = coverage_of(h)   # the typed header seam: kinds and coverage as the plan said
-    assert cov.uncovered == tuple(h.extra["tracer"]["drop_paths_uncovered"])
+    assert cov.uncovered == tuple(h.coverage["uncovered"]) == tuple(r.plan.uncovered)
+    # one owner: the coverage is written once, not also under extra.tracer
+    assert not {"drop_paths_covered", "drop_paths_uncovered", "probes_missing",
+                "notes"} & set(h.extra["tracer"])
     assert cov.covered and cov.left_out
     kinds = {e.symbol: e.kinds for e in cov.entries}
     assert kinds["gup_put_folio"] == ("put", "unpin")
@@ -250,8 +253,9 @@ def test_fentry_refused_falls_back_to_kprobes(recorder):
     assert all(a.method.value == "kprobe" for a in r.plan.attached)
     assert ("kretprobe", "try_grab_page", "ret_try_grab_page") in fake.attached
     r.run()
-    notes = read_trace(out).header.extra["tracer"]["notes"]
-    assert any("fentry/fexit refused" in n for n in notes)
+    cov = read_trace(out).header.coverage
+    assert cov is not None
+    assert any("fentry/fexit refused" in n for n in cov["notes"])
 
 
 _KILL_SCRIPT = r"""
