@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +14,7 @@ from pageref.report.model import build_report
 from pageref.report.page import Limits, Report
 from pageref.report.render import render_html
 from pageref.trace.io import Trace, read_trace
+from pageref.trace.output import write_text
 
 
 def analyse(trace: Trace, threshold_ns: int) -> tuple[pd.DataFrame, PageModel]:
@@ -39,24 +38,7 @@ def write_report(trace_path: Path, output: Path, threshold_ns: int = 1_000_000_0
     trace = read_trace(Path(trace_path))
     model, html = make_report(trace, threshold_ns, Limits(rows_per_kind=max_rows))
     try:
-        atomic_write_text(Path(output), html)
+        write_text(Path(output), html)  # beside it, renamed when whole
     except OSError as e:
         raise PagerefError(f"cannot write {output}: {e.strerror or e}") from None
     return model
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory, so a reader never sees half."""
-    d = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=d)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

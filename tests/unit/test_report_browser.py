@@ -14,8 +14,9 @@ import pytest
 import report_traces as rt
 from cdp import Browser, find_chromium
 
-from pageref.report.build import atomic_write_text, make_report
+from pageref.report.build import make_report
 from pageref.trace.io import read_trace
+from pageref.trace.output import write_text
 
 pytestmark = [
     pytest.mark.browser,
@@ -78,7 +79,7 @@ def _render(tmp_path: Path, comm: str) -> tuple[Path, object]:
     trace = read_trace(rt.write_known(tmp_path / "known.jsonl", comm))
     model, html = make_report(trace)  # the real analysis
     out = tmp_path / "report.html"
-    atomic_write_text(out, html)
+    write_text(out, html)
     return out, model
 
 
@@ -109,7 +110,7 @@ def test_example_trace_report(browser, tmp_path):
     trace = read_trace(example)
     model, html = make_report(trace)
     out = tmp_path / "basic.html"
-    atomic_write_text(out, html)
+    write_text(out, html)
     browser.open(out.as_uri())
     page = browser.evaluate(PROBE)
     _artefact(browser.screenshot(tmp_path / "report-basic.png"))
