@@ -3,9 +3,13 @@ record`) in the guest and bring its trace and results out.
 
 Guest paths (documented in docs/lab.md, exported to the command as environment):
 
-    /mnt/ext4          ext4 -o dax on /dev/pmem0        PAGEREF_LAB_EXT4
-    /mnt/xfs           xfs -o dax=always on /dev/pmem1  PAGEREF_LAB_XFS
+    /mnt/ext4          ext4 -o dax on /dev/pmem0p1      PAGEREF_LAB_EXT4
+    /mnt/xfs           xfs -o dax=always on /dev/pmem0p2
+                       (both partitions of namespace0.0) PAGEREF_LAB_XFS
     (the --fs one)                                       PAGEREF_LAB_DAX
+    /dev/dax1.0        device DAX (namespace1.0), empty
+                       if the kernel has none            PAGEREF_LAB_DEVDAX
+    /results/lab-layout.txt  each store's pfn range      PAGEREF_LAB_LAYOUT
     /mnt/scratch       ext4 on /dev/ram0 (brd), no DAX   PAGEREF_LAB_SCRATCH
     /dev/mapper/slow   dm-delay over /dev/ram1           PAGEREF_LAB_SLOW_DEV
     /results           writable share = the run dir      PAGEREF_LAB_RESULTS

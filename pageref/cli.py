@@ -24,7 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "record": ("record", "record", "Record references on ZONE_DEVICE pages (root, BPF)."),
     "probes": ("probes", "probes", "Show the probe plan for this kernel (read-only)."),
     "doctor": ("doctor", "doctor", "Check that recording can work on this machine."),
-    "lab": ("lab", "lab", "The QEMU pmem lab: demo, run a command under the tracer, shell."),
+    "lab": ("lab", "lab",
+            "The QEMU pmem lab: demo, run a command under the tracer, shell, kernels."),
 }
 
 
