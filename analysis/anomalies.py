@@ -21,7 +21,8 @@ from pageref.trace import io as trace_io
 from pageref.trace.header import TraceHeader
 from pageref.trace.io import Trace
 
-ANOMALY_COLUMNS = ("kind", "pfn", "ts_ns", "pid", "comm", "detail", "severity", "evidence")
+ANOMALY_COLUMNS = ("kind", "pfn", "ts_ns", "pid", "comm", "detail", "severity", "evidence",
+                   "count")
 
 TraceLike = Union[Trace, Columns, str, Path]
 
@@ -39,7 +40,7 @@ def columns_of(trace: TraceLike, progress=None) -> Columns:
 def anomalies_frame(found: Iterable[Anomaly]) -> pd.DataFrame:
     """The anomalies as find_anomalies' DataFrame, in time order."""
     df = pd.DataFrame([dataclasses.asdict(a) for a in found], columns=list(ANOMALY_COLUMNS))
-    df = df.astype({"pfn": "Int64", "ts_ns": "int64", "pid": "Int64"})
+    df = df.astype({"pfn": "Int64", "ts_ns": "int64", "pid": "Int64", "count": "int64"})
     df = df.sort_values(["ts_ns", "kind"], kind="stable").reset_index(drop=True)
     return df
 
@@ -66,6 +67,8 @@ def find_anomalies(trace: TraceLike, threshold_ns: int = DEFAULT_THRESHOLD_NS) -
       severity  "error" (a refcount rule broken), "warning" (suspicious) or
                 "uncertain" (the evidence spans lost events; analysis/severity.py)
       evidence  list of row positions in trace.events (file order) proving it
+      count     how many times it was seen: repeats of one fact on one page life
+                are one anomaly (analysis/detectors/repeats.py)
     """
     if isinstance(trace, (str, Path)):
         return stream(Path(trace), threshold_ns).anomalies

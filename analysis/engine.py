@@ -82,6 +82,9 @@ class Engine:
         self.dropped = 0                     # rows let go of (settled pages' pasts)
         self.late = 0                        # events older than the settled time when fed
         self._finished = False
+        # Emitted findings whose count may still grow (final_ns not reached),
+        # by their first occurrence (analysis/detectors/repeats.py).
+        self._open: dict[tuple, Anomaly] = {}
 
     # -- feeding -----------------------------------------------------------
     def feed_frame(self, events: pd.DataFrame) -> list[Anomaly]:
@@ -194,18 +197,37 @@ class Engine:
         for a in found:
             d = a.decided_ns
             if prev is not None and d is not None and d <= prev:
-                continue                      # emitted by an earlier batch
+                self._grown(a)                # emitted by an earlier batch
+                continue
             if not final and (d is None or settled is None or d > settled):
                 continue                      # not decided yet
             new.append(a)
         new.sort(key=lambda a: (a.ts_ns, a.kind))
         self.found.extend(new)
+        for a in new:
+            self._open[_first_of(a)] = a
         if settled is not None:
             self._settled = settled if prev is None else max(prev, settled)
-            self._compact(m, cols, self._settled - self.threshold_ns - 1)
+            done = self._settled
+            self._open = {k: a for k, a in self._open.items()
+                          if a.final_ns is None or a.final_ns > done}
+            # A finding whose count may still grow keeps its evidence (the
+            # repeats to come are counted from its first occurrence on).
+            open_rows = [r for a in self._open.values() if a.final_ns is not None
+                         for r in a.evidence]
+            self._compact(m, cols, self._settled - self.threshold_ns - 1,
+                          np.unique(np.array(open_rows, dtype=np.int64)))
         return new
 
-    def _compact(self, m: model_mod.PageModel, cols: Columns, cutoff: int) -> None:
+    def _grown(self, a: Anomaly) -> None:
+        """A finding emitted earlier, seen again with more repeats: the record
+        already out takes the count (never a second record)."""
+        out = self._open.get(_first_of(a))
+        if out is not None:
+            out.count, out.evidence, out.final_ns = a.count, a.evidence, a.final_ns
+
+    def _compact(self, m: model_mod.PageModel, cols: Columns, cutoff: int,
+                 open_rows: np.ndarray) -> None:
         """Let go of the rows no verdict still to come can depend on: on each page,
         the rows before the latest row r, older than `cutoff` (every verdict
         that reads them is out: T before the settled time), where the page
@@ -216,7 +238,11 @@ class Engine:
         `lost` row before r (its later verdicts stay uncertain), every CPU-wide
         `lost` row, the page-less busy checks since `cutoff`. On r are written
         the page's pgmap type and last recorded mapping (what the dropped rows
-        decided). The batch-invariance test holds this to the whole pass."""
+        decided). A verdict still to come (a finding that merges repeats,
+        analysis/detectors/repeats.py) pins its evidence: r is never at or
+        after one of its rows on the page, and page-less busy checks are kept
+        from its earliest page-less row on (the repeats it will count). The
+        batch-invariance test holds this to the whole pass."""
         n = len(m.kind)
         if n < 2:
             return
@@ -232,6 +258,10 @@ class Engine:
             | (k == K["free"])
         elig = ~m.page_starts & prev_ok & fresh_life & (ts < cutoff) \
             & (k != K["busy"]) & (k != K["lost"]) & (m.observed | ~m.known)
+        in_open = np.isin(cols.rows(), open_rows) if len(open_rows) else \
+            np.zeros(cols.n, dtype=bool)
+        if len(open_rows):
+            elig &= seg.cumsum(in_open[m.idx].view(np.int8), m.page_starts) == 0
         if not elig.any():
             return
         firsts = seg.segment_first_index(m.page_starts)
@@ -251,6 +281,10 @@ class Engine:
         keep_pos = np.zeros(cols.n, dtype=bool)
         keep_pos[m.idx[keep]] = True
         keep_pos |= ~in_model & ((cols.kind == K["lost"]) | (cols.ts >= cutoff))
+        open_free = in_open & ~in_model
+        if open_free.any():
+            keep_pos |= ~in_model & (cols.kind == K["busy"]) \
+                & (cols.rows() >= int(cols.rows()[open_free].min()))
         sel = np.flatnonzero(keep_pos)
         if len(sel) == cols.n:
             return
@@ -263,6 +297,11 @@ class Engine:
         held.mapping[at[patch]] = mp[prior[patch]]
         self.dropped += cols.n - len(sel)
         self._parts = [held]
+
+
+def _first_of(a: Anomaly) -> tuple:
+    """What names a finding across batches: its first occurrence."""
+    return (a.kind, a.pfn, a.ts_ns, a.detail)
 
 
 def column_batches(cols: Columns, sizes: Iterable[int]) -> Iterator[Columns]:

@@ -33,6 +33,13 @@ class Anomaly:
     # after it has been seen (None: only at the end of the trace). The engine
     # emits an anomaly then (analysis/engine.py).
     decided_ns: int | None = None
+    # How many times the finding was seen: repeats of one fact on one page life
+    # are one Anomaly (analysis/detectors/repeats.py). The engine emits it at
+    # `decided_ns` (its first occurrence's decision) and raises `count` (and
+    # the evidence of the repeats) on that same record until `final_ns`, the
+    # trace time from which no repeat can join (None: the end of the trace).
+    count: int = 1
+    final_ns: int | None = None
 
 
 def who(m: PageModel, j: int) -> tuple[int | None, str | None]:
@@ -55,9 +62,10 @@ def anomaly(m: PageModel, kind: str, j: int, detail: str, severity: str,
     pid, comm = who(m, j)
     js = sorted(set(int(x) for x in evidence_js))[:MAX_EVIDENCE]
     ts = int(m.ts[j])
+    decided = None if at_end else (ts if decided_ns is None else decided_ns)
     return Anomaly(kind=kind, pfn=int(m.pfn[j]), ts_ns=ts, pid=pid, comm=comm,
                    detail=detail, severity=severity, evidence=m.rows_of(js),
-                   decided_ns=None if at_end else (ts if decided_ns is None else decided_ns))
+                   decided_ns=decided, final_ns=decided)
 
 
 def life_bounds(m: PageModel, j: int) -> tuple[int, int]:

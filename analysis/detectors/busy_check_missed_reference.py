@@ -32,6 +32,7 @@ from pageref.analysis.detectors.base import (
     task_label,
 )
 from pageref.analysis.detectors.busy_episodes import task_ids
+from pageref.analysis.detectors.repeats import Occurrence, merged
 from pageref.analysis.model import PageModel
 
 KIND = "busy_check_missed_reference"
@@ -95,14 +96,16 @@ def detect(m: PageModel) -> list[Anomaly]:
         tid = int(task_ids(m, np.array([i]))[0])
         first = int(m.pfn[last[0]])
         what = ", ".join(x for x in (f"{G} get(s)" if G else "", f"{P} pin(s)" if P else "") if x)
-        out.append(Anomaly(
+        row_i = int(i if cols.row is None else cols.row[i])
+        out.append(Occurrence(int(last[0]), s, row_i, Anomaly(
             kind=KIND, pfn=first, ts_ns=int(cols.ts[i]), pid=pid if pid >= 0 else None,
             comm=cols.comm_of(i),
             detail=f"busy check of mapping {int(M):#x} by task {tid} found nothing busy while "
                    f"{len(last)} page(s) of it (from {page(first)}) held {what} not seen "
                    f"released (holders: {', '.join(holders)}): the blocks go back to the "
                    f"file system with references outstanding",
-            severity=ERROR if P else WARNING, decided_ns=int(cols.ts[i]),
-            evidence=sorted([int(i if cols.row is None else cols.row[i])]
-                            + m.rows_of(sorted(int(j) for j in rows)[:MAX_EVIDENCE - 1]))))
-    return out
+            severity=ERROR if P else WARNING, decided_ns=int(cols.ts[i]), final_ns=int(cols.ts[i]),
+            evidence=sorted([row_i]
+                            + m.rows_of(sorted(int(j) for j in rows)[:MAX_EVIDENCE - 1])))))
+    # A check repeated in a loop is one finding, on the lowest page's life.
+    return merged(m, out)

@@ -12,6 +12,7 @@ import numpy as np
 
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
+from pageref.analysis.detectors.repeats import merged_rows
 from pageref.analysis.model import PageModel
 
 KIND = "grab_on_free_page"
@@ -23,8 +24,8 @@ def detect(m: PageModel) -> list[Anomaly]:
     out = []
     for j in hit.tolist():
         what = "pin" if m.kind[j] == K["pin"] else "get"
-        out.append(anomaly(
+        out.append((j, anomaly(
             m, KIND, j,
             f"{what} on a page whose refcount was {m.before[j]}: GUP grabbed a freed page",
-            judged(ERROR, spans_loss(m, j, j)), [j]))
-    return out
+            judged(ERROR, spans_loss(m, j, j)), [j])))
+    return merged_rows(m, out)

@@ -16,6 +16,7 @@ import numpy as np
 
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import WARNING, Anomaly, anomaly, judged, spans_loss
+from pageref.analysis.detectors.repeats import merged_rows
 from pageref.analysis.model import PageModel
 
 KIND = "grab_refused_on_free_page"
@@ -24,6 +25,7 @@ KIND = "grab_refused_on_free_page"
 def detect(m: PageModel) -> list[Anomaly]:
     hit = np.flatnonzero((m.kind == K["grab_failed"]) & m.observed & (m.before <= 0)
                          & (m.idle >= 1))
-    return [anomaly(m, KIND, j, f"grab refused on a page at refcount {m.before[j]} although "
+    return merged_rows(m, [
+        (j, anomaly(m, KIND, j, f"grab refused on a page at refcount {m.before[j]} although "
                     f"its type idles at {m.idle[j]}: a freed page is still mapped",
-                    judged(WARNING, spans_loss(m, j, j)), [j]) for j in hit.tolist()]
+                    judged(WARNING, spans_loss(m, j, j)), [j])) for j in hit.tolist()])

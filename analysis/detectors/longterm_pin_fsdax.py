@@ -12,6 +12,7 @@ import numpy as np
 
 from pageref.analysis.columns import PGMAP, K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
+from pageref.analysis.detectors.repeats import merged_rows
 from pageref.analysis.model import PageModel
 
 KIND = "longterm_pin_fsdax"
@@ -20,6 +21,7 @@ KIND = "longterm_pin_fsdax"
 def detect(m: PageModel) -> list[Anomaly]:
     longterm = m.cols.longterm[m.idx]
     hit = np.flatnonzero((m.kind == K["pin"]) & longterm & (m.pgmap == PGMAP["fsdax"]))
-    return [anomaly(m, KIND, j, "FOLL_LONGTERM pin succeeded on an fsdax page "
-                    "(the kernel must refuse it)", judged(ERROR, spans_loss(m, j, j)), [j])
-            for j in hit.tolist()]
+    return merged_rows(m, [
+        (j, anomaly(m, KIND, j, "FOLL_LONGTERM pin succeeded on an fsdax page "
+                    "(the kernel must refuse it)", judged(ERROR, spans_loss(m, j, j)), [j]))
+        for j in hit.tolist()])

@@ -20,6 +20,7 @@ from pageref.analysis.detectors.base import (
     pin_rows,
     spans_loss,
 )
+from pageref.analysis.detectors.repeats import merged_rows
 from pageref.analysis.model import PageModel
 
 KIND = "pin_put_mismatch"
@@ -31,10 +32,10 @@ def detect(m: PageModel) -> list[Anomaly]:
         P = int(m.pins_before[j])
         a = pin_episode(m, j)
         ev = [j] + [x for x in pin_rows(m, a, j - 1)][-8:]
-        out.append(anomaly(
+        out.append((j, anomaly(
             m, KIND, j,
             f"put of {m.refs[j]} with {P} pin(s) outstanding left the refcount at "
             f"{m.before[j] - m.refs[j]}, below idle {m.idle[j]} + {P} x {m.w[j]}: "
             f"a pin released through put_page instead of unpin_user_page",
-            judged(ERROR, spans_loss(m, a, j)), ev))
-    return out
+            judged(ERROR, spans_loss(m, a, j)), ev)))
+    return merged_rows(m, out)

@@ -12,6 +12,7 @@ import numpy as np
 
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
+from pageref.analysis.detectors.repeats import merged_rows
 from pageref.analysis.model import PageModel
 
 KIND = "refcount_underflow"
@@ -24,9 +25,9 @@ def detect(m: PageModel) -> list[Anomaly]:
     for j in hit.tolist():
         what = "unpin" if m.kind[j] == K["unpin"] else "put"
         weight = f" x {m.w[j]}" if what == "unpin" else ""
-        out.append(anomaly(
+        out.append((j, anomaly(
             m, KIND, j,
             f"{what} of {m.refs[j]}{weight} took the refcount from {m.before[j]} to "
             f"{m.before[j] + m.delta[j]}, below idle {m.idle[j]}",
-            judged(ERROR, spans_loss(m, j, j)), [j]))
-    return out
+            judged(ERROR, spans_loss(m, j, j)), [j])))
+    return merged_rows(m, out)
