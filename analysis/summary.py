@@ -51,7 +51,7 @@ def _plain(v: Any) -> Any:
 
 def summarize(trace: TraceLike, anomalies: pd.DataFrame) -> dict[str, Any]:
     """{"anomalies": [{"kind", "pfn", "ts_ns", "pid", "comm", "detail", "severity",
-    "evidence", "pfn_hex"}...], "events": N, "pages": N, "lost_events": N,
+    "evidence", "count", "pfn_hex"}...], "events": N, "pages": N, "lost_events": N,
     "by_kind": {kind: N}, "by_severity": {"error": N, "warning": N, "uncertain": N},
     "trace": {"path", "kernel", "pin_bias", "idle_refcount"}}."""
     cols = columns_of(trace)

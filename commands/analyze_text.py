@@ -68,8 +68,10 @@ def _list(lines: list[str], an: list[dict[str, Any]], limit: int, t0: int) -> li
     shown = an if not limit else an[:limit]
     for a in shown:
         who = f"{a['comm'] or '?'}[{a['pid'] if a['pid'] is not None else '?'}]"
+        seen = a.get("count") or 1
+        times = f"  seen {seen} times" if seen > 1 else ""
         lines.append(f"  {a['severity']:<7} {a['kind']:<27} pfn {a['pfn_hex'] or '-':<9} "
-                     f"+{fmt_ns(a['ts_ns'] - t0):<10} {who}")
+                     f"+{fmt_ns(a['ts_ns'] - t0):<10} {who}{times}")
         lines.append(f"          {a['detail']}")
         lines.append(f"          evidence: rows {_rows(a['evidence'])}")
     if len(shown) < len(an):

@@ -100,6 +100,7 @@ class AnomalyRow:
     detail: str
     severity: str
     severity_class: str
+    seen: int = 1          # how many times (repeats on one page life: docs/anomalies.md)
 
 
 @dataclasses.dataclass

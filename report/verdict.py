@@ -62,6 +62,12 @@ def _evidence(r: pd.Series) -> list[int]:
     return [int(p) for p in list(ev)]
 
 
+def _seen(r: pd.Series) -> int:
+    """The anomaly's `count` (1 where an older frame has none)."""
+    c = r.get("count")
+    return 1 if c is None or pd.isna(c) else int(c)
+
+
 def _kind_section(trace: Trace, kind: str, g: pd.DataFrame, t0: int,
                   limits: Limits) -> KindSection:
     sev = clean_text(g.iloc[0].get("severity")) or "unknown"
@@ -79,6 +85,7 @@ def _kind_section(trace: Trace, kind: str, g: pd.DataFrame, t0: int,
             detail=clean_text(r.get("detail"), 500),
             severity=clean_text(r.get("severity")),
             severity_class=severity_class(r.get("severity")),
+            seen=_seen(r),
         ))
     cases: list[Case] = []
     seen_pfns: set[int] = set()

@@ -3,7 +3,7 @@ anomaly with a count, also when the engine is fed the trace in pieces."""
 
 from __future__ import annotations
 
-from analysis_support import FSDAX, MS, S, T0, Tr
+from analysis_support import FSDAX, MS, T0, S, Tr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_analysis_engine import as_set, whole_pass
