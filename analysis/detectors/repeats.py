@@ -2,7 +2,9 @@
 Anomaly carrying `count` (docs/anomalies.md, "Repeats").
 
 Occurrences of a kind on the same page, in the same page life (no `free` of the
-page between them), each within T of the previous one, are one finding: the
+page between them), each within T of the previous one and of the same severity
+as it (a repeat across a loss, `uncertain`, is not the same evidence), are one
+finding: the
 first occurrence's time, task, detail, severity and decision (`decided_ns`: the
 engine emits it then), `count` the number of occurrences, evidence the first
 occurrence's rows then the trigger rows of the repeats (MAX_EVIDENCE rows at
@@ -47,7 +49,8 @@ def merged(m: PageModel, occ: Sequence[Occurrence]) -> list[Anomaly]:
     order = np.lexsort((seqs, life))
     life, ts, js = life[order], ts[order], js[order]
     new = np.ones(len(order), dtype=bool)
-    new[1:] = (life[1:] != life[:-1]) | (ts[1:] - ts[:-1] > T)
+    sev = np.array([o.anomaly.severity for o in occ], dtype=object)[order]
+    new[1:] = (life[1:] != life[:-1]) | (ts[1:] - ts[:-1] > T) | (sev[1:] != sev[:-1])
     # The free that ends each occurrence's page life (-1: none yet).
     nf = seg.next_true_index(m.kind == K["free"], m.page_starts, at=js)
     starts = np.flatnonzero(new)
