@@ -46,66 +46,88 @@ def detect(m: PageModel) -> list[Anomaly]:
     # Per-page rows: the mapping last recorded on the page (0 none yet), the
     # references counted outstanding after each row, where that run began.
     mp = cols.mapping[m.idx]
-    ar = np.arange(len(mp), dtype=np.int64)
+    n = len(mp)
+    ar = np.arange(n, dtype=np.int64)
     last_nz = np.maximum.accumulate(np.where(mp != 0, ar, -1))
     first_row = seg.segment_first_index(m.page_starts)
     last_map = np.where(last_nz >= first_row, mp[np.maximum(last_nz, 0)], 0)
     held = m.gets_after + m.pins_after
     zero_rows = np.flatnonzero(held == 0)
-    page_no = np.cumsum(m.page_starts) - 1
-    N = int(cols.n) + 1
-    key = page_no * N + m.seq                 # increasing: pages by pfn, rows by time
     grab = (m.kind == K["get"]) | (m.kind == K["pin"])
-    # Rows that recorded a mapping, by (mapping, time): a check's candidate
-    # pages are one slice, whatever the number of checks. (Any row: what makes
-    # a page the mapping's is the last mapping recorded on it, below.)
-    gr = np.flatnonzero(mp != 0)
-    gr = gr[np.lexsort((m.seq[gr], mp[gr]))]
-    gr_map, gr_seq = mp[gr], m.seq[gr]
+    N = int(cols.n) + 1                      # above every seq
+    seq = m.seq.astype(np.int64)
+    # Each per-page row j holding references of a mapping is a state that lasts
+    # from j to the page's next row: a check of that mapping at a time in
+    # between finds the page held. Checks and states are joined by mapping
+    # (dense codes) and time, all at once: no Python loop per check.
+    cs = m.seq_of[checks].astype(np.int64)
+    o = np.argsort(cs, kind="stable")
+    checks, cs = checks[o], cs[o]
+    maps, ccode = np.unique(cols.mapping[checks], return_inverse=True)
+    st = np.flatnonzero((held > 0) & (last_map != 0))
+    k = np.searchsorted(maps, last_map[st])
+    k = np.minimum(k, len(maps) - 1)
+    st, k = st[maps[k] == last_map[st]], k[maps[k] == last_map[st]]
+    if not len(st):
+        return []
+    nxt = np.full(n, N, dtype=np.int64)
+    nxt[:-1] = np.where(m.page_starts[1:], N, seq[1:])
+    ck_order = np.lexsort((cs, ccode))
+    ck = ccode[ck_order].astype(np.int64) * N + cs[ck_order]
+    lo = np.searchsorted(ck, k * N + seq[st], "right")
+    hi = np.searchsorted(ck, k * N + nxt[st], "left")
+    cnt = np.maximum(hi - lo, 0)
+    if not cnt.sum():
+        return []
+    last = np.repeat(st, cnt)
+    off = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    c = ck_order[np.repeat(lo, cnt) + off]          # index into checks (time order)
+    s_c = cs[c]
+    # Where each page's outstanding run began (after it last held nothing).
+    z = np.searchsorted(zero_rows, last, side="right") - 1
+    start = np.where(z >= 0, zero_rows[np.maximum(z, 0)] + 1, 0) if len(zero_rows) \
+        else np.zeros(len(last), dtype=np.int64)   # the pages never held nothing yet
+    start = np.maximum(start, first_row[last])
+    # No decision across lost events between the run's start and the check.
     lost_seq = m.lost_seq
+    lost_in = (np.searchsorted(lost_seq, s_c) - np.searchsorted(lost_seq, seq[start])) > 0
+    lost_in |= m.unseen[last]          # references on the page were not followed
+    keep = ~lost_in
+    last, start, c = last[keep], start[keep], c[keep]
+    if not len(last):
+        return []
+    o = np.lexsort((last, c))                        # by check, then by page
+    last, start, c = last[o], start[o], c[o]
+    bounds = np.flatnonzero(np.r_[True, c[1:] != c[:-1], True])
     out = []
-    for i in checks[np.argsort(m.seq_of[checks], kind="stable")]:
-        s, M = int(m.seq_of[i]), np.uint64(cols.mapping[i])
-        lo, hi = np.searchsorted(gr_map, M, "left"), np.searchsorted(gr_map, M, "right")
-        g = gr[lo:lo + int(np.searchsorted(gr_seq[lo:hi], s, "left"))]
-        if not len(g):
-            continue
-        pages = np.unique(page_no[g])
-        last = np.searchsorted(key, pages * N + s, side="left") - 1   # last row before s
-        ok = (last >= 0) & (page_no[np.maximum(last, 0)] == pages)
-        last = last[ok]
-        last = last[(held[last] > 0) & (last_map[last] == M)]
-        if not len(last):
-            continue
-        # Where each page's outstanding run began (after it last held nothing).
-        z = np.searchsorted(zero_rows, last, side="right") - 1
-        start = np.where(z >= 0, zero_rows[np.maximum(z, 0)] + 1, 0) if len(zero_rows) \
-            else np.zeros(len(last), dtype=np.int64)   # the pages never held nothing yet
-        start = np.maximum(start, first_row[last])
-        # No decision across lost events between the run's start and the check.
-        lost_in = (np.searchsorted(lost_seq, s) - np.searchsorted(lost_seq, m.seq[start])) > 0
-        lost_in |= m.unseen[last]          # references on the page were not followed
-        last, start = last[~lost_in], start[~lost_in]
-        if not len(last):
-            continue
-        rows = np.concatenate([np.arange(a, b + 1) for a, b in zip(start, last)])
-        rows = rows[grab[rows]]
-        G, P = int(m.gets_after[last].sum()), int(m.pins_after[last].sum())
-        holders = list(dict.fromkeys(task_label(m, int(j)) for j in rows))
-        pid = int(cols.pid[i])
-        tid = int(task_ids(m, np.array([i]))[0])
-        first = int(m.pfn[last[0]])
-        what = ", ".join(x for x in (f"{G} get(s)" if G else "", f"{P} pin(s)" if P else "") if x)
-        row_i = int(i if cols.row is None else cols.row[i])
-        out.append(Occurrence(int(last[0]), s, row_i, Anomaly(
-            kind=KIND, pfn=first, ts_ns=int(cols.ts[i]), pid=pid if pid >= 0 else None,
-            comm=cols.comm_of(i),
-            detail=f"busy check of mapping {int(M):#x} by task {tid} found nothing busy while "
-                   f"{len(last)} page(s) of it (from {page(first)}) held {what} not seen "
-                   f"released (holders: {', '.join(holders)}): the blocks go back to the "
-                   f"file system with references outstanding",
-            severity=ERROR if P else WARNING, decided_ns=int(cols.ts[i]), final_ns=int(cols.ts[i]),
-            evidence=sorted([row_i]
-                            + m.rows_of(sorted(int(j) for j in rows)[:MAX_EVIDENCE - 1])))))
+    for a_, b_ in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        out.append(_finding(m, int(checks[c[a_]]), last[a_:b_], start[a_:b_], grab))
     # A check repeated in a loop is one finding, on the lowest page's life.
     return merged(m, out)
+
+
+def _finding(m: PageModel, i: int, last: np.ndarray, start: np.ndarray,
+             grab: np.ndarray) -> Occurrence:
+    """Check i (file position) found pages (their last rows before it, and where
+    their outstanding runs began) held."""
+    cols = m.cols
+    M = int(cols.mapping[i])
+    rows = np.concatenate([np.arange(a, b + 1) for a, b in zip(start, last)])
+    rows = rows[grab[rows]]
+    G, P = int(m.gets_after[last].sum()), int(m.pins_after[last].sum())
+    holders = list(dict.fromkeys(task_label(m, int(j)) for j in rows))
+    pid = int(cols.pid[i])
+    tid = int(task_ids(m, np.array([i]))[0])
+    first = int(m.pfn[last[0]])
+    what = ", ".join(x for x in (f"{G} get(s)" if G else "", f"{P} pin(s)" if P else "") if x)
+    row_i = int(i if cols.row is None else cols.row[i])
+    ts = int(cols.ts[i])
+    return Occurrence(int(last[0]), int(m.seq_of[i]), row_i, Anomaly(
+        kind=KIND, pfn=first, ts_ns=ts, pid=pid if pid >= 0 else None,
+        comm=cols.comm_of(i),
+        detail=f"busy check of mapping {M:#x} by task {tid} found nothing busy while "
+               f"{len(last)} page(s) of it (from {page(first)}) held {what} not seen "
+               f"released (holders: {', '.join(holders)}): the blocks go back to the "
+               f"file system with references outstanding",
+        severity=ERROR if P else WARNING, decided_ns=ts, final_ns=ts,
+        evidence=sorted([row_i] + m.rows_of(sorted(int(j) for j in rows)[:MAX_EVIDENCE - 1]))))
