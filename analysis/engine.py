@@ -16,6 +16,11 @@ emitted once, by the batch whose settled time first reaches it; at `finish()`
 every remaining verdict of the whole pass is emitted, so the union over the
 batches is exactly the whole pass's answer, whatever the batch sizes.
 
+A finding that merges repeats (analysis/detectors/repeats.py) is emitted at its
+first occurrence's decision; its `count` (and the evidence of its repeats) is
+raised on that same record until its `final_ns`, and its evidence rows are kept
+meanwhile, so it is never emitted twice and ends with the whole pass's count.
+
 Events may arrive up to `reorder_ns` late (per-CPU buffers interleave): a verdict
 is emitted only when the latest time seen minus `reorder_ns` has reached its
 decision time. Evidence is global row numbers (row positions in the trace).

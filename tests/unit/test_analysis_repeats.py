@@ -130,3 +130,19 @@ def test_the_loop_corpus_has_repeats_and_compaction():
         counts += [a.count for a in e.run(column_batches(cols, [1] * cols.n))]
         dropped += e.dropped
     assert max(counts) > 5 and 1 in counts and dropped > 0
+
+
+def test_analyze_shows_the_count(tmp_path):
+    import json
+
+    from analysis_support import run_cli
+
+    t = Tr()
+    truncate_loop(t, 137)
+    path = t.write(tmp_path / "loop.jsonl")
+    code, out, _ = run_cli("analyze", str(path), "--json")
+    doc = json.loads(out)
+    assert [(a["kind"], a["count"]) for a in doc["anomalies"]] == [
+        ("busy_check_missed_reference", 137)]
+    code, out, _ = run_cli("analyze", str(path))
+    assert "busy_check_missed_reference" in out and "seen 137 times" in out
