@@ -41,13 +41,19 @@ _KIND_NAMES = [KIND_NAMES.get(i, "lost") for i in range(256)]
 
 def _coded(codes: np.ndarray, names: Sequence[str | None]) -> pa.DictionaryArray:
     """A dictionary column straight from the event's small integer codes (no
-    Python string per event): names[code], null where the name is None."""
-    known = [i for i, n in enumerate(names) if n is not None]
+    Python string per event): names[code], null where the name is None. Codes
+    that share a name share one dictionary entry (a dictionary with repeated
+    values cannot become a pandas categorical: the live view failed on it)."""
+    uniq: dict[str, int] = {}
     remap = np.full(len(names), -1, np.int32)
-    remap[known] = np.arange(len(known), dtype=np.int32)
+    for i, n in enumerate(names):
+        if n is not None:
+            remap[i] = uniq.setdefault(n, len(uniq))
     idx = remap[codes]
     return pa.DictionaryArray.from_arrays(pa.array(idx, mask=idx < 0),
-                                          pa.array([names[i] for i in known], pa.string()))
+                                          pa.array(list(uniq), pa.string()))
+
+
 KIND_LOST = header_defines()["KIND_LOST"]     # a walk the BPF program had to stop
 
 

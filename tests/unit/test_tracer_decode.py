@@ -148,3 +148,26 @@ def test_drain_skips_discarded_and_foreign_records_and_counts_them() -> None:
     raw, new, skipped = drain(data, cons, prod, SIZE - 1, EVENT_SIZE)
     assert raw == a + c and new == prod and skipped == 2
     assert decode(raw, CTX).num_rows == 2
+
+
+def test_coded_columns_have_unique_dictionaries_and_become_a_frame():
+    """Unknown kind codes all decode to `lost`: one dictionary entry, not one per
+    code, so the batch converts to pandas (the live view's feed) on any kernel.
+    (A recording on 5.10 failed here: "Categorical categories must be unique".)"""
+    import numpy as np
+    import pyarrow as pa
+
+    from pageref.trace.frame import table_to_frame
+    from pageref.tracer.decode import _coded
+
+    col = _coded(np.array([0, 7, 9, 200, 7, 1], np.uint8), ["get", None, "x"] + ["lost"] * 253)
+    assert col.dictionary.to_pylist() == ["get", "x", "lost"]
+    assert col.to_pylist() == ["get", "lost", "lost", "lost", "lost", None]
+    df = table_to_frame(pa.table({"kind": col}))
+    assert [None if pd_na(v) else v for v in df["kind"].astype(object)] == col.to_pylist()
+
+
+def pd_na(v) -> bool:
+    import pandas as pd
+
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
