@@ -22,10 +22,11 @@ and prints wall time, events/s and peak RSS (the child's ru_maxrss). Bars
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_analyze import child_rss  # bench/ is sys.path[0] when run as a script
 
 READ = """
 import sys, pandas as pd
@@ -41,19 +42,10 @@ main()
 
 
 def child(code: str, trace: Path) -> tuple[float, int, str]:
-    """(wall s, peak RSS bytes, stdout) of `code` in a new interpreter."""
-    wrapped = code + """
-import resource, sys
-sys.stderr.write("\\nMAXRSS %d\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-    t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", wrapped, str(trace)], capture_output=True,
-                       text=True)
-    wall = time.perf_counter() - t
-    if p.returncode != 0:
-        sys.exit(f"bench: child failed ({p.returncode}):\n{p.stderr[-2000:]}")
-    rss = [int(line.split()[1]) for line in p.stderr.splitlines() if line.startswith("MAXRSS")]
-    return wall, (rss[-1] * 1024 if rss else -1), p.stdout
+    """(wall s, peak RSS bytes, stdout) of `code` in a new interpreter: the one
+    child runner of bench_analyze.py."""
+    wall, rss, _cpu, out = child_rss(code, trace)
+    return wall, rss, out
 
 
 def with_busy(table, fraction: float, rng):
