@@ -16,7 +16,7 @@ from pageref.analysis import model as model_mod
 from pageref.analysis.columns import Columns, K
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly
-from pageref.analysis.engine import DEFAULT_THRESHOLD_NS, Engine
+from pageref.analysis.engine import DEFAULT_THRESHOLD_NS, REORDER_NS, Engine
 from pageref.trace import io as trace_io
 from pageref.trace.header import TraceHeader
 from pageref.trace.io import Trace
@@ -111,13 +111,8 @@ def _numbered(df: pd.DataFrame, header: TraceHeader, path: Path, base: int) -> C
     return cols
 
 
-# How late an event may come in a file (per-CPU buffers drained in turn): the
-# engine settles verdicts this far behind the latest time it has seen.
-FILE_REORDER_NS = 1_000_000_000
-
-
 def stream(path: Path, threshold_ns: int = DEFAULT_THRESHOLD_NS, progress=None,
-           batch_rows: int = 1_000_000, reorder_ns: int = FILE_REORDER_NS) -> Streamed:
+           batch_rows: int = 1_000_000, reorder_ns: int = REORDER_NS) -> Streamed:
     """Analyse a trace file batch by batch through the engine."""
     header = trace_io.read_header(path)
     eng = Engine(header, threshold_ns, reorder_ns)

@@ -21,7 +21,7 @@ first occurrence's decision; its `count` (and the evidence of its repeats) is
 raised on that same record until its `final_ns`, and its evidence rows are kept
 meanwhile, so it is never emitted twice and ends with the whole pass's count.
 
-Events may arrive up to `reorder_ns` late (per-CPU buffers interleave): a verdict
+Events may arrive less than `reorder_ns` late (per-CPU buffers interleave): a verdict
 is emitted only when the latest time seen minus `reorder_ns` has reached its
 decision time. Evidence is global row numbers (row positions in the trace).
 
@@ -66,6 +66,15 @@ class Pending:
     count: int         # pins outstanding / busy reports so far
     pid: int | None
     comm: str | None
+
+
+# How late an event may arrive after a later one: per-CPU perf buffers are
+# drained in turn, and a ring buffer record is stamped before it is reserved, so
+# arrival order is not time order. The engine settles verdicts this far behind
+# the latest time it has seen. The live view uses it too: with 0 it settled
+# pages before their late events came and told a different story than
+# `pageref analyze` (a pin_leak of 1,024 pages on the lab's fidelity trace).
+REORDER_NS = 1_000_000_000
 
 
 class Engine:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import Anomaly
-from pageref.analysis.engine import DEFAULT_THRESHOLD_NS, Engine, Pending
+from pageref.analysis.engine import DEFAULT_THRESHOLD_NS, REORDER_NS, Engine, Pending
 from pageref.analysis.severity import Severity
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import DEFAULT_PIN_BIAS
@@ -59,7 +59,7 @@ class LiveState:
         idle_refcount: Mapping[str, int] | None = None,
         latest: int = 5,
         threshold_ns: int = DEFAULT_THRESHOLD_NS,
-        reorder_ns: int = 0,
+        reorder_ns: int = REORDER_NS,
     ) -> None:
         self.engine = Engine(TraceHeader(pin_bias=int(pin_bias),
                                          idle_refcount=dict(idle_refcount or {})),

@@ -362,7 +362,7 @@ def test_missed_wakeup_check_of_another_mapping_does_not_count():
 def test_longterm_pin_on_fsdax_fires():
     t = Tr()
     r = t.add("pin", rc=1, longterm=True)
-    t.add("unpin", rc=1025)
+    t.add("unpin", rc=1025, at=3 * S)       # kept past T
     a = t.anomalies()
     assert list(a["kind"]) == ["longterm_pin_fsdax"] and a["evidence"][0] == [r]
 
@@ -372,8 +372,30 @@ def test_longterm_pin_fsdax_type_from_another_event_of_the_page():
     t.add("get", rc=1)
     t.add("put", rc=2)
     t.add("pin", rc=1, longterm=True, pgmap=None)
-    t.add("unpin", rc=1025, pgmap=None)
+    t.add("unpin", rc=1025, pgmap=None, at=3 * S)
     assert t.kinds() == [("longterm_pin_fsdax", FSDAX)]
+
+
+def test_longterm_pin_fsdax_undone_at_once_by_its_task_is_the_5x_refusal():
+    # 5.10's __gup_longterm_locked: pin every page, check_dax_vmas() finds
+    # the fsdax vma, unpin_user_pages() (the lab's io_uring registration)
+    t = Tr()
+    for pfn in (FSDAX, FSDAX + 1):
+        t.add("pin", pfn=pfn, rc=1, longterm=True)
+    for pfn in (FSDAX, FSDAX + 1):
+        t.add("unpin", pfn=pfn, rc=1025)
+    assert t.kinds() == []
+
+
+@pytest.mark.parametrize("case", ["another task", "kept past T", "never released"])
+def test_longterm_pin_fsdax_kept_still_fires(case):
+    t = Tr()
+    t.add("pin", rc=1, longterm=True)
+    if case == "another task":
+        t.add("unpin", rc=1025, pid=200)
+    elif case == "kept past T":
+        t.add("unpin", rc=1025, at=2 * S)
+    assert ("longterm_pin_fsdax", FSDAX) in t.kinds()
 
 
 @pytest.mark.parametrize("kind,pgmap,longterm", [
