@@ -39,7 +39,7 @@ from pageref.tracer.kprobe_misses import read_missed_returns
 from pageref.tracer.plan import ProbePlan, resolve
 from pageref.tracer.ringbuf_reader import RingReader, open_reader
 from pageref.tracer.stale_probes import remove_stale
-from pageref.tracer.stream import close_perf_buffer, cpu_s, live_view, read_into
+from pageref.tracer.stream import Drainer, close_perf_buffer, cpu_s, live_view
 
 PROGRAM = "pageref.bpf.c"
 EVENT_SIZE = ctypes.sizeof(PagerefEvent)
@@ -352,11 +352,13 @@ class Recorder:
         view = live_view(self.live_mode, header)
         events = self.bpf["events"]
         reader: RingReader | None = None
+        drainer: Drainer | None = None
         poll: Callable[[], Any]
         if self.opts.ringbuf and self.consumer == "batch":
             reader = open_reader(events, EVENT_SIZE)
+            drainer = Drainer(reader)
             # through self: _flush swaps self._raw for a new list every part
-            poll = functools.partial(read_into, reader, self)
+            poll = functools.partial(drainer.poll_into, self)
         elif self.opts.ringbuf:
             events.open_ring_buffer(self._on_event)
             poll = lambda: self.bpf.ring_buffer_poll(100)  # noqa: E731
@@ -403,6 +405,12 @@ class Recorder:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
+            if drainer is not None:
+                try:
+                    drainer.stop()      # joined before the buffer's last read and close
+                except Exception as e:  # what it read is kept; the rest is not seen: say so
+                    print(f"pageref: warning: the ring buffer reader failed ({e}); events "
+                          "after that point are missing from the trace", file=sys.stderr)
             with contextlib.suppress(Exception):
                 poll()
             self._flush(writer, None)

@@ -1,10 +1,12 @@
-"""The recorder's streaming helpers: the readers' poll functions, the live line,
-the consumer's CPU clock, closing the perf buffer."""
+"""The recorder's streaming helpers: the ring buffer's drain thread, the live
+line, the consumer's CPU clock, closing the perf buffer."""
 
 from __future__ import annotations
 
 import contextlib
 import resource
+import threading
+import time
 from typing import Any, Protocol
 
 from pageref.trace.header import TraceHeader
@@ -20,12 +22,51 @@ class RawSink(Protocol):
     _raw: list[bytes]
 
 
-def read_into(reader: RingReader, sink: RawSink) -> None:
-    """Append what the reader has to the sink's *current* list (looked up each
-    time: the recorder replaces it with a new one at every part)."""
-    raw = reader.read(0.1)
-    if raw:
-        sink._raw.append(raw)
+class Drainer:
+    """Reads the ring buffer on a thread of its own, so that it is drained while
+    the main thread decodes and writes a part: under QEMU a part of 100k events
+    takes seconds, and read only between parts, the lab's 5.10 fidelity run
+    lost 14,153 events in the bursts that came meanwhile. The reads are an epoll
+    wait and numpy copies (ringbuf_reader.py), which let the main thread run."""
+
+    def __init__(self, reader: RingReader) -> None:
+        self._reader = reader
+        self._lock = threading.Lock()
+        self._raw: list[bytes] = []
+        self._stopping = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="pageref-drain", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                raw = self._reader.read(0.1)
+                if raw:
+                    with self._lock:
+                        self._raw.append(raw)
+        except BaseException as e:   # re-raised in the main thread by stop()
+            self._error = e
+
+    def poll_into(self, sink: RawSink, wait_s: float = 0.1) -> None:
+        """Move what was drained to the sink's *current* list (looked up each time:
+        the recorder replaces it at every part); wait a little first, as the
+        callback readers' polls do, so the main loop does not spin."""
+        time.sleep(wait_s)
+        with self._lock:
+            raw, self._raw = self._raw, []
+        sink._raw.extend(raw)
+
+    def stop(self) -> None:
+        """Stop the thread, then take what the buffer still holds."""
+        self._stopping.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        rest = self._reader.take()
+        if rest:
+            with self._lock:
+                self._raw.append(rest)
 
 
 def close_perf_buffer(events: Any) -> None:
