@@ -123,7 +123,11 @@ part_pfns() {  # partition -> "start end" pfns, [start, end)
     echo "ext4 /mnt/ext4 /dev/pmem0p1 $(part_pfns pmem0p1)"
     echo "xfs /mnt/xfs /dev/pmem0p2 $(part_pfns pmem0p2)"
     if [ -n "$devdax" ]; then
-        r=$(cat /sys/bus/dax/devices/dax1.0/resource)
+        # dev_dax's `resource` arrived after 5.10; there the nvdimm side has it:
+        # the namespace's dax device (its holder) gives the data area's start
+        # (drivers/nvdimm/pfn_devs.c resource_show: after the reserved pages)
+        r=$(cat /sys/bus/dax/devices/dax1.0/resource 2>/dev/null) ||
+            r=$(cat "/sys/bus/nd/devices/$(cat /sys/bus/nd/devices/namespace1.0/holder)/resource")
         sz=$(cat /sys/bus/dax/devices/dax1.0/size)
         echo "devdax $devdax $devdax $(( r / 4096 )) $(( (r + sz) / 4096 ))"
     else

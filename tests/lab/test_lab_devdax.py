@@ -1,7 +1,7 @@
 """Device DAX in the lab: the devdax workloads and the real clients, recorded.
 
-One boot per kernel generation ($PAGEREF_LAB_KERNELS) runs, under one
-`pageref record`: workloads/devdax-suite.sh on /dev/dax1.0 (O_DIRECT,
+A part of the shared boot of each kernel generation (conftest.py) runs,
+under one `pageref record`: workloads/devdax-suite.sh on /dev/dax1.0 (O_DIRECT,
 process_vm_readv/writev, vmsplice, an io_uring registration held 2 s, fio),
 perftest over soft-RoCE (workloads/rdma-clients.sh: ib_write_bw on fsdax and
 on device DAX, ib_read_bw on device DAX), and last an io_uring registration
@@ -12,13 +12,14 @@ devdax_expect.py.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import kernels_under_test, require_lab
+from conftest import register_part
 from devdax_expect import DEVDAX_EXPECT
 from lab_layout import read_layout
 
@@ -83,28 +84,50 @@ def gup_longterm_binary(cache: Path) -> Path:
     return out / "gup_longterm"
 
 
-@pytest.fixture(scope="session", params=kernels_under_test(), ids=lambda k: f"kernel-{k}")
-def dd(request) -> DevdaxRun:
-    kernel = request.param
-    require_lab(kernel)
+# The part's guest script: `pageref record` around the device DAX suite, the
+# real clients and the gup_longterm selftest, then a registration that outlives
+# the trace; the part ends when that holder has exited, so that its late unpin
+# is in no later part's recording.
+GUEST = r"""
+set -u
+P="$1" bins="$2" src="$3" glt="$4" r=$PAGEREF_LAB_PART_DIR
+$P record -o "$r/trace" --live plain -- sh -c '
+    sh "$0/devdax-suite.sh" "$1" /mnt/scratch "$PAGEREF_LAB_DEVDAX"; rc=$?
+    sh "$0/rdma-clients.sh" /mnt/ext4 "$PAGEREF_LAB_DEVDAX" || rc=1
+    # gup_longterm makes its "local tmpfile" in its working directory
+    for fs in ext4 xfs; do
+        (cd /mnt/$fs && "$2" > "$3/gup_longterm-$fs.tap" 2>&1; echo $? > "$3/gup_longterm-$fs.rc")
+    done
+    # never unregistered while the trace runs: the process sleeps 20 s and
+    # the recorder stops 3 s after the registration
+    "$1/devdax_refs" uring "$PAGEREF_LAB_DEVDAX" 4 4 -20000 > "$3/leak.jsonl" &
+    sleep 3
+    exit $rc' "$src" "$bins" "$glt" "$r"
+rc=$?
+for _ in $(seq 60); do pgrep -x devdax_refs > /dev/null || break; sleep 1; done
+exit $rc
+"""
+
+
+def _devdax_part(kernel: str):
     from pageref.lab import session
     from pageref.lab.paths import cache_dir
     from pageref.workloads.build import build, source_dir
 
     bins, src = build(cache_dir()), source_dir()
     glt = gup_longterm_binary(cache_dir())
-    job = (f'sh {src}/devdax-suite.sh {bins} /mnt/scratch "$PAGEREF_LAB_DEVDAX"; r=$?; '
-           f'sh {src}/rdma-clients.sh /mnt/ext4 "$PAGEREF_LAB_DEVDAX" || r=1; '
-           # gup_longterm's "local tmpfile" is made in its working directory
-           f'for fs in ext4 xfs; do (cd /mnt/$fs && {glt} > /results/gup_longterm-$fs.tap 2>&1; '
-           f'echo $? > /results/gup_longterm-$fs.rc); done; '
-           # never unregistered while the trace runs: the process sleeps 20 s
-           # and the recorder stops 3 s after the registration
-           f'{bins}/devdax_refs uring "$PAGEREF_LAB_DEVDAX" 4 4 -20000 '
-           f'> /results/leak.jsonl & sleep 3; exit $r')
-    run = session.run(["sh", "-c", job], kernel=kernel, timeout_s=1500, label="devdax")
-    print(f"lab run {run.run_dir}: timings {run.timings}")
-    return DevdaxRun(kernel, run)
+    return session.Part("dd", script=GUEST, timeout_s=1500,
+                        args=(shlex.join(session.pageref_in_guest()), str(bins), str(src),
+                              str(glt)))
+
+
+# In the shared boot (conftest.py), after the fsdax suite, before BTF is hidden.
+register_part("dd", 60, _devdax_part)
+
+
+@pytest.fixture(scope="module")
+def dd(lab_boot) -> DevdaxRun:
+    return DevdaxRun(lab_boot.kernel, lab_boot.part("dd"))
 
 
 def expect(dd: DevdaxRun, key: str):
