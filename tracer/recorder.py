@@ -413,7 +413,10 @@ class Recorder:
                           "after that point are missing from the trace", file=sys.stderr)
             with contextlib.suppress(Exception):
                 poll()
-            self._flush(writer, None)
+            # the view too: the last part holds the workload's final releases (fed
+            # nothing, the closing line told of 1,024 pins outstanding that the
+            # trace shows released)
+            self._flush(writer, view)
             writer.header.end_ns = time.monotonic_ns()
             # the recorder's CPU time while streaming (reading, decoding, writing
             # parts): events / this is the rate its consumer sustains (bench/)

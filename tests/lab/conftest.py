@@ -21,6 +21,7 @@ pass by not running them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +106,29 @@ class SuiteRun:
     def window(self, start_ns: int, end_ns: int):
         ev = self.events
         return ev[(ev["ts_ns"] >= start_ns) & (ev["ts_ns"] <= end_ns)]
+
+
+def closing_anomalies(run) -> dict[str, int]:
+    """The anomalies `pageref record`'s closing line (the live view's summary)
+    gave for a recorded part: kind -> how many."""
+    text = (run.run_dir / "console.log").read_text(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.startswith("pageref record: ")
+             and "anomalies" in ln]
+    assert lines, f"no closing line in {run.run_dir / 'console.log'}"
+    line = lines[-1]
+    if "; no anomalies" in line:
+        return {}
+    m = re.search(r"; anomalies: ([a-z_]+ \d+(?:, [a-z_]+ \d+)*)", line)
+    assert m, f"not a closing line: {line!r}"
+    return {k: int(n) for k, n in (item.split(" ") for item in m.group(1).split(", "))}
+
+
+def assert_closing_line_is_the_analysis(run, anomalies) -> None:
+    """Issue 12: what the operator was told at the end of the recording is what
+    `pageref analyze` finds in the trace it wrote."""
+    told = closing_anomalies(run)
+    found = anomalies["kind"].astype(str).value_counts().to_dict() if len(anomalies) else {}
+    assert told == found, (told, found)
 
 
 @dataclass(frozen=True)

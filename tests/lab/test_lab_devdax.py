@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import register_part
+from conftest import assert_closing_line_is_the_analysis, register_part
 from devdax_expect import DEVDAX_EXPECT
 from lab_layout import read_layout
 
@@ -128,6 +128,10 @@ register_part("dd", 60, _devdax_part)
 @pytest.fixture(scope="module")
 def dd(lab_boot) -> DevdaxRun:
     return DevdaxRun(lab_boot.kernel, lab_boot.part("dd"))
+
+
+def test_closing_line_is_the_analysis(dd):
+    assert_closing_line_is_the_analysis(dd.run, dd.anomalies)
 
 
 def expect(dd: DevdaxRun, key: str):

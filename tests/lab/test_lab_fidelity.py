@@ -22,7 +22,7 @@ import shlex
 
 import pandas as pd
 import pytest
-from conftest import register_part
+from conftest import assert_closing_line_is_the_analysis, register_part
 
 pytestmark = pytest.mark.lab
 
@@ -53,6 +53,13 @@ class FidelityRun:
         self.pvm = json.loads((d / "pvm.json").read_text())
         self.trace = read_trace(run.trace)
         self.events = self.trace.events
+        self.run = run
+
+
+def test_closing_line_is_the_analysis(fid):
+    from pageref.analysis.anomalies import find_anomalies
+
+    assert_closing_line_is_the_analysis(fid.run, find_anomalies(fid.trace))
 
 
 def balance(ev: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import assert_closing_line_is_the_analysis
 from lab_expect import EXPECT
 from lab_layout import read_layout
 
@@ -238,6 +239,10 @@ def test_longterm_pin_refused(suite):
     seen = EXPECT.get(suite.kernel, {}).get("longterm_grab_failed", False)
     failed = longterm[longterm["kind"] == "grab_failed"]
     assert (len(failed) == len(FSS)) if seen else failed.empty, longterm
+
+
+def test_closing_line_is_the_analysis(suite):
+    assert_closing_line_is_the_analysis(suite.run, suite.anomalies)
 
 
 def test_anomalies_are_the_expected_ones(suite):

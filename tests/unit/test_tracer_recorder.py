@@ -143,8 +143,8 @@ def recorder(monkeypatch, tmp_path):
     facts = KernelFacts.load(FIX / "6.1")
 
     def make(fentry=False, **kw):
-        r = rec_mod.Recorder(tmp_path / "t", Options(fentry=fentry), live_mode="quiet",
-                             facts=facts, **kw)
+        r = rec_mod.Recorder(tmp_path / "t", Options(fentry=fentry),
+                             live_mode=kw.pop("live_mode", "quiet"), facts=facts, **kw)
         r.prepare()
         r.attach()
         return r
@@ -397,3 +397,22 @@ def test_batch_reader_keeps_events_that_arrive_after_the_first_part(recorder):
     t = read_trace(out)
     assert list(t.events[t.events.kind == "put"].ts_ns) == sent
     assert len(sent) == 30
+
+
+def test_the_last_part_reaches_the_live_view(recorder, capsys):
+    """Found in the lab (5.10, 6.1): the final part (what came after the last
+    one-second flush) was written but never fed to the live view, so the closing
+    line told of 1,024 pins outstanding that the trace showed released. Here
+    everything arrives before the first flush: only the final part has it."""
+    make, fake, out = recorder
+    fake.queue = _events()[:1]          # a pin, never unpinned
+    r = make(duration_s=0.3, live_mode="plain")
+    r.run()
+    closing = [ln for ln in capsys.readouterr().err.splitlines()
+               if ln.startswith("pageref record: ") and "analyze" in ln]
+    assert closing and "; 1 pins outstanding on 1 pages;" in closing[-1], closing
+    from pageref.analysis.anomalies import find_anomalies
+    found = find_anomalies(read_trace(out))
+    told = "no anomalies" if not len(found) else ", ".join(
+        f"{k} {n}" for k, n in sorted(found["kind"].value_counts().items()))
+    assert told in closing[-1], (told, closing)
