@@ -6,10 +6,8 @@
  * exit`, and tracer/header_layout.py reads the value from the bytecode.
  *
  * Every fact is switched by WANT_<name> (1 or 0: the headers do not have it,
- * known from the previous compile's errors) and checked against EXPECT_<name>,
- * the running kernel's BTF value (-1: nothing to check against). A fact the
- * headers disagree on fails the compile: never read the wrong field.
- * Both come as -D integers; nothing else reaches this file.
+ * known from the previous compile's errors), a -D integer; nothing else
+ * reaches this file. header_layout.py compares the values with BTF's.
  *
  * Names: off__<struct>__<member>, size__<type>, enum__<enum>__<ENUMERATOR>,
  * const__<NAME>, ret__<function> (1 bool, 2 int, 3 struct folio *, 0 other).
@@ -34,9 +32,7 @@
 #define PR_IF_1(...) __VA_ARGS__
 #define PR_IF_0(...)
 #define FACT(name, expr) PR_CAT(PR_IF_, WANT_##name)( \
-	int fact_##name(void *ctx) { return (expr); } \
-	_Static_assert(EXPECT_##name < 0 || (expr) == EXPECT_##name, \
-		       "kernel headers disagree with BTF: " #name);)
+	int fact_##name(void *ctx) { return (expr); })
 #define RET_CONV(call) _Generic((call), _Bool: 1, int: 2, struct folio *: 3, default: 0)
 
 FACT(off__page__flags, offsetof(struct page, flags))

@@ -7,8 +7,9 @@ loading, no root) and the value is read from the bytecode. Members and
 enumerators move between kernels (page->index became __folio_index in 6.16,
 pgmap moved to the folio): a fact the headers lack is a compile error on its
 line, switched off with WANT_<name>=0 for the next compile, and then simply
-absent, as it is from BTF. With BTF, each fact BTF knows is passed as
-EXPECT_<name> and a disagreement fails the compile.
+absent, as it is from BTF. With BTF, each fact BTF knows is compared with the
+headers' value, and a disagreement is refused. The read is kept per headers
+tree (layout_cache.py): it takes minutes under QEMU.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pageref.errors import PagerefError
+from pageref.tracer import layout_cache
 from pageref.tracer.build_cflags import build_cflags
 from pageref.tracer.defines import cflags
 from pageref.tracer.event import bpf_dir
@@ -102,39 +104,60 @@ def headers_tree() -> Path:
 
 
 def read_header_layout(expect: dict[str, int] | None = None) -> HeaderLayout:
-    """Compile kernel_layout.c against the kernel's headers and read every fact.
-    Raises PagerefError if the headers disagree with `expect` (BTF values)."""
+    """Read every fact from the kernel's headers (layout_cache.py keeps the read
+    per tree) and compare with `expect` (BTF values). Raises PagerefError where
+    the headers lack a fact BTF has, or disagree with it."""
     from pageref.tracer.kheaders import bcc_environment
 
     bcc_environment()
     tree = headers_tree()
     expect = dict(expect or {})
     text = program_text()
+    k = layout_cache.key(tree, text)
+    read = layout_cache.load(k)
+    cached = read is not None
+    if read is None:
+        read = _compile_facts(text, tree)
+        layout_cache.save(k, read)
+    values, missing = read.values, read.missing
+
+    def checks(n: str) -> bool:
+        return expect.get(n, UNCHECKED) >= 0
+
+    # (constants are exempt: FOLL_PIN is private to mm/internal.h from 6.2)
+    lacking = [n for n in missing if checks(n) and not n.startswith("const__")]
+    if lacking:
+        raise PagerefError(f"the kernel headers in {tree} lack "
+                           f"{', '.join(_pretty(n) for n in lacking)}, which the "
+                           "running kernel's BTF has: they are not this kernel's headers")
+    disagree = [n for n in values if checks(n) and values[n] != expect[n]]
+    if disagree:
+        parts = [f"{_pretty(n)}: headers {values[n]}, BTF {expect[n]}" for n in disagree]
+        raise PagerefError(f"the kernel headers in {tree} disagree with the running kernel's "
+                           f"BTF ({'; '.join(parts)}): they are not this kernel's headers; "
+                           f"install linux-headers-{os.uname().release}")
+    return HeaderLayout(values=values, missing=missing,
+                        checked=[n for n in values if checks(n)], headers=str(tree),
+                        compiles=0 if cached else read.compiles, seconds=read.seconds)
+
+
+def _compile_facts(text: str, tree: Path) -> layout_cache.HeadersRead:
+    """Compile until every fact the headers have compiles: a fact they lack is
+    an error on its line, switched off (WANT_<name>=0) for the next round."""
     names = fact_names(text)
     want = dict.fromkeys(names, 1)
     at_line = _fact_at_line(text)
     t0 = time.monotonic()
     for rounds in range(1, MAX_ROUNDS + 1):
-        bpf, diags = _compile(text, want, expect, build_cflags(tree))
+        bpf, diags = _compile(text, want, build_cflags(tree))
         if bpf is not None:
             try:
                 values = {n: _returned_value(bpf.dump_func(f"fact_{n}".encode()), n)
                           for n in names if want[n]}
             finally:
                 bpf.cleanup()
-            missing = [n for n in names if not want[n]]
-            # (constants are exempt: FOLL_PIN is private to mm/internal.h from 6.2)
-            lacking = [n for n in missing if expect.get(n, UNCHECKED) >= 0
-                       and not n.startswith("const__")]
-            if lacking:
-                raise PagerefError(f"the kernel headers in {tree} lack "
-                                   f"{', '.join(_pretty(n) for n in lacking)}, which the "
-                                   "running kernel's BTF has: they are not this kernel's "
-                                   "headers")
-            checked = [n for n in values if expect.get(n, UNCHECKED) >= 0]
-            return HeaderLayout(values=values, missing=missing, checked=checked,
-                                headers=str(tree), compiles=rounds,
-                                seconds=round(time.monotonic() - t0, 1))
+            return layout_cache.HeadersRead(values, [n for n in names if not want[n]],
+                                            rounds, round(time.monotonic() - t0, 1))
         failed: dict[str, str] = {}
         for line, _kind, msg in diags:
             name = at_line.get(line)
@@ -145,33 +168,10 @@ def read_header_layout(expect: dict[str, int] | None = None) -> HeaderLayout:
         if not failed:
             first = next((m for _, _, m in diags), "no diagnostic")
             raise PagerefError(f"cannot compile against the kernel headers in {tree}: {first}")
-        # "static_assert failed" (clang 14), "static assertion failed" (later)
-        disagree = [n for n, msg in failed.items() if re.search(r"static.assert", msg)]
         for n in failed:
-            if n not in disagree:
-                want[n] = 0
-        if disagree:
-            raise PagerefError(_disagreement(text, want, expect, disagree, tree))
+            want[n] = 0
     raise PagerefError(f"cannot compile against the kernel headers in {tree} "
                        f"(still failing after {MAX_ROUNDS} rounds)")
-
-
-def _disagreement(text: str, want: dict[str, int], expect: dict[str, int],
-                  names: list[str], tree: Path) -> str:
-    """The message for facts on which headers and BTF differ, with both values
-    (the headers' read by one more compile without those checks)."""
-    relaxed = {k: v for k, v in expect.items() if k not in names}
-    bpf, _ = _compile(text, want, relaxed, build_cflags(tree))
-    got: dict[str, int] = {}
-    if bpf is not None:
-        try:
-            got = {n: _returned_value(bpf.dump_func(f"fact_{n}".encode()), n) for n in names}
-        finally:
-            bpf.cleanup()
-    parts = [f"{_pretty(n)}: headers {got.get(n, '?')}, BTF {expect[n]}" for n in names]
-    return (f"the kernel headers in {tree} disagree with the running kernel's BTF "
-            f"({'; '.join(parts)}): they are not this kernel's headers; install "
-            f"linux-headers-{os.uname().release}")
 
 
 def _pretty(name: str) -> str:
@@ -189,7 +189,7 @@ def _pretty(name: str) -> str:
     return rest
 
 
-def _compile(text: str, want: dict[str, int], expect: dict[str, int],
+def _compile(text: str, want: dict[str, int],
              extra: list[str]) -> tuple[Any | None, list[tuple[int, str, str]]]:
     try:
         from bcc import BPF
@@ -198,7 +198,6 @@ def _compile(text: str, want: dict[str, int], expect: dict[str, int],
                            "headers' layout: apt-get install python3-bpfcc") from None
 
     defs = {f"WANT_{n}": w for n, w in want.items()}
-    defs.update({f"EXPECT_{n}": expect.get(n, UNCHECKED) for n in want})
     flags = [*cflags(defs), *extra, "-Wno-unused-function", "-ferror-limit=0"]
     with _stderr_captured() as err:
         try:

@@ -238,3 +238,23 @@ def test_source_tree_supplies_foll_pin_from_mm_internal_h(tmp_path):
     h._add_headers(tmp_path)
     assert h.foll_source == "headers"
     assert h.foll == btf_facts("6.12").foll      # the running kernel's BTF values
+
+
+def test_a_headers_read_is_kept_and_checked_again(headers_of, tmp_path):
+    """The second read of the same tree compiles nothing (layout_cache.py) and
+    is checked against BTF as the first was; a damaged cache file is ignored."""
+    from pageref.tracer import layout_cache
+
+    headers_of("6.1")
+    exp = hl.btf_expectations(btf_facts("6.1"))
+    first = hl.read_header_layout(exp)
+    assert first.compiles >= 1
+    again = hl.read_header_layout(exp)
+    assert again.compiles == 0 and again.values == first.values
+    assert again.checked == first.checked
+    exp["off__page___refcount"] = 60
+    with pytest.raises(PagerefError, match=r"struct page\._refcount: headers 52, BTF 60"):
+        hl.read_header_layout(exp)
+    for f in layout_cache.cache_dir().glob("layout-*.json"):
+        f.write_text('{"values": {"off__page___refcount": "rm -rf /"}, "missing": []}')
+    assert hl.read_header_layout().compiles >= 1     # not trusted: compiled again
