@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,13 +173,7 @@ def _suite_part(kernel: str) -> Part:
 register_part("suite", 50, _suite_part)
 
 
-@pytest.fixture(scope="session", params=kernels_under_test(), ids=lambda k: f"kernel-{k}")
-def lab_boot(request) -> LabBoot:
-    """The one boot of this kernel: every used part, in order."""
-    kernel = request.param
-    require_lab(kernel)
-    from pageref.lab import session
-
+def _parts_for(kernel: str) -> list[Part]:
     specs = sorted(((n, PARTS[n]) for n in _USED or PARTS), key=lambda x: x[1].order)
     parts = []
     for name, spec in specs:
@@ -186,11 +181,52 @@ def lab_boot(request) -> LabBoot:
         if part is not None:
             assert part.name == name, (part.name, name)
             parts.append(part)
+    return parts
+
+
+def _boot(kernel: str, parts: list[Part]) -> LabBoot:
+    from pageref.lab import session
+
     lines: list[str] = []
     runs = session.run_parts(parts, kernel=kernel, progress=lines.append, label="pytest")
     first = next(iter(runs.values()))
     print(f"lab boot {first.run_dir.parent} ({', '.join(runs)}): timings {first.timings}")
     return LabBoot(kernel, runs)
+
+
+def parallel_boots() -> int:
+    """How many kernels boot at once ($PAGEREF_LAB_PARALLEL, default 2), as far
+    as memory allows. A TCG guest keeps about 1.4 of the 2 cores busy and waits
+    the rest (sleeps in the workloads, timeouts), so two at once finish the
+    generations sooner than one after another (README: CI figures)."""
+    want = int(os.environ.get("PAGEREF_LAB_PARALLEL", "2") or 1)
+    return max(1, min(want, _mem_available_kb() // GUEST_MEMORY_NEEDED_KB))
+
+
+_BOOTS: dict[str, Future[LabBoot]] = {}
+
+
+def _start_boots() -> None:
+    """At the first boot asked for: every kernel under test that can start, its
+    parts built here (the host's workload builds are not thread-safe), booted
+    `parallel_boots()` at a time in the order of $PAGEREF_LAB_KERNELS."""
+    pool = ThreadPoolExecutor(max_workers=parallel_boots(), thread_name_prefix="lab-boot")
+    for kernel in kernels_under_test():
+        if lab_unavailable(kernel) is None:
+            _BOOTS[kernel] = pool.submit(_boot, kernel, _parts_for(kernel))
+    pool.shutdown(wait=False)
+
+
+@pytest.fixture(scope="session", params=kernels_under_test(), ids=lambda k: f"kernel-{k}")
+def lab_boot(request) -> LabBoot:
+    """The one boot of this kernel: every used part, in order."""
+    kernel = request.param
+    require_lab(kernel)
+    if not _BOOTS:
+        _start_boots()
+    if kernel not in _BOOTS:      # became available only now: boot it here
+        return _boot(kernel, _parts_for(kernel))
+    return _BOOTS[kernel].result()
 
 
 @pytest.fixture(scope="session")
