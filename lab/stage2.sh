@@ -123,12 +123,16 @@ part_pfns() {  # partition -> "start end" pfns, [start, end)
     echo "ext4 /mnt/ext4 /dev/pmem0p1 $(part_pfns pmem0p1)"
     echo "xfs /mnt/xfs /dev/pmem0p2 $(part_pfns pmem0p2)"
     if [ -n "$devdax" ]; then
-        # dev_dax's `resource` arrived after 5.10; there the nvdimm side has it:
-        # the namespace's dax device (its holder) gives the data area's start
-        # (drivers/nvdimm/pfn_devs.c resource_show: after the reserved pages)
-        r=$(cat /sys/bus/dax/devices/dax1.0/resource 2>/dev/null) ||
-            r=$(cat "/sys/bus/nd/devices/$(cat /sys/bus/nd/devices/namespace1.0/holder)/resource")
-        sz=$(cat /sys/bus/dax/devices/dax1.0/size)
+        r=$(cat /sys/bus/dax/devices/dax1.0/resource 2>/dev/null || echo 0)
+        sz=$(cat /sys/bus/dax/devices/dax1.0/size 2>/dev/null || echo 0)
+        if [ $((r)) = 0 ] || [ $((sz)) = 0 ]; then
+            # 5.10's dev_dax says 0 for both (measured in the lab); the nvdimm
+            # side has them: the namespace's dax device (its holder) gives the
+            # data area after the reserved struct pages (drivers/nvdimm/
+            # pfn_devs.c resource_show, size_show)
+            nd=/sys/bus/nd/devices/$(cat /sys/bus/nd/devices/namespace1.0/holder)
+            r=$(cat "$nd/resource") sz=$(cat "$nd/size")
+        fi
         echo "devdax $devdax $devdax $(( r / 4096 )) $(( (r + sz) / 4096 ))"
     else
         echo "devdax none none 0 0 $devdax_why"

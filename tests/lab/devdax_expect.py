@@ -6,6 +6,37 @@ the lab, with the kernel source that explains it.
 from __future__ import annotations
 
 DEVDAX_EXPECT: dict[str, dict] = {
+    # measured in the lab (Debian 5.10.0-46), 2 December 2026
+    "5.10": {
+        "idle": 1,
+        # 5.x has no compound ZONE_DEVICE pages (compound devmap came in 5.17):
+        # every device DAX page is its own order-0 page
+        "order": 0,
+        # fs/io_uring.c io_sqe_buffer_register(): pin_user_pages(FOLL_LONGTERM),
+        # then a vma with a vm_file that is not hugetlbfs -> -EOPNOTSUPP and
+        # unpin_user_pages() of what it pinned
+        "uring_accepts": False,
+        "uring_pins_then_unpins": True,
+        # put_page(): page_is_devmap_managed() is false for a generic pgmap,
+        # the decrement is inline: the pipe's puts are not traced
+        "pipe_puts_traced": False,
+        # O_DIRECT takes FOLL_GET references (iov_iter_get_pages ->
+        # get_user_pages_fast). Its release: the write's completion calls
+        # bio_release_pages() (probed); the read's goes through
+        # bio_check_pages_dirty(), whose copy of bio_release_pages() is inlined
+        # in block/bio.c, and put_page() is inline for a generic page: the
+        # read's puts are not seen (pageref probes lists the path as uncovered)
+        "odirect_take": "get",
+        "odirect_read_puts_traced": False,
+        # FOLL_LONGTERM on fsdax (perftest's ibv_reg_mr, gup_longterm's io_uring
+        # cases): pinned, then __gup_longterm_locked's check_dax_vmas() refuses
+        # and unpin_user_pages() drops every pin
+        "rdma_fsdax_pins_then_unpins": True,
+        # the 6.12 selftest's case 48 ("io_uring fixed buffer with MAP_PRIVATE
+        # file mapping ... with local tmpfile") expects a refusal 5.10 does not
+        # make; its pages are private copies, not DAX pages (none traced)
+        "gup_longterm_not_ok": [48],
+    },
     "6.1": {
         # memmap_init_zone_device() leaves ZONE_DEVICE pages at refcount 1; the
         # PMD mapping device DAX installs (vmf_insert_pfn_pmd) takes none.

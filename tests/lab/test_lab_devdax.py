@@ -179,7 +179,10 @@ def test_odirect_takes_and_drops_every_reference(dd):
     dropped = ev.loc[ev["kind"] == drop, "refs"].sum()
     # the write and the read each take every page once
     assert taken == 2 * w["pages"], ev[["kind", "refs", "refcount"]]
-    assert dropped == taken
+    if DEVDAX_EXPECT[dd.kernel].get("odirect_read_puts_traced", True):
+        assert dropped == taken
+    else:
+        assert dropped == w["pages"], ev[["kind", "probe", "refs"]]   # the write's only
     first = ev[ev["kind"] == take].iloc[0]
     assert first["refcount"] == expect(dd, "idle")
 
@@ -259,29 +262,32 @@ def test_fio_on_device_dax(dd):
     assert len(fio) and fio["pfn"].map(store.holds).all()
     take = expect(dd, "odirect_take")
     drop = {"get": "put", "pin": "unpin"}[take]
-    assert fio.loc[fio["kind"] == take, "refs"].sum() == fio.loc[fio["kind"] == drop, "refs"].sum()
+    taken = fio.loc[fio["kind"] == take, "refs"].sum()
+    dropped = fio.loc[fio["kind"] == drop, "refs"].sum()
+    if DEVDAX_EXPECT[dd.kernel].get("odirect_read_puts_traced", True):
+        assert taken == dropped
+    else:
+        assert 0 < dropped < taken    # the writes' releases only
 
 
-# Measured on 6.1 and 6.12 (docs/lab.md): both perftest sides timed out, the
-# server waiting for its client; the likely cause (lo down in the guest) is
-# fixed in rdma-clients.sh but not yet re-run. Strict: fails once they work.
-RDMA_NOT_WORKING = pytest.mark.xfail(
-    strict=True, reason="perftest never reached ibv_reg_mr in the lab (docs/lab.md)")
-
-
-@RDMA_NOT_WORKING
-def test_rdma_fsdax_refused_without_a_reference(dd):
+def test_rdma_fsdax_refused(dd):
     """ibv_reg_mr on an fsdax mapping: pin_user_pages_fast(FOLL_LONGTERM)
-    refused before any page is grabbed (check_vma_flags / the gup-fast
-    longterm check); the server fails to create its MR."""
+    refused (check_vma_flags / the gup-fast longterm check) before any page is
+    grabbed, or on 5.x pinned and every pin dropped again before the refusal;
+    the server fails to create its MR, and nothing is reported."""
     w = dd.row("ib_write_bw", "fsdax")
     assert w["server_rc"] != 0 and "failed to create mr" in w["outcome"].lower(), w
     ev = dd.events[dd.events["comm"].astype(str).str.startswith("ib_")]
     fsdax = ev[ev["pgmap_type"].astype(str) == "fsdax"]
-    assert not fsdax["kind"].isin(["get", "pin"]).any(), fsdax
+    if DEVDAX_EXPECT.get(dd.kernel, {}).get("rdma_fsdax_pins_then_unpins"):
+        pins, unpins = fsdax[fsdax["kind"] == "pin"], fsdax[fsdax["kind"] == "unpin"]
+        assert len(pins) and pins["refs"].sum() == unpins["refs"].sum(), fsdax
+        a = dd.anomalies
+        assert not len(a) or not (a["kind"] == "longterm_pin_fsdax").any(), a
+    else:
+        assert not fsdax["kind"].isin(["get", "pin"]).any(), fsdax
 
 
-@RDMA_NOT_WORKING
 def test_rdma_devdax_pins_held_for_the_run(dd):
     """ibv_reg_mr on device DAX: accepted, long-term pins held by the
     perftest task until ibv_dereg_mr; every pin released in the trace."""
@@ -315,10 +321,12 @@ def test_gup_longterm_selftest_on_fsdax(dd):
     file system: the io_uring cases run (fixed buffers on a DAX file must be
     refused, and are); the GUP cases need CONFIG_GUP_TEST (/sys/kernel/debug/
     gup_test), which Debian's kernels lack, and skip themselves saying so."""
+    not_ok_expected = DEVDAX_EXPECT.get(dd.kernel, {}).get("gup_longterm_not_ok", [])
     for fs in ("ext4", "xfs"):
         rc, lines = tap(dd, fs)
-        assert rc == 0, (fs, lines[-15:])
-        assert not [ln for ln in lines if ln.startswith("not ok")], (fs, lines)
+        not_ok = [int(ln.split()[2]) for ln in lines if ln.startswith("not ok")]
+        assert not_ok == not_ok_expected, (fs, [ln for ln in lines if "not ok" in ln])
+        assert rc == (1 if not_ok_expected else 0), (fs, lines[-15:])
         local = [i for i, ln in enumerate(lines) if "with local tmpfile" in ln]
         assert local, lines[:20]
         results = [ln for ln in lines if ln.startswith("ok ")]
@@ -327,4 +335,9 @@ def test_gup_longterm_selftest_on_fsdax(dd):
         assert passed, f"no gup_longterm case ran on {fs}"
     ev = dd.events[dd.events["comm"].astype(str) == "gup_longterm"]
     fsdax = ev[ev["pgmap_type"].astype(str) == "fsdax"]
-    assert not ((fsdax["kind"] == "pin") & (fsdax["longterm"] == True)).any()  # noqa: E712
+    a = dd.anomalies
+    assert not len(a) or not ((a["kind"] == "longterm_pin_fsdax")
+                              & (a["comm"].astype(str) == "gup_longterm")).any(), a
+    if not DEVDAX_EXPECT.get(dd.kernel, {}).get("rdma_fsdax_pins_then_unpins"):
+        # GUP refuses FOLL_LONGTERM on fsdax before it grabs (not 5.x)
+        assert not ((fsdax["kind"] == "pin") & (fsdax["longterm"] == True)).any()  # noqa: E712
