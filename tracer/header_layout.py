@@ -266,6 +266,12 @@ def apply_layout(facts: KernelFacts, layout: HeaderLayout) -> None:
         # success; before it, it returned the folio.
         fast = facts.has_symbol("try_grab_folio_fast")
         facts.header_ret_conv["try_grab_folio"] = RET_ZERO_OK if fast else RET_PTR
+    if "try_grab_compound_head" not in facts.header_ret_conv \
+            and facts.has_symbol("try_grab_compound_head"):
+        # static in mm/gup.c (no header declares it) for as long as it existed:
+        # from "mm/gup: track FOLL_PIN pages" (5.7) until it became
+        # try_grab_folio (5.18) it returned the head page, NULL when refused.
+        facts.header_ret_conv["try_grab_compound_head"] = RET_PTR
     facts.layout_source = "headers"
     facts.layout_note = f"from the kernel headers in {layout.headers}"
 

@@ -101,6 +101,18 @@ def test_try_grab_folio_convention_without_btf(gen, conv):
     assert grab["try_grab_folio"].ret_conv == conv
 
 
+@pytest.mark.parametrize("gen", ["5.10", "5.15"])
+def test_5x_gup_fast_grab_attaches_without_btf(gen):
+    """try_grab_compound_head is static in mm/gup.c (no header declares it):
+    found in the lab, 5.10 without BTF lost every O_DIRECT grab for want of its
+    return type. It returned the head page (NULL: refused) as long as it lived."""
+    h = bare(btf_facts(gen))
+    hl.apply_layout(h, hl.HeaderLayout(values={}, missing=[], checked=[], headers="/x"))
+    assert h.header_ret_conv["try_grab_compound_head"] == RET_PTR
+    grab = {a.symbol: a for a in resolve(h).attached if a.probe == "grab"}
+    assert grab["try_grab_compound_head"].ret_conv == RET_PTR
+
+
 def test_grab_without_any_prototype_is_missing_with_reason():
     h = bare(btf_facts("6.1"))
     h.layout_source = "headers"
