@@ -251,7 +251,7 @@ def suite_fixture(trace: Path, out: Path, generation: str) -> int:
     keep = t.events[t.events["comm"].astype(str) != "fio"].reset_index(drop=True)
     header = t.header
     header.extra = dict(header.extra or {}, fixture=(
-        f"lab suite run on {generation}: every workload but fio, ext4 (pmem0) and xfs (pmem1)"))
+        f"lab suite run on {generation}: every workload but fio, ext4 (pmem0p1) and xfs (pmem0p2)"))
     return write_jsonl(out, header, iter([keep]))
 
 
