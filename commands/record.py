@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from pathlib import Path
 
@@ -122,6 +123,9 @@ def record(out: Path, duration: int | None, pids: tuple[int, ...], cgroup: str |
     click.echo(f"pageref: {len(rec.plan.attached)} functions probed, probes attached "
                f"(compile {fmt_seconds(rec.compile_s)}, attach {fmt_seconds(rec.attach_s)}): "
                + "; ".join(f"{m}: {', '.join(s)}" for m, s in methods.items()), err=True)
+    # A native crash (BCC, numpy, pyarrow) while streaming would otherwise end
+    # in a bare "Segmentation fault": say where, per thread (the drain thread too)
+    faulthandler.enable()
     result = rec.run()
     if result.exit_code:
         raise SystemExit(result.exit_code if 0 < result.exit_code < 256 else 1)
