@@ -147,6 +147,12 @@ dmsetup mknodes slow
 chmod 1777 /mnt/ext4 /mnt/xfs /mnt/scratch
 mark ready "$(grep -E ' /mnt/(ext4|xfs) ' /proc/mounts | tr '\n' ';')"
 
+# numpy's AVX2 kernels (x86-simd-sort's argsort: vpgatherqq with masked-off
+# lanes) take a general protection fault under QEMU TCG's emulation of -cpu
+# max: `pageref record` died in the guest on 5.10 and 6.1 (dmesg: "general
+# protection fault ... in _multiarray_umath", at that instruction), never on
+# the host. The guest's numpy keeps to its x86-64-v2 kernels.
+export NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
 export PAGEREF_LAB=1 PAGEREF_LAB_EXT4=/mnt/ext4 PAGEREF_LAB_XFS=/mnt/xfs
 export PAGEREF_LAB_DEVDAX="$devdax" PAGEREF_LAB_LAYOUT=/results/lab-layout.txt
 export PAGEREF_LAB_SCRATCH=/mnt/scratch PAGEREF_LAB_SLOW_DEV=/dev/mapper/slow

@@ -23,11 +23,9 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
 
     `ts_ns` and `kind` are never null. Columns: those of schema.COLUMNS.
 
-    Not `self_destruct=True`: with pandas 3 it leaves the table's buffers freed
-    under objects still reachable (apache/arrow#50698, pandas#66509), and
-    `pageref record --live plain` died of SIGSEGV in the lab (5.10 and 6.1,
-    the no-BTF part) a few parts into a burst. The memory it saved is a copy
-    of one part or row group at a time.
+    Not `self_destruct=True`: with pandas 3 it can leave the table's buffers
+    freed under objects still reachable (apache/arrow#50698, pandas#66509).
+    The memory it saved is a copy of one part or row group at a time.
     """
     return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
 
