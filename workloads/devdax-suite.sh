@@ -26,7 +26,10 @@ run() {
     else
         printf '{"fs": "devdax", "rc": %d, "workload": "%s"}\n' "$rc" "$name" >> "$out"
     fi
-    if [ $rc -ne 0 ]; then
+    # an io_uring registration the kernel refuses with EOPNOTSUPP (5.10, 6.1:
+    # file-backed buffers) is what the workload is there to show, not a
+    # failure: its row keeps rc 1 and the errno, the suite goes on as passed
+    if [ $rc -ne 0 ] && ! printf '%s\n' "$res" | grep -q '"register_errno": 95'; then
         echo "devdax-suite: $name failed (exit $rc)" >&2
         failed=1
     fi
