@@ -25,9 +25,10 @@ class RawSink(Protocol):
 class Drainer:
     """Reads the ring buffer on a thread of its own, so that it is drained while
     the main thread decodes and writes a part: under QEMU a part of 100k events
-    takes seconds, and read only between parts, the lab's 5.10 fidelity run
-    lost 14,153 events in the bursts that came meanwhile. The reads are an epoll
-    wait and numpy copies (ringbuf_reader.py), which let the main thread run."""
+    takes seconds, during which a buffer read only between parts fills (the
+    lab's 5.10 fidelity run lost 14,153 events in CI that way, under load; none
+    since). The reads are an epoll wait and numpy copies (ringbuf_reader.py),
+    which let the main thread run."""
 
     def __init__(self, reader: RingReader) -> None:
         self._reader = reader
