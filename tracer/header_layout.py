@@ -52,6 +52,7 @@ class HeaderLayout:
     headers: str                 # the tree compiled against
     compiles: int = 1            # compiles it took (one more per kind of absence)
     seconds: float = 0.0         # their wall time
+    cached: bool = False         # read from layout_cache.py: no compile this time
 
 
 def program_text() -> str:
@@ -138,7 +139,7 @@ def read_header_layout(expect: dict[str, int] | None = None) -> HeaderLayout:
                            f"install linux-headers-{os.uname().release}")
     return HeaderLayout(values=values, missing=missing,
                         checked=[n for n in values if checks(n)], headers=str(tree),
-                        compiles=0 if cached else read.compiles, seconds=read.seconds)
+                        compiles=read.compiles, seconds=read.seconds, cached=cached)
 
 
 def _compile_facts(text: str, tree: Path) -> layout_cache.HeadersRead:
@@ -292,8 +293,10 @@ def live_facts(source: str = "auto") -> KernelFacts:
         # of kallsyms and tracefs
         bare = KernelFacts.live(btf=False) if facts.has_btf else facts
         apply_layout(bare, layout)
-        bare.layout_note = (f"from the kernel headers in {layout.headers} ({layout.compiles} "
-                            f"compiles, {layout.seconds} s)"
+        cost = f"{layout.compiles} compiles, {layout.seconds} s"
+        bare.layout_note = (f"from the kernel headers in {layout.headers} ("
+                            + (f"cached: {cost} when first read" if layout.cached else cost)
+                            + ")"
                             + (f", {len(layout.checked)} values checked equal to the "
                                "running kernel's BTF" if layout.checked else
                                "; no BTF to check them against"))
