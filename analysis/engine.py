@@ -71,9 +71,8 @@ class Pending:
 # How late an event may arrive after a later one: per-CPU perf buffers are
 # drained in turn, and a ring buffer record is stamped before it is reserved, so
 # arrival order is not time order. The engine settles verdicts this far behind
-# the latest time it has seen. The live view uses it too: with 0 it settled
-# pages before their late events came and told a different story than
-# `pageref analyze` (a pin_leak of 1,024 pages on the lab's fidelity trace).
+# the latest time it has seen. The live view uses it too, so that it settles
+# pages no earlier than `pageref analyze` does and tells the same story.
 REORDER_NS = 1_000_000_000
 
 

@@ -27,7 +27,7 @@ from pageref.analysis.model import PageModel
 KIND = "longterm_pin_fsdax"
 
 
-def undone_at_once(m: PageModel, js: np.ndarray) -> np.ndarray:
+def undone_at_once(m: PageModel, js: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Per pin row in `js`: the page's next row is an unpin by the same task
     within T (the 5.x refusal after the grab)."""
     n = len(m.kind)
@@ -37,7 +37,6 @@ def undone_at_once(m: PageModel, js: np.ndarray) -> np.ndarray:
     if not ok.any():
         return ok
     a, b = js[ok], nxt[ok]
-    ts = np.asarray(m.ts)
     tid = m.cols.tid[m.idx]
     same = (m.kind[b] == K["unpin"]) & (tid[b] == tid[a]) & (tid[a] >= 0) \
         & (ts[b] - ts[a] <= m.threshold_ns)
@@ -48,8 +47,8 @@ def undone_at_once(m: PageModel, js: np.ndarray) -> np.ndarray:
 def detect(m: PageModel) -> list[Anomaly]:
     longterm = m.cols.longterm[m.idx]
     hit = np.flatnonzero((m.kind == K["pin"]) & longterm & (m.pgmap == PGMAP["fsdax"]))
-    hit = hit[~undone_at_once(m, hit)]
-    ts = np.asarray(m.ts)
+    ts = np.asarray(m.ts)        # gathered on access: once
+    hit = hit[~undone_at_once(m, hit, ts)]
     return merged_rows(m, [
         (j, anomaly(m, KIND, j, "FOLL_LONGTERM pin succeeded on an fsdax page and was "
                     "kept (the kernel must refuse it)", judged(ERROR, spans_loss(m, j, j)), [j],
