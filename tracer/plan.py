@@ -423,9 +423,14 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
         covered.append(f"put_page()/folio_put() dropping the last reference, through {final}")
     if facts.has_symbol(other):
         leave_out(other, f"superseded by {final}")
+    # The devmap put takes only the pages page_is_devmap_managed() names (fsdax,
+    # and before 6.1 device-private): a device DAX (MEMORY_DEVICE_GENERIC) or
+    # p2pdma put that leaves references is an inline decrement everywhere.
     uncovered.append("put_page()/folio_put()/folio_put_refs() that leave references "
                      "(inline atomic decrement; nothing to probe" +
-                     (", except the devmap puts above)" if devmap else ")"))
+                     (", except the devmap puts above): device DAX and p2pdma pages' puts "
+                      "(pipe and vmsplice releases among them) are not seen"
+                      if devmap else ")"))
     if facts.has_symbol("folios_put_refs") and try_attach(BY_SYMBOL["folios_put_refs"]):
         covered.append("batched releases (munmap/zap mmu_gather, release_pages) through "
                        "folios_put_refs: every folio of each batch")
