@@ -20,6 +20,23 @@ def cache_dir() -> Path:
         if (repo / "pyproject.toml").is_file() and os.access(repo, os.W_OK):
             path = repo / "lab-cache"
         else:
-            path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pageref"
+            path = _user_cache()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def shared_cache_dir() -> Path:
+    """`$PAGEREF_SHARED_CACHE`, else ~/.cache/pageref: one per machine and user.
+
+    For what takes too long to redo per checkout: the debug lab kernel's build
+    (an hour on two cores) serves every clone on the machine, CI's fresh ones
+    included, where cache_dir() is per checkout.
+    """
+    env = os.environ.get("PAGEREF_SHARED_CACHE")
+    path = Path(env) if env else _user_cache()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pageref"

@@ -1,0 +1,445 @@
+"""The lab's debug kernel (issue 15): Debian's own 6.12 source, built here with
+the page_ref tracepoints, device-private pages, test_hmm and the GUP test harness.
+
+Debian builds none of CONFIG_DEBUG_PAGE_REF, CONFIG_DEVICE_PRIVATE,
+CONFIG_TEST_HMM and CONFIG_GUP_TEST, so no stock kernel has the kernel's own
+record of every refcount change (the `page_ref:*` tracepoints), device-private
+pages or /sys/kernel/debug/gup_test. `build_debug_kernel("6.12-debug")` builds
+one from the `linux-source-6.12` package (the Debian-patched tarball in
+/usr/src; nothing is downloaded) into the layout kernels.py unpacks a Debian
+generation into: root/boot/vmlinuz-<release>, root/lib/modules/<release> (plain
+.ko, modules.dep), root/usr/src/linux-headers-<release> for BCC.
+
+Base config: Debian's `cloud-amd64` flavour of the same source version
+(package linux-config-6.12), trimmed by `make localmodconfig` to the modules a
+lab guest loads (LAB_MODULES), then FRAGMENT on top. Why that base: it is
+Debian's own configuration (same mm/, BPF, ftrace and kprobe options as the
+stock lab kernels, so the probe plan is theirs), and of Debian's configs it
+builds least: the cloud flavour leaves out bare-metal drivers, DRM, sound and
+wireless (1,801 built-in options against the generic flavour's 2,647), and
+localmodconfig drops all but ~35 of its 1,138 modules. x86_64_defconfig
+would build comparable code but with i915, HDA sound and a dozen NICs built
+in, and without Debian's choices, so a probe plan on it would describe a
+kernel nobody runs. What stays costly is CONFIG_DEBUG_INFO (BTF needs the
+full DWARF): compiling with it is about a third slower, and it cannot go.
+
+The build is cached in shared_cache_dir() (outside the checkout: every clone
+on the machine reuses it), under a key made of the source package's version
+and a hash of the fragment and module list (`cache_key`); a second call finds
+complete.json there and only checks. The object tree of a source version is
+kept, so a changed fragment rebuilds only what it touches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pageref.errors import PagerefError
+from pageref.lab.paths import shared_cache_dir
+
+if TYPE_CHECKING:
+    from pageref.lab.kernels import KernelFiles
+
+DEBUG_SUFFIX = "-debug"
+LOCALVERSION = "-pageref-debug"
+# Bump when the installed layout changes, so old builds are redone.
+_BUILD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class DebugSource:
+    """Where a series' Debian source and config come from (installed packages)."""
+
+    series: str
+    source_package: str  # linux-source-<series>: /usr/src/linux-source-<series>.tar.xz
+    config_package: str  # linux-config-<series>: Debian's configs for that same source
+    config_flavour: str  # the file under /usr/src/linux-config-<series>/
+
+    @property
+    def tarball(self) -> Path:
+        return Path("/usr/src", f"{self.source_package}.tar.xz")
+
+    @property
+    def base_config(self) -> Path:
+        return Path("/usr/src", self.config_package, f"config.{self.config_flavour}.xz")
+
+
+# 6.12: the folio-era kernel (ZONE_DEVICE folios, gup_put_folio), the lab's
+# "6.12" generation's series, and the source gup_longterm is built from.
+SOURCES: dict[str, DebugSource] = {
+    "6.12": DebugSource("6.12", "linux-source-6.12", "linux-config-6.12",
+                        "amd64_none_cloud-amd64"),
+}
+DEBUG_GENERATIONS: tuple[str, ...] = tuple(s + DEBUG_SUFFIX for s in SOURCES)
+
+# What a lab guest loads (modules.dep closure on the stock 6.12 lab kernel of
+# lab/init.sh's and lab/stage2.sh's modprobes and workloads/rdma-clients.sh's),
+# plus test_hmm: `make localmodconfig` keeps these and drops every other module.
+LAB_MODULES: tuple[str, ...] = (
+    "netfs", "9pnet", "9pnet_virtio", "9p", "overlay",            # stage one: the host's root
+    "libnvdimm", "nd_e820", "nd_btt", "nd_pmem", "dax_pmem", "device_dax",   # pmem, devdax
+    "dm_mod", "dm_delay", "brd", "crc16", "mbcache", "jbd2", "ext4", "libcrc32c", "xfs",
+    "ib_core", "ib_uverbs", "ip6_udp_tunnel", "udp_tunnel", "rdma_rxe", "dummy",  # soft-RoCE
+    "iw_cm", "ib_cm", "configfs", "rdma_cm", "rdma_ucm", "ib_umad",
+    "test_hmm",
+)
+
+# The options the debug kernel must have, on top of the trimmed base (values
+# as in .config: "y", "m", "n" or a quoted string). Every one is checked
+# after `make olddefconfig`: one Kconfig refused fails the build at once.
+FRAGMENT: tuple[tuple[str, str], ...] = (
+    # What issue 15 is about: the kernel's own refcount record, device-private
+    # pages and their test driver, the GUP test harness.
+    ("DEBUG_PAGE_REF", "y"), ("DEVICE_PRIVATE", "y"), ("TEST_HMM", "m"), ("GUP_TEST", "y"),
+    # The tracer: BTF (pahole from dwarves), kprobes, fentry, BPF (Debian's
+    # config has them; stated so that a change of base cannot lose them).
+    ("DEBUG_INFO_BTF", "y"), ("DEBUG_INFO_BTF_MODULES", "y"), ("KPROBES", "y"),
+    ("KPROBE_EVENTS", "y"), ("BPF_SYSCALL", "y"), ("BPF_JIT", "y"), ("BPF_EVENTS", "y"),
+    ("FUNCTION_TRACER", "y"), ("DYNAMIC_FTRACE", "y"), ("FTRACE_SYSCALLS", "y"),
+    ("KALLSYMS_ALL", "y"), ("DEBUG_FS", "y"), ("TRACEPOINTS", "y"),
+    # The lab guest: the host's root over 9p (the cloud flavour has no 9p),
+    # emulated pmem (memmap=!, e820), fsdax and device DAX, the file systems,
+    # dm-delay, the RAM disks, io_uring, soft-RoCE (not in the cloud flavour).
+    ("NET_9P", "m"), ("NET_9P_VIRTIO", "m"), ("9P_FS", "m"), ("OVERLAY_FS", "m"),
+    ("VIRTIO_PCI", "y"), ("X86_PMEM_LEGACY", "m"), ("LIBNVDIMM", "m"), ("BLK_DEV_PMEM", "m"),
+    ("NVDIMM_PFN", "y"), ("NVDIMM_DAX", "y"), ("ZONE_DEVICE", "y"), ("FS_DAX", "y"),
+    ("FS_DAX_PMD", "y"), ("DEV_DAX", "m"), ("DEV_DAX_PMEM", "m"), ("TRANSPARENT_HUGEPAGE", "y"),
+    ("EXT4_FS", "y"), ("XFS_FS", "m"), ("BLK_DEV_DM", "m"), ("DM_DELAY", "m"),
+    ("BLK_DEV_RAM", "m"), ("IO_URING", "y"), ("INFINIBAND", "m"),
+    ("INFINIBAND_USER_ACCESS", "m"), ("RDMA_RXE", "m"), ("DUMMY", "m"),
+    # Plain, unsigned modules: the tarball has no Debian signing key (the
+    # config names debian/certs/), and the lab's busybox insmods plain .ko.
+    # Debian's lockdown LSM selects MODULE_SIG; the lab has no secure boot.
+    ("SECURITY_LOCKDOWN_LSM", "n"), ("MODULE_SIG", "n"), ("MODULE_COMPRESS", "n"),
+    ("SYSTEM_TRUSTED_KEYS", '""'),
+    ("LOCALVERSION", f'"{LOCALVERSION}"'), ("LOCALVERSION_AUTO", "n"),
+    # Built in by the cloud flavour, useless in the lab and minutes to compile.
+    ("XEN", "n"), ("SECURITY_SELINUX", "n"), ("SECURITY_TOMOYO", "n"),
+    ("SECURITY_APPARMOR", "n"),
+)
+
+# Host tool -> the Debian package that brings it (bin/setup installs them all).
+BUILD_TOOLS: dict[str, str] = {
+    "make": "make", "gcc": "gcc", "flex": "flex", "bison": "bison", "bc": "bc",
+    "perl": "perl", "pahole": "dwarves", "depmod": "kmod", "xz": "xz-utils",
+}
+# Headers the build's host programs include (objtool and resolve_btfids: libelf;
+# sign-file and extract-cert: openssl).
+BUILD_HEADERS: dict[str, str] = {
+    "/usr/include/libelf.h": "libelf-dev", "/usr/include/openssl/ssl.h": "libssl-dev",
+}
+
+
+def _progress(msg: str) -> None:
+    print(f"pageref lab: {msg}", file=sys.stderr, flush=True)
+
+
+# --- pure parts ---------------------------------------------------------------------
+
+
+def debug_series(generation: str) -> str | None:
+    """"6.12-debug" -> "6.12"; None for a generation that is not a debug build."""
+    if not generation.endswith(DEBUG_SUFFIX):
+        return None
+    series = generation[: -len(DEBUG_SUFFIX)]
+    return series if series in SOURCES else None
+
+
+def render_fragment(options: Iterable[tuple[str, str]] = FRAGMENT) -> str:
+    """The fragment as .config lines ("n" as Kconfig writes it: `# ... is not set`)."""
+    lines = []
+    for name, value in options:
+        if value == "n":
+            lines.append(f"# CONFIG_{name} is not set")
+        else:
+            lines.append(f"CONFIG_{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def cache_key(source_version: str, fragment: str = "",
+              modules: Sequence[str] = LAB_MODULES, flavour: str = "") -> str:
+    """`<source version>-<12 hex>`: the build's directory name. The hash covers
+    everything else that decides what is built: the fragment, the module list
+    localmodconfig keeps, the base flavour and the installed layout."""
+    h = hashlib.sha256()
+    for part in (str(_BUILD_FORMAT), flavour, fragment or render_fragment(), *modules):
+        h.update(part.encode() + b"\0")
+    return f"{source_version}-{h.hexdigest()[:12]}"
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """.config text -> {NAME: value}, "n" for `# CONFIG_NAME is not set`."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"CONFIG_(\w+)=(.*)", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+            continue
+        m = re.fullmatch(r"# CONFIG_(\w+) is not set", line)
+        if m:
+            out[m.group(1)] = "n"
+    return out
+
+
+def apply_fragment(config: str, options: Iterable[tuple[str, str]] = FRAGMENT) -> str:
+    """`config` with every option of the fragment set (old lines dropped, the
+    fragment appended: Kconfig takes the last assignment of a symbol)."""
+    names = {name for name, _ in options}
+    kept = [ln for ln in config.splitlines()
+            if not (m := re.fullmatch(r"(?:# )?CONFIG_(\w+)(?:=.*| is not set)", ln))
+            or m.group(1) not in names]
+    return "\n".join(kept) + "\n" + render_fragment(options)
+
+
+def config_mismatches(config: str, options: Iterable[tuple[str, str]] = FRAGMENT) -> list[str]:
+    """The fragment's options a resolved .config does not have, as
+    "NAME: wanted X, got Y" (absent counts as "n": Kconfig drops what it cannot set)."""
+    have = parse_config(config)
+    return [f"CONFIG_{name}: wanted {value}, got {have.get(name, 'n')}"
+            for name, value in options if have.get(name, "n") != value]
+
+
+def lsmod_text(modules: Sequence[str] = LAB_MODULES) -> str:
+    """What localmodconfig's LSMOD= file must look like (lsmod's output:
+    streamline_config.pl skips the header and reads the first column)."""
+    return "Module                  Size  Used by\n" + "".join(f"{m} 0 0\n" for m in modules)
+
+
+def build_step(log_line: str) -> str:
+    """Kbuild's `  CC      mm/gup.o` -> "CC mm/gup.o", for the progress line."""
+    parts = log_line.split()
+    return " ".join(parts[:2]) if parts else ""
+
+
+# --- the build ------------------------------------------------------------------------
+
+
+def missing_packages() -> list[str]:
+    """Debian packages the build needs and the host lacks, one per missing tool."""
+    missing = [pkg for tool, pkg in BUILD_TOOLS.items()
+               if shutil.which(tool) is None and not Path("/sbin", tool).exists()]
+    missing += [pkg for path, pkg in BUILD_HEADERS.items() if not Path(path).exists()]
+    return sorted(set(missing))
+
+
+def source_version(src: DebugSource) -> str:
+    """The installed version of the source package (part of the cache key)."""
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", src.source_package],
+                       capture_output=True, text=True)
+    m = re.fullmatch(r"install ok installed (\S+)", r.stdout.strip())
+    if r.returncode != 0 or not m or not src.tarball.is_file():
+        raise PagerefError(f"{src.source_package} is not installed ({src.tarball}); "
+                           f"run bin/setup or apt-get install {src.source_package}")
+    return m.group(1)
+
+
+def debug_dir(generation: str) -> Path:
+    return shared_cache_dir() / "kernels" / generation
+
+
+def _key_for(generation: str) -> tuple[DebugSource, str, str]:
+    series = debug_series(generation)
+    if series is None:
+        raise PagerefError(f"{generation!r} is not a debug lab kernel; "
+                           f"choose one of {', '.join(DEBUG_GENERATIONS)}")
+    src = SOURCES[series]
+    version = source_version(src)
+    return src, version, cache_key(version, flavour=src.config_flavour)
+
+
+def cached_debug_kernel(generation: str) -> KernelFiles | None:
+    """The finished build for today's source version and fragment, or None."""
+    _, _, key = _key_for(generation)
+    marker = debug_dir(generation) / key / "complete.json"
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    from pageref.lab.kernels import kernel_files
+
+    root = Path(info["root"])
+    if info.get("format") != _BUILD_FORMAT or not root.is_dir():
+        return None
+    kf = kernel_files(generation, root, info["release"], info["packages"])
+    return kf if (kf.modules_dir / "modules.dep").is_file() else None
+
+
+def ensure_debug_kernel(generation: str) -> KernelFiles:
+    """The built debug kernel; never builds (an hour): says how to build it."""
+    kf = cached_debug_kernel(generation)
+    if kf is None:
+        raise PagerefError(f"the {generation} lab kernel is not built on this machine; "
+                           "`pageref lab kernels --debug` builds it (about an hour on 2 cores)")
+    return kf
+
+
+class _Steps:
+    """Names the running step and its elapsed time on stderr, every `every` s."""
+
+    def __init__(self, generation: str, every: float = 60.0) -> None:
+        self.generation, self.every = generation, every
+        self.t0 = time.monotonic()
+        self.times: dict[str, float] = {}
+
+    def run(self, step: str, argv: list[str], log: Path, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> None:
+        _progress(f"kernel {self.generation}: {step} (log {log})")
+        t = time.monotonic()
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT)
+            done = threading.Event()
+            watcher = threading.Thread(target=self._watch, args=(step, log, t, done),
+                                       daemon=True)
+            watcher.start()
+            rc = proc.wait()
+            done.set()
+        self.times[step] = round(time.monotonic() - t, 1)
+        if rc != 0:
+            tail = [ln for ln in log.read_text(errors="replace").splitlines()
+                    if "error" in ln.lower()][-1:] or ["(see the log)"]
+            raise PagerefError(f"kernel {self.generation}: {step} failed (exit {rc}): "
+                               f"{tail[0].strip()}; log {log}")
+
+    def _watch(self, step: str, log: Path, t: float, done: threading.Event) -> None:
+        while not done.wait(self.every):
+            last = ""
+            try:
+                with open(log, "rb") as f:
+                    f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                    lines = f.read().decode(errors="replace").splitlines()
+                last = build_step(lines[-1]) if lines else ""
+            except OSError:
+                pass
+            at = f", at {last}" if last else ""
+            _progress(f"kernel {self.generation}: {step}: {_mins(time.monotonic() - t)} "
+                      f"(total {_mins(time.monotonic() - self.t0)}){at}")
+
+
+def _mins(seconds: float) -> str:
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+
+def build_debug_kernel(generation: str, jobs: int | None = None) -> tuple[KernelFiles, bool]:
+    """Build `generation` unless today's key is built; (kernel, whether built now)."""
+    kf = cached_debug_kernel(generation)
+    if kf is not None:
+        _progress(f"kernel {generation}: {kf.release} already built ({kf.root})")
+        return kf, False
+    missing = missing_packages()
+    if missing:
+        raise PagerefError(f"building the {generation} lab kernel needs Debian packages "
+                           f"{' '.join(missing)}; run bin/setup (or apt-get install them)")
+    src, version, key = _key_for(generation)
+    if not src.base_config.is_file():
+        raise PagerefError(f"{src.base_config} missing; run bin/setup "
+                           f"(or apt-get install {src.config_package})")
+    base = debug_dir(generation)
+    srcdir = _extract(src, version, base / "src" / version, generation)
+    obj = base / "obj" / version  # kept: a new fragment rebuilds only what changed
+    obj.mkdir(parents=True, exist_ok=True)
+    out = base / key
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "build.log"
+    log.unlink(missing_ok=True)
+    steps = _Steps(generation)
+    make = ["make", "-C", str(srcdir), f"O={obj}"]
+    jobs = jobs or os.cpu_count() or 2
+    release = configure(src, make, obj, steps, log)
+    steps.run(f"make -j{jobs} bzImage modules ({release})",
+              [*make, f"-j{jobs}", "bzImage", "modules"], log)
+
+    root = out / "root"
+    if root.exists():
+        shutil.rmtree(root)
+    steps.run("modules_install", [*make, f"INSTALL_MOD_PATH={root}", "INSTALL_MOD_STRIP=1",
+                                  "modules_install"], log)
+    _install(srcdir, obj, root, release, steps, log)
+
+    from pageref.lab.kernels import kernel_files
+
+    packages = {src.source_package: version}
+    kf = kernel_files(generation, root, release, packages)
+    marker = {
+        "format": _BUILD_FORMAT, "generation": generation, "release": release,
+        "root": str(root), "key": key, "packages": packages,
+        "base_config": str(src.base_config), "fragment": render_fragment(),
+        "modules": list(LAB_MODULES), "jobs": jobs, "step_seconds": steps.times,
+        "build_seconds": round(time.monotonic() - steps.t0, 1),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "complete.json").write_text(json.dumps(marker, indent=1) + "\n")
+    _progress(f"kernel {generation}: {release} built in {_mins(time.monotonic() - steps.t0)} "
+              f"({root})")
+    return kf, True
+
+
+def configure(src: DebugSource, make: list[str], obj: Path, steps: _Steps, log: Path) -> str:
+    """Debian's flavour, localmodconfig to the lab's modules, the fragment on
+    top, checked; returns the kernel release it gives."""
+    (obj / ".config").write_bytes(lzma.decompress(src.base_config.read_bytes()))
+    (obj / "lab.lsmod").write_text(lsmod_text())
+    steps.run("olddefconfig", [*make, "olddefconfig"], log)
+    steps.run("localmodconfig", [*make, f"LSMOD={obj / 'lab.lsmod'}", "localmodconfig"], log)
+    (obj / ".config").write_text(apply_fragment((obj / ".config").read_text()))
+    steps.run("olddefconfig (fragment)", [*make, "olddefconfig"], log)
+    bad = config_mismatches((obj / ".config").read_text())
+    if bad:
+        raise PagerefError(f"kernel {steps.generation}: Kconfig did not take the fragment: "
+                           f"{'; '.join(bad)} (see {obj / '.config'})")
+    return subprocess.run([*make, "-s", "kernelrelease"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _extract(src: DebugSource, version: str, dest: Path, generation: str) -> Path:
+    """Unpack the source tarball once per version (a marker says it finished)."""
+    tree = dest / src.source_package
+    done = dest / ".pageref-extracted"
+    if done.exists() and (tree / "Makefile").is_file():
+        return tree
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    _progress(f"kernel {generation}: unpacking {src.tarball} ({version})")
+    t = time.monotonic()
+    subprocess.run(["tar", "-xJf", str(src.tarball), "-C", str(dest)], check=True)
+    if not (tree / "Makefile").is_file():
+        raise PagerefError(f"{src.tarball} did not unpack to {tree}")
+    done.write_text(version + "\n")
+    _progress(f"kernel {generation}: unpacked in {_mins(time.monotonic() - t)}")
+    return tree
+
+
+def _install(srcdir: Path, obj: Path, root: Path, release: str, steps: _Steps,
+             log: Path) -> None:
+    """Image, System.map and config into root/boot; the headers BCC needs into
+    root/usr/src/linux-headers-<release> (what Debian's headers package holds,
+    made by the same script its build uses) with build -> them, relatively."""
+    boot = root / "boot"
+    boot.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(obj / "arch/x86/boot/bzImage", boot / f"vmlinuz-{release}")
+    shutil.copyfile(obj / "System.map", boot / f"System.map-{release}")
+    shutil.copyfile(obj / ".config", boot / f"config-{release}")
+    headers = root / "usr" / "src" / f"linux-headers-{release}"
+    env = dict(os.environ, srctree=str(srcdir), SRCARCH="x86", CC="gcc", HOSTCC="gcc",
+               MAKE="make")
+    steps.run("headers", ["sh", str(srcdir / "scripts/package/install-extmod-build"),
+                          str(headers)], log, cwd=obj, env=env)
+    shutil.copyfile(obj / ".config", headers / ".config")
+    mods = root / "lib" / "modules" / release
+    for name in ("build", "source"):
+        (mods / name).unlink(missing_ok=True)
+    (mods / "build").symlink_to(os.path.relpath(headers, mods))
