@@ -111,16 +111,34 @@ def _numbered(df: pd.DataFrame, header: TraceHeader, path: Path, base: int) -> C
     return cols
 
 
+def horizons(path: Path, batch_rows: int = 1_000_000) -> np.ndarray:
+    """For a Parquet trace, per batch of `batches(path, batch_rows)`: the earliest
+    event time in that batch and every later one (empty for JSON Lines, where
+    reading ahead costs a second parse). Read ahead from the time column alone
+    (about a tenth of the analysis), it lets the engine settle verdicts up to
+    the next batches' earliest event instead of a second behind the latest one:
+    the rows of that second need not be held."""
+    if trace_io.trace_format(path) != "parquet":
+        return np.zeros(0, dtype=np.int64)
+    mins = [int(b.table.column("ts_ns").to_numpy().min()) if b.table.num_rows else _NO_TS
+            for b in trace_io.iter_tables(path, ("ts_ns",), batch_rows)]
+    return np.minimum.accumulate(np.array(mins[::-1], dtype=np.int64))[::-1]
+
+
+_NO_TS = np.iinfo(np.int64).max
+
+
 def stream(path: Path, threshold_ns: int = DEFAULT_THRESHOLD_NS, progress=None,
            batch_rows: int = 1_000_000, reorder_ns: int = REORDER_NS) -> Streamed:
     """Analyse a trace file batch by batch through the engine."""
     header = trace_io.read_header(path)
     eng = Engine(header, threshold_ns, reorder_ns)
+    ahead = horizons(path, batch_rows)
     events = lost_rows = 0
     pages = np.zeros(0, dtype=np.int64)
     first: int | None = None
     held = 0
-    for b in batches(path, batch_rows):
+    for k, b in enumerate(batches(path, batch_rows)):
         events += b.n
         lost = b.kind == K["lost"]
         lost_rows += int(np.maximum(b.count[lost], 1).sum())
@@ -130,7 +148,7 @@ def stream(path: Path, threshold_ns: int = DEFAULT_THRESHOLD_NS, progress=None,
         lo = int(b.ts.min()) if b.n else None
         if lo is not None:
             first = lo if first is None else min(first, lo)
-        eng.feed(b)
+        eng.feed(b, horizon=int(ahead[k + 1]) if k + 1 < len(ahead) else None)
         held = max(held, eng.held)
         if progress:
             progress(events)

@@ -30,6 +30,9 @@ PGMAP = {name: code for code, name in enumerate(PGMAP_TYPES)}
 NEEDED = ("ts_ns", "kind", "pfn", "refcount", "refs", "pid", "tid", "comm", "order",
           "pgmap_type", "longterm", "mapping", "count")
 _SUBSCHEMA = pa.schema([ARROW_SCHEMA.field(n) for n in NEEDED])
+# The per-row arrays of Columns (everything but the header, names and row numbers).
+ARRAYS = ("ts", "kind", "pfn", "has_pfn", "refcount", "has_refcount", "refs", "order",
+          "pgmap", "longterm", "pid", "tid", "comm", "mapping", "count")
 _NEEDS_PFN = np.array([k not in KINDS_WITHOUT_PFN for k in KINDS])
 
 

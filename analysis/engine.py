@@ -42,18 +42,17 @@ import numpy as np
 import pandas as pd
 
 from pageref.analysis import columns as cols_mod
+from pageref.analysis import compact as compact_mod
 from pageref.analysis import model as model_mod
-from pageref.analysis import segments as seg
 from pageref.analysis.columns import Columns, K
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly, pin_episode
-from pageref.analysis.detectors.busy_episodes import episodes, idle_points
+from pageref.analysis.detectors.busy_episodes import episodes
 from pageref.trace.header import TraceHeader
 
 DEFAULT_THRESHOLD_NS = 1_000_000_000
 
-_ARRAYS = ("ts", "kind", "pfn", "has_pfn", "refcount", "has_refcount", "refs", "order",
-           "pgmap", "longterm", "pid", "tid", "comm", "mapping", "count")
+_ARRAYS = cols_mod.ARRAYS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,9 +107,13 @@ class Engine:
         # numbers as evidence; a fresh 0..n-1 batch is numbered on.
         return self.feed(cols_mod.from_frame(events, self.header))
 
-    def feed(self, batch: Columns) -> list[Anomaly]:
+    def feed(self, batch: Columns, horizon: int | None = None) -> list[Anomaly]:
         """A batch of columns; rows are numbered on from the previous batches
-        unless the batch carries its own global `row` numbers."""
+        unless the batch carries its own global `row` numbers. `horizon`, when
+        the caller knows it (a file read ahead: anomalies.stream), is a time no
+        event still to come is earlier than: verdicts are settled up to it
+        rather than only `reorder_ns` behind the latest event, so the engine
+        holds (and re-examines) far fewer rows."""
         if self._finished:
             raise RuntimeError("Engine.feed after finish()")
         n = batch.n
@@ -127,7 +130,7 @@ class Engine:
             self.late += int((batch.ts < self._settled).sum())
         hi = int(batch.ts.max())
         self.max_ts = hi if self.max_ts is None else max(self.max_ts, hi)
-        return self._decide(final=False)
+        return self._decide(final=False, horizon=horizon)
 
     def finish(self) -> list[Anomaly]:
         """Every verdict not emitted yet (the end of the trace decides the rest)."""
@@ -197,14 +200,20 @@ class Engine:
                         for name in batch.comm_names], dtype=np.int32)
         return np.where(batch.comm >= 0, lut[np.maximum(batch.comm, 0)], -1).astype(np.int32)
 
-    def _decide(self, final: bool) -> list[Anomaly]:
+    def _decide(self, final: bool, horizon: int | None = None) -> list[Anomaly]:
         cols = self.columns()
         m = model_mod.build(cols, self.threshold_ns)
         self.model = m
         found: list[Anomaly] = []
         for det in DETECTORS:
             found.extend(det.detect(m))
-        settled = None if final or self.max_ts is None else self.max_ts - self.reorder_ns
+        latest = self.max_ts
+        settled = None if final or latest is None else latest - self.reorder_ns
+        if settled is not None and latest is not None and horizon is not None:
+            # Every event before the horizon has been seen (one at it may still
+            # come): settled just short of it, never past the latest event seen,
+            # never behind the reorder rule.
+            settled = max(settled, min(int(horizon) - 1, latest))
         prev = self._settled
         new = []
         for a in found:
@@ -228,7 +237,7 @@ class Engine:
             # repeats to come are counted from its first occurrence on).
             open_rows = [r for a in self._open.values() if a.final_ns is not None
                          for r in a.evidence]
-            self._compact(m, cols, self._settled - self.threshold_ns - 1,
+            self._compact(m, cols, self._settled,
                           np.unique(np.array(open_rows, dtype=np.int64)))
         return new
 
@@ -239,77 +248,12 @@ class Engine:
         if out is not None:
             out.count, out.evidence, out.final_ns = a.count, a.evidence, a.final_ns
 
-    def _compact(self, m: model_mod.PageModel, cols: Columns, cutoff: int,
+    def _compact(self, m: model_mod.PageModel, cols: Columns, settled: int,
                  open_rows: np.ndarray) -> None:
-        """Let go of the rows no verdict still to come can depend on: on each page,
-        the rows before the latest row r, older than `cutoff` (every verdict
-        that reads them is out: T before the settled time), where the page
-        starts afresh: nothing counted outstanding and idle just before r, the
-        refcount at r observed (or not known either way), r not a busy report,
-        and r's page life either holds a grab before r or began at the page's
-        first row (so no double_free can span r). Kept besides: the page's last
-        `lost` row before r (its later verdicts stay uncertain), every CPU-wide
-        `lost` row, the page-less busy checks since `cutoff`. On r are written
-        the page's pgmap type and last recorded mapping (what the dropped rows
-        decided). A verdict still to come (a finding that merges repeats,
-        analysis/detectors/repeats.py) pins its evidence: r is never at or
-        after one of its rows on the page, and page-less busy checks are kept
-        from its earliest page-less row on (the repeats it will count). The
-        batch-invariance test holds this to the whole pass."""
-        n = len(m.kind)
-        if n < 2:
-            return
-        k = m.kind
-        flag = idle_points(m)
-        ar = np.arange(n, dtype=np.int64)
-        ts = np.asarray(m.ts)
-        prev_ok = np.zeros(n, dtype=bool)
-        prev_ok[1:] = (m.pins_after[:-1] == 0) & (m.gets_after[:-1] == 0) & flag[:-1]
-        grab = ((k == K["get"]) | (k == K["pin"])).view(np.int8)
-        grab_before = seg.cumsum(grab, m.life_starts) - grab
-        fresh_life = (~m.life_starts & ((grab_before > 0) | m.page_starts[m.life_first])) \
-            | (k == K["free"])
-        elig = ~m.page_starts & prev_ok & fresh_life & (ts < cutoff) \
-            & (k != K["busy"]) & (k != K["lost"]) & (m.observed | ~m.known)
-        in_open = np.isin(cols.rows(), open_rows) if len(open_rows) else \
-            np.zeros(cols.n, dtype=bool)
-        if len(open_rows):
-            elig &= seg.cumsum(in_open[m.idx].view(np.int8), m.page_starts) == 0
-        if not elig.any():
-            return
-        firsts = seg.segment_first_index(m.page_starts)
-        r = np.maximum.accumulate(np.where(elig, ar, -1))
-        r = np.where(r >= firsts, r, firsts)                  # per row: the page's latest r so far
-        lasts = seg.segment_last_index(m.page_starts)
-        r_page = r[lasts]                                     # per row: its page's r
-        keep = ar >= r_page
-        cut = np.flatnonzero(elig & (ar == r_page))           # the rows r
-        lost_row = np.maximum.accumulate(np.where(k == K["lost"], ar, -1))
-        lr = lost_row[cut - 1]
-        keep[lr[lr >= firsts[cut]]] = True
-        mp = cols.mapping[m.idx]
-        last_nz = np.maximum.accumulate(np.where(mp != 0, ar, -1))
-        in_model = np.zeros(cols.n, dtype=bool)
-        in_model[m.idx] = True
-        keep_pos = np.zeros(cols.n, dtype=bool)
-        keep_pos[m.idx[keep]] = True
-        keep_pos |= ~in_model & ((cols.kind == K["lost"]) | (cols.ts >= cutoff))
-        open_free = in_open & ~in_model
-        if open_free.any():
-            keep_pos |= ~in_model & (cols.kind == K["busy"]) \
-                & (cols.rows() >= int(cols.rows()[open_free].min()))
-        sel = np.flatnonzero(keep_pos)
-        if len(sel) == cols.n:
-            return
-        held = dataclasses.replace(cols, row=cols.rows()[sel], comm_names=[], pages=None,
-                                   **{a: getattr(cols, a)[sel].copy() for a in _ARRAYS})
-        at = np.searchsorted(sel, m.idx[cut])
-        held.pgmap[at] = m.pgmap[cut]
-        prior = last_nz[cut - 1]
-        patch = (mp[cut] == 0) & (prior >= firsts[cut])
-        held.mapping[at[patch]] = mp[prior[patch]]
-        self.dropped += cols.n - len(sel)
-        self._parts = [held]
+        held = compact_mod.compact(m, cols, settled - self.threshold_ns - 1, settled, open_rows)
+        if held is not None:
+            self.dropped += cols.n - held.n
+            self._parts = [held]
 
 
 def _first_of(a: Anomaly) -> tuple:

@@ -79,6 +79,24 @@ def test_batch_invariance(i, sizes):
     assert len(got) == len(set(map(id, got)))
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, N_CORPUS - 1),
+       st.lists(st.sampled_from([1, 2, 3, 5, 17, 64, 10**9]), min_size=1, max_size=40))
+def test_batch_invariance_with_a_horizon(i, sizes):
+    """Fed with the horizon a file read ahead gives (the earliest time still to
+    come, anomalies.horizons), the engine settles verdicts up to it and lets go
+    of more, still with the whole pass's answer."""
+    cols = corpus(i)
+    e = Engine(cols.header, T, reorder_ns=lateness(cols))
+    parts = list(column_batches(cols, sizes))
+    ahead = np.minimum.accumulate([int(b.ts.min()) for b in parts][::-1])[::-1]
+    for k, b in enumerate(parts):
+        e.feed(b, horizon=int(ahead[k + 1]) if k + 1 < len(parts) else None)
+    e.finish()
+    assert as_set(e.found) == whole_pass(cols, T)
+    assert len(e.found) == len(set(map(id, e.found)))
+
+
 @pytest.mark.parametrize("i", range(N_CORPUS))
 def test_one_event_at_a_time(i):
     cols = corpus(i)

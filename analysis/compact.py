@@ -1,0 +1,109 @@
+"""What the engine (analysis/engine.py) lets go of after a batch: each page's
+past up to the latest point from which no verdict still to come can read it.
+
+This is what bounds the engine's memory by what is live rather than by the
+trace (docs/analysis.md, "Memory bound"). The batch-invariance tests
+(tests/unit/test_analysis_engine.py) hold every rule here to the whole pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from pageref.analysis import segments as seg
+from pageref.analysis.columns import ARRAYS, Columns, K
+from pageref.analysis.detectors.busy_episodes import idle_points
+from pageref.analysis.model import PageModel
+
+
+def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
+            open_rows: np.ndarray) -> Columns | None:
+    """The rows of `cols` (the model `m` was built on) still needed, or None
+    when all are.
+
+    On each page, the rows before the latest row r where the page starts
+    afresh are let go of: nothing counted outstanding and idle just before r,
+    the refcount at r observed (or not known either way), r not a busy report,
+    and r's page life either holds a grab before r or began at the page's
+    first row (so no double_free can span r). r is older than `cutoff` (T
+    before the settled time: every verdict that reads the rows before it is
+    out), or, on a quiet page, older than `settled` itself: a page with no busy
+    report and no long-term pin up to r, while no page-less busy check is held
+    from `cutoff` on. Only those kinds have verdicts decided later than the
+    rows they read (missed_wakeup T after the idle point, busy_page_stall at
+    it, longterm_pin_fsdax T after the pin) or read other pages' past (a busy
+    check finds the pages of its mapping held), so a quiet page's past is
+    done with as soon as time has settled past it. That keeps a fast trace's
+    last T of rows out of memory.
+
+    Kept besides: the page's last `lost` row before r (its later verdicts stay
+    uncertain), every CPU-wide `lost` row, the page-less busy checks since
+    `cutoff`. On r are written the page's pgmap type and last recorded mapping
+    (what the dropped rows decided). A verdict still to come (a finding that
+    merges repeats, analysis/detectors/repeats.py) pins its evidence
+    (`open_rows`, global row numbers): r is never at or after one of its rows
+    on the page, and page-less busy checks are kept from its earliest
+    page-less row on (the repeats it will count).
+    """
+    n = len(m.kind)
+    if n < 2:
+        return None
+    k = m.kind
+    flag = idle_points(m)
+    ar = np.arange(n, dtype=np.int64)
+    ts = np.asarray(m.ts)
+    prev_ok = np.zeros(n, dtype=bool)
+    prev_ok[1:] = (m.pins_after[:-1] == 0) & (m.gets_after[:-1] == 0) & flag[:-1]
+    grab = ((k == K["get"]) | (k == K["pin"])).view(np.int8)
+    grab_before = seg.cumsum(grab, m.life_starts) - grab
+    fresh_life = (~m.life_starts & ((grab_before > 0) | m.page_starts[m.life_first])) \
+        | (k == K["free"])
+    elig = ~m.page_starts & prev_ok & fresh_life \
+        & (k != K["busy"]) & (k != K["lost"]) & (m.observed | ~m.known)
+    late_checks = (cols.kind == K["busy"]) & ~cols.has_pfn & (cols.ts >= cutoff)
+    if settled > cutoff and not late_checks.any():
+        loud = (k == K["busy"]) | ((k == K["pin"]) & cols.longterm[m.idx])
+        quiet = seg.cumsum(loud.view(np.int8), m.page_starts) == 0
+        elig &= (ts < cutoff) | ((ts < settled) & quiet)
+    else:
+        elig &= ts < cutoff
+    in_open = np.isin(cols.rows(), open_rows) if len(open_rows) else \
+        np.zeros(cols.n, dtype=bool)
+    if len(open_rows):
+        elig &= seg.cumsum(in_open[m.idx].view(np.int8), m.page_starts) == 0
+    if not elig.any():
+        return None
+    firsts = seg.segment_first_index(m.page_starts)
+    r = np.maximum.accumulate(np.where(elig, ar, -1))
+    r = np.where(r >= firsts, r, firsts)                  # per row: the page's latest r so far
+    lasts = seg.segment_last_index(m.page_starts)
+    r_page = r[lasts]                                     # per row: its page's r
+    keep = ar >= r_page
+    cut = np.flatnonzero(elig & (ar == r_page))           # the rows r
+    lost_row = np.maximum.accumulate(np.where(k == K["lost"], ar, -1))
+    lr = lost_row[cut - 1]
+    keep[lr[lr >= firsts[cut]]] = True
+    mp = cols.mapping[m.idx]
+    last_nz = np.maximum.accumulate(np.where(mp != 0, ar, -1))
+    in_model = np.zeros(cols.n, dtype=bool)
+    in_model[m.idx] = True
+    keep_pos = np.zeros(cols.n, dtype=bool)
+    keep_pos[m.idx[keep]] = True
+    keep_pos |= ~in_model & ((cols.kind == K["lost"]) | (cols.ts >= cutoff))
+    open_free = in_open & ~in_model
+    if open_free.any():
+        keep_pos |= ~in_model & (cols.kind == K["busy"]) \
+            & (cols.rows() >= int(cols.rows()[open_free].min()))
+    sel = np.flatnonzero(keep_pos)
+    if len(sel) == cols.n:
+        return None
+    held = dataclasses.replace(cols, row=cols.rows()[sel], comm_names=[], pages=None,
+                               **{a: getattr(cols, a)[sel].copy() for a in ARRAYS})
+    at = np.searchsorted(sel, m.idx[cut])
+    held.pgmap[at] = m.pgmap[cut]
+    prior = last_nz[cut - 1]
+    patch = (mp[cut] == 0) & (prior >= firsts[cut])
+    held.mapping[at[patch]] = mp[prior[patch]]
+    return held
