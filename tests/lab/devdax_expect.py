@@ -79,4 +79,34 @@ DEVDAX_EXPECT: dict[str, dict] = {
         # unpins through unpin_user_folio
         "odirect_take": "pin",
     },
+    # measured in the lab (Debian 7.3.x, trixie-backports, the "newest"
+    # generation), 2 December 2026. If Debian's newest moves on and a test
+    # below fails, what the new kernel does is to be written here.
+    "newest": {
+        "idle": 1,
+        "order": 9,
+        # without devmap PMDs ("mm: remove devmap", 6.18) device DAX maps its
+        # folios as ordinary PMD leaves: vmf_insert_folio_pmd() takes a
+        # reference for the mapping (probed, a `get`), munmap's
+        # folios_put_refs() drops it. A first pin finds the refcount at idle + 1.
+        "mapping_refs": 1,
+        # check_vma_flags() refuses FOLL_LONGTERM only on fsdax: accepted, one
+        # pin per folio kept until IORING_UNREGISTER_BUFFERS, as on 6.12
+        "uring_accepts": True,
+        # gup-fast now reaches device DAX folios through gup_fast_pmd_leaf(),
+        # whose gup_fast_folio_allowed() will not long-term pin a file-backed
+        # mapping it cannot check locklessly: try_grab_folio_fast() pins, the
+        # pins are given back (gup_put_folio) and the slow path pins again.
+        # Measured: pin 4 / unpin 4 at once, then pin 1 + 3, unpin 3, unpin 1
+        # at unregister: twice the pages pinned and unpinned.
+        "uring_pin_rounds": 2,
+        # folio_put() on a generic pgmap is an inline decrement: the pipe's
+        # puts are not traced (the only put after the drain is munmap's
+        # release of the mapping reference)
+        "pipe_puts_traced": False,
+        # the block layer pins O_DIRECT buffers (FOLL_PIN, 6.5+)
+        "odirect_take": "pin",
+        # the 6.12 selftest's cases all pass or skip on 7.3
+        "gup_longterm_not_ok": [],
+    },
 }
