@@ -47,7 +47,7 @@ from pageref.analysis import model as model_mod
 from pageref.analysis.columns import Columns, K
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly, pin_episode
-from pageref.analysis.detectors.busy_episodes import episodes
+from pageref.analysis.detectors.busy_episodes import busy_episodes
 from pageref.trace.header import TraceHeader
 
 DEFAULT_THRESHOLD_NS = 1_000_000_000
@@ -179,9 +179,11 @@ class Engine:
             a = pin_episode(m, j)
             if now - int(m.ts[a]) >= T:
                 out.append(self._pending(m, "pin_held", a, int(m.pins_after[j])))
-        for ep in episodes(m)[0]:
-            if ep.idle_at < 0 and now - int(m.ts[ep.first]) >= T:
-                out.append(self._pending(m, "busy", ep.first, len(ep.busy)))
+        b = busy_episodes(m)
+        if len(b):
+            open_long = (b.idle_at < 0) & (now - np.asarray(m.ts[b.first]) >= T)
+            for e in np.flatnonzero(open_long).tolist():
+                out.append(self._pending(m, "busy", int(b.first[e]), int(b.count[e])))
         out.sort(key=lambda p: p.since_ns)
         return out
 

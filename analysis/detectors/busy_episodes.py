@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
+import numpy.typing as npt
 
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import K
@@ -56,17 +56,28 @@ def idle_points(m: PageModel) -> np.ndarray:
 
 @dataclasses.dataclass
 class BusyEpisodes:
-    """The episodes of a model, computed once for the detectors that share them."""
+    """The episodes of a model, computed once for the detectors that share them:
+    one entry per episode in each array, episodes in time order (of their first
+    report)."""
 
-    episodes: list[Episode]   # in time order
-    idle_flag: np.ndarray     # per-page rows after which the page is idle
-    idle_rows: np.ndarray     # flatnonzero(idle_flag)
+    first: npt.NDArray[np.int64]     # per-page row of the episode's first report
+    task: npt.NDArray[np.int64]      # the task reported to (tid, else pid)
+    idle_at: npt.NDArray[np.int64]   # per-page row of the idle point, -1 if none yet
+    mapping: npt.NDArray[np.uint64]  # address_space the task checked (0 unknown)
+    count: npt.NDArray[np.int64]     # busy reports in the episode
+    rows: npt.NDArray[np.int64]      # every report's per-page row, by episode, ascending
+    offsets: npt.NDArray[np.int64]   # episode e's reports: rows[offsets[e]:offsets[e + 1]]
+    idle_flag: np.ndarray            # per-page rows after which the page is idle
+    idle_rows: np.ndarray            # flatnonzero(idle_flag)
 
+    def __len__(self) -> int:
+        return len(self.first)
 
-def episodes(m: PageModel) -> tuple[list[Episode], np.ndarray]:
-    """(episodes in time order, idle-point flags over the per-page rows)."""
-    b = busy_episodes(m)
-    return b.episodes, b.idle_flag
+    def episode(self, m: PageModel, e: int) -> Episode:
+        """Episode e as one record (for the few that become anomalies)."""
+        busy = self.rows[self.offsets[e]:self.offsets[e + 1]].tolist()
+        return Episode(int(m.pfn[busy[0]]), int(self.task[e]), busy, int(self.idle_at[e]),
+                       int(self.mapping[e]))
 
 
 def busy_episodes(m: PageModel) -> BusyEpisodes:
@@ -76,29 +87,42 @@ def busy_episodes(m: PageModel) -> BusyEpisodes:
 
 
 def _compute(m: PageModel) -> BusyEpisodes:
+    """Busy reports grouped by (page, task, next idle point), all at once: a
+    sort and run boundaries, no Python loop per report or per episode."""
     busy = np.flatnonzero(m.kind == K["busy"])
     flag = idle_points(m) if len(busy) else np.zeros(len(m.kind), dtype=bool)
-    eps: list[Episode] = []
-    if len(busy):
-        nxt = seg.next_true_index(flag, m.page_starts, at=busy)
-        fpos = m.idx[busy]
-        df = pd.DataFrame({"j": busy, "pfn": m.pfn[busy], "task": task_ids(m, fpos),
-                           "nxt": nxt, "mapping": m.cols.mapping[fpos]})
-        for (pfn, task, nx), g in df.groupby(["pfn", "task", "nxt"], sort=False):
-            js = sorted(int(x) for x in g["j"])
-            maps = g["mapping"].to_numpy()
-            maps = maps[maps != 0]
-            eps.append(Episode(int(pfn), int(task), js, int(nx), int(maps[0]) if len(maps) else 0))
-        eps.sort(key=lambda e: int(m.seq[e.first]))
-    return BusyEpisodes(eps, flag, np.flatnonzero(flag))
+    nxt = seg.next_true_index(flag, m.page_starts, at=busy)
+    fpos = m.idx[busy]
+    task = task_ids(m, fpos)
+    mp = m.cols.mapping[fpos]
+    o = np.lexsort((busy, task, nxt, m.pfn[busy]))   # by page, idle point, task, row
+    b, t, nx, mp = busy[o], task[o], nxt[o], mp[o]
+    starts = np.flatnonzero(seg.run_starts(m.pfn[b], nx, t)) if len(b) else \
+        np.zeros(0, dtype=np.int64)
+    count = np.diff(np.append(starts, len(b))).astype(np.int64)
+    # The mapping the task checked: the first report that recorded one.
+    at = np.where(mp != 0, np.arange(len(b)), len(b))
+    first_nz = np.minimum.reduceat(at, starts) if len(starts) else at[:0]
+    mapping = np.where(first_nz < starts + count, mp[np.minimum(first_nz, max(len(b) - 1, 0))],
+                       0).astype(np.uint64)
+    # Episodes in time order of their first report; reports regrouped to match.
+    eo = np.argsort(m.seq[b[starts]], kind="stable")
+    rank = np.empty(len(eo), dtype=np.int64)
+    rank[eo] = np.arange(len(eo), dtype=np.int64)
+    rows = b[np.lexsort((b, np.repeat(rank, count)))]
+    count = count[eo]
+    return BusyEpisodes(first=b[starts][eo], task=t[starts][eo], idle_at=nx[starts][eo],
+                        mapping=mapping[eo], count=count, rows=rows,
+                        offsets=np.concatenate([[0], np.cumsum(count)]).astype(np.int64),
+                        idle_flag=flag, idle_rows=np.flatnonzero(flag))
 
 
-def holders(m: PageModel, ep: Episode, flag: np.ndarray) -> list[int]:
-    """Per-page rows of the grabs that may block the episode: taken since the
-    page was last idle (within its life), by tasks that did not drop as many
-    as they took in that span; all of that span's grabs if no task is left
-    (the releases ran in other contexts, e.g. I/O completion)."""
-    first = ep.first
+def holders(m: PageModel, first: int) -> list[int]:
+    """Per-page rows of the grabs that may block the episode whose first report
+    is row `first`: taken since the page was last idle (within its life), by
+    tasks that did not drop as many as they took in that span; all of that
+    span's grabs if no task is left (the releases ran in other contexts, e.g.
+    I/O completion)."""
     trues = busy_episodes(m).idle_rows
     k = int(np.searchsorted(trues, first, side="left")) - 1
     last_idle = int(trues[k]) if k >= 0 else -1
@@ -110,8 +134,9 @@ def holders(m: PageModel, ep: Episode, flag: np.ndarray) -> list[int]:
         return []
     rel = (ks == K["put"]) | (ks == K["unpin"])
     pid = m.cols.pid[m.idx[span]]
-    net = pd.Series(np.where(grab, m.refs[span], 0) - np.where(rel, m.refs[span], 0))
-    left = net.groupby(pid).sum()
-    keep = set(left[left > 0].index)
-    sel = grab & np.isin(pid, list(keep)) if keep else grab
+    refs = np.asarray(m.refs[span], dtype=np.int64)
+    net = np.where(grab, refs, 0) - np.where(rel, refs, 0)
+    pids, inv = np.unique(pid, return_inverse=True)
+    left = np.bincount(inv, weights=net, minlength=len(pids)) > 0
+    sel = grab & left[inv] if left.any() else grab
     return [int(x) for x in span[sel]]

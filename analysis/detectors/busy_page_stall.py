@@ -21,7 +21,7 @@ from pageref.analysis.detectors.base import (
     spans_loss,
     task_label,
 )
-from pageref.analysis.detectors.busy_episodes import episodes, holders
+from pageref.analysis.detectors.busy_episodes import busy_episodes, holders
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.model import PageModel
 
@@ -39,24 +39,28 @@ def _holder_text(m: PageModel, rows: list[int]) -> str:
 
 
 def detect(m: PageModel) -> list[Anomaly]:
-    eps, flag = episodes(m)
+    b = busy_episodes(m)
+    if not len(b):
+        return []
     T = m.threshold_ns
+    # How long each episode's page stayed above idle, all episodes at once: a
+    # Python loop runs only over the stalls reported.
+    ts = np.asarray(m.ts)
+    start = ts[b.first]
+    ended = b.idle_at >= 0
+    blocked = np.where(ended, ts[np.maximum(b.idle_at, 0)], m.trace_end) - start
     out = []
-    for ep in eps:
-        start = int(m.ts[ep.first])
+    for e in np.flatnonzero(blocked >= T).tolist():
+        ep = b.episode(m, e)
         if ep.idle_at >= 0:
-            blocked = int(m.ts[ep.idle_at]) - start
-            how = f"for {fmt_ns(blocked)}"
+            how = f"for {fmt_ns(int(blocked[e]))}"
             # The page may have gone idle earlier, in lost events.
             unsure = spans_loss(m, ep.first, ep.idle_at)
         else:
-            blocked = m.trace_end - start
-            how = f"for {fmt_ns(blocked)}, to the end of the trace"
+            how = f"for {fmt_ns(int(blocked[e]))}, to the end of the trace"
             last = int(np.searchsorted(m.pfn, m.pfn[ep.first], side="right")) - 1
             unsure = spans_loss(m, ep.first, last) or lost_after(m, last)
-        if blocked < T:
-            continue
-        hold = holders(m, ep, flag)
+        hold = holders(m, ep.first)
         rc = f" (refcount {m.before[ep.first]}, idle {m.idle[ep.first]})" \
             if m.known[ep.first] else ""
         ev = ep.busy + hold + ([ep.idle_at] if ep.idle_at >= 0 else [])
@@ -65,6 +69,6 @@ def detect(m: PageModel) -> list[Anomaly]:
             f"{task_label(m, ep.first)} found the page busy {len(ep.busy)} time(s){rc}; it "
             f"stayed above idle {how}; {_holder_text(m, hold)}",
             judged(WARNING, unsure), ev,
-            decided_ns=int(m.ts[ep.idle_at]) if ep.idle_at >= 0 else None,
+            decided_ns=int(ts[ep.idle_at]) if ep.idle_at >= 0 else None,
             at_end=ep.idle_at < 0))
     return out
