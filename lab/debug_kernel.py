@@ -358,9 +358,11 @@ def build_debug_kernel(generation: str, jobs: int | None = None) -> tuple[Kernel
     steps = _Steps(generation)
     make = ["make", "-C", str(srcdir), f"O={obj}"]
     jobs = jobs or os.cpu_count() or 2
-    release = configure(src, make, obj, steps, log)
-    steps.run(f"make -j{jobs} bzImage modules ({release})",
-              [*make, f"-j{jobs}", "bzImage", "modules"], log)
+    configure(src, make, obj, steps, log)
+    steps.run(f"make -j{jobs} bzImage modules", [*make, f"-j{jobs}", "bzImage", "modules"], log)
+    # Only the build knows it: `make kernelrelease` before it reads an
+    # auto.conf that syncconfig has not yet given CONFIG_LOCALVERSION.
+    release = (obj / "include" / "config" / "kernel.release").read_text().strip()
 
     root = out / "root"
     if root.exists():
@@ -387,9 +389,10 @@ def build_debug_kernel(generation: str, jobs: int | None = None) -> tuple[Kernel
     return kf, True
 
 
-def configure(src: DebugSource, make: list[str], obj: Path, steps: _Steps, log: Path) -> str:
+def configure(src: DebugSource, make: list[str], obj: Path, steps: _Steps, log: Path) -> None:
     """Debian's flavour, localmodconfig to the lab's modules, the fragment on
-    top, checked; returns the kernel release it gives."""
+    top, checked (rewriting an unchanged .config costs the next make nothing:
+    objects depend on the symbols they use, through include/config/)."""
     (obj / ".config").write_bytes(lzma.decompress(src.base_config.read_bytes()))
     (obj / "lab.lsmod").write_text(lsmod_text())
     steps.run("olddefconfig", [*make, "olddefconfig"], log)
@@ -400,8 +403,6 @@ def configure(src: DebugSource, make: list[str], obj: Path, steps: _Steps, log: 
     if bad:
         raise PagerefError(f"kernel {steps.generation}: Kconfig did not take the fragment: "
                            f"{'; '.join(bad)} (see {obj / '.config'})")
-    return subprocess.run([*make, "-s", "kernelrelease"], capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 def _extract(src: DebugSource, version: str, dest: Path, generation: str) -> Path:
