@@ -31,6 +31,7 @@ from pageref.trace.frame import conform, table_to_frame
 from pageref.trace.header import TraceHeader
 from pageref.trace.parquet import PartWriter
 from pageref.tracer import kernel_rules
+from pageref.tracer.buffer_size import backlog_limit
 from pageref.tracer.decode import DecodeContext, decode, lost_table
 from pageref.tracer.defines import Options, cflags, defines, layout
 from pageref.tracer.event import PagerefEvent, bpf_dir
@@ -106,6 +107,7 @@ class Recorder:
         self.bpf: Any = None
         self.attached: list[tuple[str, str]] = []   # (kind, symbol) to detach
         self._raw: list[bytes] = []
+        self._drainer: Drainer | None = None
         self._lost_seen: dict[int, int] = {}
         self._lost_warned = 0
         self.walk_lost = 0      # pages a stopped BPF walk named in lost rows
@@ -307,6 +309,8 @@ class Recorder:
                       "lost rows (their pages are uncertain, see docs/trace-format.md)",
                       file=sys.stderr)
             tables.append(t)
+            if self._drainer is not None:
+                self._drainer.written(len(raw))
         lost_now = self._read_lost()
         delta = {c: n - self._lost_seen.get(c, 0) for c, n in lost_now.items()
                  if n > self._lost_seen.get(c, 0)}
@@ -356,7 +360,9 @@ class Recorder:
         poll: Callable[[], Any]
         if self.opts.ringbuf and self.consumer == "batch":
             reader = open_reader(events, EVENT_SIZE)
-            drainer = Drainer(reader)
+            ring_bytes = self.opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
+            drainer = Drainer(reader, backlog_limit(ring_bytes))
+            self._drainer = drainer
             # through self: _flush swaps self._raw for a new list every part
             poll = functools.partial(drainer.poll_into, self)
         elif self.opts.ringbuf:
@@ -406,6 +412,10 @@ class Recorder:
                     child.kill()
                     child.wait()
             if drainer is not None:
+                if drainer.backlog_waits:
+                    print("pageref: warning: the Parquet writer fell behind and reading paused "
+                          "at the backlog bound (tracer/buffer_size.py); any events the ring "
+                          "buffer could not hold meanwhile are counted as lost", file=sys.stderr)
                 try:
                     drainer.stop()      # joined before the buffer's last read and close
                 except Exception as e:  # what it read is kept; the rest is not seen: say so

@@ -30,10 +30,16 @@ class Drainer:
     since). The reads are an epoll wait and numpy copies (ringbuf_reader.py),
     which let the main thread run."""
 
-    def __init__(self, reader: RingReader) -> None:
+    def __init__(self, reader: RingReader, max_backlog: int | None = None) -> None:
         self._reader = reader
         self._lock = threading.Lock()
         self._raw: list[bytes] = []
+        self._held = 0                  # bytes read and not yet written by the recorder
+        # Bounded (buffer_size.backlog_limit): past it the thread stops reading
+        # and the kernel's own loss count takes over. backlog_waits says how
+        # often that happened.
+        self._max = max_backlog
+        self.backlog_waits = 0
         self._stopping = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="pageref-drain", daemon=True)
@@ -42,10 +48,15 @@ class Drainer:
     def _run(self) -> None:
         try:
             while not self._stopping.is_set():
+                if self._max is not None and self._held >= self._max:
+                    self.backlog_waits += 1
+                    self._stopping.wait(0.05)
+                    continue
                 raw = self._reader.read(0.1)
                 if raw:
                     with self._lock:
                         self._raw.append(raw)
+                        self._held += len(raw)
         except BaseException as e:   # re-raised in the main thread by stop()
             self._error = e
 
@@ -57,6 +68,13 @@ class Drainer:
         with self._lock:
             raw, self._raw = self._raw, []
         sink._raw.extend(raw)
+
+    def written(self, nbytes: int) -> None:
+        """The recorder decoded and wrote `nbytes` it was handed: they no longer
+        count against the backlog (what waits in the recorder's own list until
+        its next part counts, so the bound holds whatever the part interval)."""
+        with self._lock:
+            self._held = max(0, self._held - nbytes)
 
     def stop(self) -> None:
         """Stop the thread, then take what the buffer still holds."""

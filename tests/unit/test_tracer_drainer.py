@@ -63,3 +63,32 @@ def test_a_reader_failure_reaches_the_main_thread() -> None:
     time.sleep(0.2)
     with pytest.raises(OSError, match="map gone"):
         d.stop()
+
+
+def test_a_full_backlog_stops_reading_until_the_recorder_writes() -> None:
+    """Past the bound the thread leaves the records in the ring buffer (where
+    the kernel counts what it cannot store) instead of growing without end."""
+    chunks = [bytes([i]) * 100 for i in range(50)]
+    reader = FakeReader(chunks)
+    d = Drainer(reader, max_backlog=300)    # type: ignore[arg-type]
+    sink = Sink()
+    time.sleep(0.3)
+    assert len(chunks) - len(reader.chunks) == 3     # 300 bytes read, then it waits
+    d.poll_into(sink, wait_s=0)
+    time.sleep(0.2)
+    assert len(reader.chunks) == 47                  # handed over, but not yet written
+    assert d.backlog_waits > 0
+    d.written(sum(map(len, sink._raw)))              # the part is on disk
+    time.sleep(0.3)
+    assert len(reader.chunks) == 44
+    d.stop()
+    d.poll_into(sink, wait_s=0)
+    assert sink._raw == chunks[:6] + [b"tail"]
+
+
+def test_backlog_limit_follows_the_ring_and_the_memory() -> None:
+    from pageref.tracer.buffer_size import MIB, backlog_limit
+
+    assert backlog_limit(16 * MIB, mem_bytes=24 << 30) == 64 * MIB
+    assert backlog_limit(16 * MIB, mem_bytes=512 * MIB) == 32 * MIB     # RAM/16
+    assert backlog_limit(16 * MIB, mem_bytes=64 * MIB) == 16 * MIB      # never below the ring
