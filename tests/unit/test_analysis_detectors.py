@@ -357,6 +357,23 @@ def test_missed_wakeup_check_of_another_mapping_does_not_count():
     assert t.kinds() == [("missed_wakeup", FSDAX)]
 
 
+def test_missed_wakeup_not_when_the_task_was_awake_before_the_idle_point():
+    """The truncating task checked again (nothing busy) after its report and
+    before the page went idle: it was not asleep on the page, whatever the
+    idle point the trace shows later (an unseen earlier idle, the page reused)."""
+    for check_between in (True, False):
+        t = Tr()
+        t.add("pin", rc=1, pid=1, at=0)
+        t.add("busy", rc=1025, pid=50, comm="xfs_io", at=S, mapping=0xAB)
+        if check_between:
+            t.add("busy", pfn=None, pid=50, comm="xfs_io", at=S + 100 * MS, mapping=0xCD)
+        t.add("unpin", rc=1025, pid=1, at=3 * S)
+        t.add("get", rc=1, pfn=P2, at=6 * S)
+        t.add("put", rc=2, pfn=P2, at=6 * S + 1)
+        fired = ("missed_wakeup", FSDAX) in t.kinds()
+        assert fired == (not check_between)     # without it: a missed wake-up
+
+
 # -- longterm_pin_fsdax ---------------------------------------------------------------
 
 def test_longterm_pin_on_fsdax_fires():
