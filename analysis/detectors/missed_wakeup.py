@@ -60,9 +60,9 @@ def detect(m: PageModel) -> list[Anomaly]:
     rechecked = np.where(mapping == 0, anyone, same) > 0
     # A task sleeping on the page makes no check: one between its last report
     # of the page and the idle point means it had stopped waiting (woken when
-    # the page went idle unseen; the idle point found is a later one). 5.10's
-    # lab once showed such an idle point seconds later, in another workload's
-    # unpin of the reused page.
+    # the page went idle unseen; the idle point found is a later one): most
+    # likely the one missed_wakeup 5.10's lab reported once, at another
+    # workload's unpin of the reused page.
     s_report = m.seq[b.rows[b.offsets[eps + 1] - 1]].astype(np.int64)
     rechecked |= _checks_in(c_task, c_seq, task, s_report, s_idle - 1) > 0
     out = []
