@@ -107,13 +107,16 @@ class Engine:
         # numbers as evidence; a fresh 0..n-1 batch is numbered on.
         return self.feed(cols_mod.from_frame(events, self.header))
 
-    def feed(self, batch: Columns, horizon: int | None = None) -> list[Anomaly]:
+    def feed(self, batch: Columns, horizon: int | None = None,
+             decide: bool = True) -> list[Anomaly]:
         """A batch of columns; rows are numbered on from the previous batches
         unless the batch carries its own global `row` numbers. `horizon`, when
         the caller knows it (a file read ahead: anomalies.stream), is a time no
         event still to come is earlier than: verdicts are settled up to it
         rather than only `reorder_ns` behind the latest event, so the engine
-        holds (and re-examines) far fewer rows."""
+        holds (and re-examines) far fewer rows. With `decide` False the batch
+        is only held, to be decided with the next one (a small remainder of a
+        file's part is not worth a pass over every row held)."""
         if self._finished:
             raise RuntimeError("Engine.feed after finish()")
         n = batch.n
@@ -130,7 +133,7 @@ class Engine:
             self.late += int((batch.ts < self._settled).sum())
         hi = int(batch.ts.max())
         self.max_ts = hi if self.max_ts is None else max(self.max_ts, hi)
-        return self._decide(final=False, horizon=horizon)
+        return self._decide(final=False, horizon=horizon) if decide else []
 
     def finish(self) -> list[Anomaly]:
         """Every verdict not emitted yet (the end of the trace decides the rest)."""
@@ -205,6 +208,7 @@ class Engine:
     def _decide(self, final: bool, horizon: int | None = None) -> list[Anomaly]:
         cols = self.columns()
         m = model_mod.build(cols, self.threshold_ns)
+        m.emitted_to = self._settled
         self.model = m
         found: list[Anomaly] = []
         for det in DETECTORS:

@@ -115,6 +115,9 @@ class PageModel:
     lost_ts: I64                 # their times
     # Busy episodes (detectors/busy_episodes.py), computed once when a detector asks.
     busy: BusyEpisodes | None = None
+    # Set by the engine: verdicts final at or before this time are already out
+    # and cannot change, so a detector may leave them out (repeats.merged does).
+    emitted_to: int | None = None
 
     @property
     def header(self) -> TraceHeader:

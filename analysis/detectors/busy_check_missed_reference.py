@@ -32,7 +32,7 @@ from pageref.analysis.detectors.base import (
     task_label,
 )
 from pageref.analysis.detectors.busy_episodes import task_ids
-from pageref.analysis.detectors.repeats import Occurrence, merged
+from pageref.analysis.detectors.repeats import merged_arrays
 from pageref.analysis.model import PageModel
 
 KIND = "busy_check_missed_reference"
@@ -98,36 +98,67 @@ def detect(m: PageModel) -> list[Anomaly]:
         return []
     o = np.lexsort((last, c))                        # by check, then by page
     last, start, c = last[o], start[o], c[o]
-    bounds = np.flatnonzero(np.r_[True, c[1:] != c[:-1], True])
-    out = []
-    for a_, b_ in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        out.append(_finding(m, int(checks[c[a_]]), last[a_:b_], start[a_:b_], grab))
-    # A check repeated in a loop is one finding, on the lowest page's life.
-    return merged(m, out)
+    return _findings(m, checks, c, last, start, grab)
 
 
-def _finding(m: PageModel, i: int, last: np.ndarray, start: np.ndarray,
-             grab: np.ndarray) -> Occurrence:
-    """Check i (file position) found pages (their last rows before it, and where
-    their outstanding runs began) held."""
+def _findings(m: PageModel, checks: np.ndarray, c: np.ndarray, last: np.ndarray,
+              start: np.ndarray, grab: np.ndarray) -> list[Anomaly]:
+    """One occurrence per check that found pages held: pairs (check c, the
+    page's last row before it, where its outstanding run began), sorted by
+    check then page. The numbers (references, holders, evidence rows) of every
+    occurrence are computed at once; a text is written only for each merged
+    finding's first occurrence (a check repeated in a loop is one finding, on
+    the lowest page's life)."""
     cols = m.cols
-    M = int(cols.mapping[i])
-    rows = np.concatenate([np.arange(a, b + 1) for a, b in zip(start, last)])
-    rows = rows[grab[rows]]
-    G, P = int(m.gets_after[last].sum()), int(m.pins_after[last].sum())
-    holders = list(dict.fromkeys(task_label(m, int(j)) for j in rows))
-    pid = int(cols.pid[i])
-    tid = int(task_ids(m, np.array([i]))[0])
-    first = int(m.pfn[last[0]])
-    what = ", ".join(x for x in (f"{G} get(s)" if G else "", f"{P} pin(s)" if P else "") if x)
-    row_i = int(i if cols.row is None else cols.row[i])
-    ts = int(cols.ts[i])
-    return Occurrence(int(last[0]), int(m.seq_of[i]), row_i, Anomaly(
-        kind=KIND, pfn=first, ts_ns=ts, pid=pid if pid >= 0 else None,
-        comm=cols.comm_of(i),
-        detail=f"busy check of mapping {M:#x} by task {tid} found nothing busy while "
-               f"{len(last)} page(s) of it (from {page(first)}) held {what} not seen "
-               f"released (holders: {', '.join(holders)}): the blocks go back to the "
-               f"file system with references outstanding",
-        severity=ERROR if P else WARNING, decided_ns=ts, final_ns=ts,
-        evidence=sorted([row_i] + m.rows_of(sorted(int(j) for j in rows)[:MAX_EVIDENCE - 1]))))
+    gs = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])       # each check's first pair
+    npages = np.diff(np.append(gs, len(c)))
+    G = np.add.reduceat(m.gets_after[last], gs)
+    P = np.add.reduceat(m.pins_after[last], gs)
+    # Every row of each page's outstanding run, in check then page then row
+    # order (so each check's rows come ascending), keeping the grabs.
+    lens = last - start + 1
+    pair = np.repeat(np.arange(len(last)), lens)
+    rows = start[pair] + np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    keep = grab[rows]
+    rows, f = rows[keep], np.repeat(np.arange(len(gs)), npages)[pair[keep]]
+    f_lo = np.searchsorted(f, np.arange(len(gs) + 1))      # check k's rows: [f_lo[k], f_lo[k+1])
+    pos = m.idx[rows]
+    # Holders: each check's distinct (pid, comm), in order of first appearance.
+    key = cols.pid[pos].astype(np.int64) * (len(cols.comm_names) + 2) + cols.comm[pos] + 1
+    o = np.lexsort((np.arange(len(rows)), key, f))
+    new = np.r_[True, (f[o][1:] != f[o][:-1]) | (key[o][1:] != key[o][:-1])] if len(o) else \
+        np.zeros(0, dtype=bool)
+    firsts = np.sort(o[new])
+    labels = {int(key[x]): task_label(m, int(rows[x])) for x in
+              firsts[np.unique(key[firsts], return_index=True)[1]].tolist()}
+    h_lo = np.searchsorted(f[firsts], np.arange(len(gs) + 1))
+    h_key = key[firsts].tolist()
+    ev_rows = cols.rows()[pos]
+    i_all = checks[c[gs]]
+    tid = task_ids(m, i_all)
+    i_ts = cols.ts[i_all].astype(np.int64)
+    i_row = cols.rows()[i_all].astype(np.int64)
+
+    def make(k: int) -> Anomaly:
+        i = int(i_all[k])
+        M, g, p = int(cols.mapping[i]), int(G[k]), int(P[k])
+        pid = int(cols.pid[i])
+        first = int(m.pfn[last[gs[k]]])
+        what = ", ".join(x for x in (f"{g} get(s)" if g else "", f"{p} pin(s)" if p else "")
+                         if x)
+        holders = ", ".join(labels[x] for x in h_key[h_lo[k]:h_lo[k + 1]])
+        ts = int(i_ts[k])
+        ev = ev_rows[f_lo[k]:min(f_lo[k + 1], f_lo[k] + MAX_EVIDENCE - 1)].tolist()
+        return Anomaly(
+            kind=KIND, pfn=first, ts_ns=ts, pid=pid if pid >= 0 else None,
+            comm=cols.comm_of(i),
+            detail=f"busy check of mapping {M:#x} by task {int(tid[k])} found nothing busy "
+                   f"while {int(npages[k])} page(s) of it (from {page(first)}) held {what} "
+                   f"not seen released (holders: {holders}): the blocks go back to the "
+                   f"file system with references outstanding",
+            severity=ERROR if p else WARNING, decided_ns=ts, final_ns=ts,
+            evidence=sorted([int(i_row[k])] + ev))
+
+    sev = np.where(P > 0, ERROR, WARNING).astype(object)
+    return merged_arrays(m, last[gs].astype(np.int64), m.seq_of[i_all].astype(np.int64), i_row,
+                         i_ts, sev, i_ts.tolist(), make)

@@ -17,7 +17,7 @@ the record it emitted, so a streaming pass ends with the whole pass's counts.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -41,39 +41,58 @@ def merged(m: PageModel, occ: Sequence[Occurrence]) -> list[Anomaly]:
     """The occurrences of one kind merged per page life (see the module doc)."""
     if not occ:
         return []
+    a = [o.anomaly for o in occ]
+    return merged_arrays(
+        m, np.array([o.j for o in occ], dtype=np.int64),
+        np.array([o.seq for o in occ], dtype=np.int64),
+        np.array([o.row for o in occ], dtype=np.int64),
+        np.array([x.ts_ns for x in a], dtype=np.int64),
+        np.array([x.severity for x in a], dtype=object),
+        [x.decided_ns for x in a], lambda k: a[k])
+
+
+def merged_arrays(m: PageModel, js: np.ndarray, seqs: np.ndarray, rows: np.ndarray,
+                  ts: np.ndarray, sev: np.ndarray, decided: Sequence[int | None],
+                  make: Callable[[int], Anomaly]) -> list[Anomaly]:
+    """`merged` for occurrences given as arrays (per occurrence: per-page row j,
+    seq, global row, time, severity, decision time), the Anomaly of occurrence
+    k made by make(k) only for each finding's first occurrence: a detector with
+    many repeats (a busy check in a loop) writes one text per finding. Findings
+    final at or before `m.emitted_to` (already out, never to change) are left
+    out."""
+    if not len(js):
+        return []
     T = m.threshold_ns
-    js = np.array([o.j for o in occ], dtype=np.int64)
     life = m.life_first[js].astype(np.int64)
-    ts = np.array([o.anomaly.ts_ns for o in occ], dtype=np.int64)
-    seqs = np.array([o.seq for o in occ], dtype=np.int64)
     order = np.lexsort((seqs, life))
-    life, ts, js = life[order], ts[order], js[order]
+    life, ts_o, js_o, sev_o = life[order], ts[order], js[order], sev[order]
     new = np.ones(len(order), dtype=bool)
-    sev = np.array([o.anomaly.severity for o in occ], dtype=object)[order]
-    new[1:] = (life[1:] != life[:-1]) | (ts[1:] - ts[:-1] > T) | (sev[1:] != sev[:-1])
+    new[1:] = (life[1:] != life[:-1]) | (ts_o[1:] - ts_o[:-1] > T) | (sev_o[1:] != sev_o[:-1])
     # The free that ends each occurrence's page life (-1: none yet).
-    nf = seg.next_true_index(m.kind == K["free"], m.page_starts, at=js)
+    nf = seg.next_true_index(m.kind == K["free"], m.page_starts, at=js_o)
     starts = np.flatnonzero(new)
     ends = np.append(starts[1:], len(order))
+    at_end = np.array([d is None for d in decided], dtype=bool)[order]
+    own = np.array([-1 if d is None else int(d) for d in decided], dtype=np.int64)[order]
+    close = ts_o[ends - 1] + T + 1
+    free_ts = np.asarray(m.ts[np.maximum(nf[ends - 1], 0)], dtype=np.int64)
+    close = np.where(nf[ends - 1] >= 0, np.minimum(close, free_ts), close)
+    open_end = np.logical_or.reduceat(at_end, starts)
+    final = np.maximum(close, np.maximum.reduceat(own, starts))
+    done = m.emitted_to
     out = []
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        group = [occ[int(x)] for x in order[s:e]]
-        first = group[0].anomaly
-        last_ts = int(ts[e - 1])
-        close = last_ts + T + 1
-        if nf[e - 1] >= 0:
-            close = min(close, int(m.ts[nf[e - 1]]))
-        own = [o.anomaly.decided_ns for o in group]
-        final = None if any(d is None for d in own) else \
-            max([close] + [int(d) for d in own if d is not None])
+    for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        if done is not None and not open_end[g] and final[g] <= done:
+            continue
+        first = make(int(order[s]))
         ev = list(first.evidence)
-        for o in group[1:]:
+        for x in rows[order[s + 1:e]].tolist():
             if len(ev) >= MAX_EVIDENCE:
                 break
-            if o.row not in ev:
-                ev.append(o.row)
-        out.append(dataclasses.replace(first, count=len(group), evidence=sorted(ev),
-                                       final_ns=final))
+            if x not in ev:
+                ev.append(x)
+        out.append(dataclasses.replace(first, count=e - s, evidence=sorted(ev),
+                                       final_ns=None if open_end[g] else int(final[g])))
     return out
 
 
