@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pageref.errors import PagerefError
 from pageref.trace.frame import conform, table_to_frame
@@ -32,11 +31,11 @@ from pageref.trace.header import TraceHeader
 from pageref.trace.parquet import PartWriter
 from pageref.tracer import kernel_rules
 from pageref.tracer.buffer_size import backlog_limit
-from pageref.tracer.decode import DecodeContext, decode, lost_table
+from pageref.tracer.decode import DecodeContext, decode
 from pageref.tracer.defines import Options, cflags, defines, layout
 from pageref.tracer.event import PagerefEvent, bpf_dir
 from pageref.tracer.facts import KernelFacts
-from pageref.tracer.kprobe_misses import read_missed_returns
+from pageref.tracer.losses import LossAccount
 from pageref.tracer.plan import ProbePlan, resolve
 from pageref.tracer.ringbuf_reader import RingReader, open_reader
 from pageref.tracer.stale_probes import remove_stale
@@ -108,10 +107,7 @@ class Recorder:
         self.attached: list[tuple[str, str]] = []   # (kind, symbol) to detach
         self._raw: list[bytes] = []
         self._drainer: Drainer | None = None
-        self._lost_seen: dict[int, int] = {}
-        self._lost_warned = 0
-        self.walk_lost = 0      # pages a stopped BPF walk named in lost rows
-        self._missed_returns: dict[str, int] = {}   # kretprobe misses (kprobe_misses.py)
+        self.losses = LossAccount()
         self.per_probe: dict[str, int] = {}
         self._stack_cache: dict[int, list[str]] = {}
         self._stop = False
@@ -284,17 +280,6 @@ class Recorder:
             self._stack_cache[stack_id] = frames
         return frames
 
-    def _read_lost(self) -> dict[int, int]:
-        total: dict[int, int] = {}
-        try:
-            values = self.bpf["lost"][ctypes.c_int(0)]
-        except Exception:
-            return total
-        for cpu, n in enumerate(values):
-            if n:
-                total[cpu] = int(n)
-        return total
-
     def _flush(self, writer: PartWriter, view: Any) -> None:
         raw, self._raw = b"".join(self._raw), []
         tables = []
@@ -302,36 +287,13 @@ class Recorder:
             t = decode(raw, self.decode_ctx)
             for sym, n in zip(*_value_counts(t.column("probe"))):
                 self.per_probe[sym] = self.per_probe.get(sym, 0) + n
-            walk_lost = pc.sum(pc.fill_null(t.column("count"), 0)).as_py() or 0
-            if walk_lost:
-                self.walk_lost += walk_lost
-                print(f"pageref: warning: {walk_lost} pages past the walk bound written as "
-                      "lost rows (their pages are uncertain, see docs/trace-format.md)",
-                      file=sys.stderr)
+            self.losses.walked(t)
             tables.append(t)
             if self._drainer is not None:
                 self._drainer.written(len(raw))
-        lost_now = self._read_lost()
-        delta = {c: n - self._lost_seen.get(c, 0) for c, n in lost_now.items()
-                 if n > self._lost_seen.get(c, 0)}
-        if delta:
-            self._lost_seen = lost_now
-            tables.append(lost_table(time.monotonic_ns(), delta))
-            print(f"pageref: warning: {sum(delta.values())} events lost "
-                  f"(CPUs {', '.join(map(str, sorted(delta)))}); the buffer is too small (raise "
-                  "--buffer-pages) or the consumer too slow", file=sys.stderr)
-        writer.header.lost = {str(c): n for c, n in self._lost_seen.items()}
-        # counts only grow; after detach the events (and their counts) are gone
-        missed = dict(self._missed_returns)
-        for fn, n in read_missed_returns(os.getpid()).items():
-            missed[fn] = max(n, missed.get(fn, 0))
-        if missed != self._missed_returns:
-            new = sum(missed.values()) - sum(self._missed_returns.values())
-            print(f"pageref: warning: {new} return probes missed (no free kretprobe "
-                  f"instance: {', '.join(sorted(missed))}); their events are missing",
-                  file=sys.stderr)
-            self._missed_returns = missed
-            writer.header.extra.setdefault("tracer", {})["return_probes_missed"] = missed
+        lost = self.losses.update(self.bpf, writer.header)
+        if lost is not None:
+            tables.append(lost)
         writer.header.end_ns = time.monotonic_ns()
         if tables:
             table = pa.concat_tables([_conform(t) for t in tables])
@@ -339,7 +301,7 @@ class Recorder:
             if view is not None:
                 view.feed(table_to_frame(table))
         if view is not None:
-            view.set_counters(self.per_probe, dict(self._lost_seen))
+            view.set_counters(self.per_probe, dict(self.losses.lost))
             view.refresh()
 
     def _signal(self, signum: int, _frame: Any) -> None:
@@ -434,7 +396,7 @@ class Recorder:
                 cpu_s() - cpu0, 3)
             writer.close()
             if view is not None:
-                view.set_counters(self.per_probe, dict(self._lost_seen))
+                view.set_counters(self.per_probe, dict(self.losses.lost))
                 view.close()
             if reader is not None:
                 if reader.skipped:
@@ -446,16 +408,9 @@ class Recorder:
                     close_perf_buffer(self.bpf["events"])
             with contextlib.suppress(Exception):
                 self.bpf.cleanup()
-        lost_total = sum(self._lost_seen.values())
-        missed = sum(self._missed_returns.values())
         print(f"pageref: {writer.events} events in {writer.parts} parts written to "
-              f"{self.out}; {lost_total} lost"
-              + (f" (per CPU: {dict(sorted(self._lost_seen.items()))})" if lost_total else "")
-              + (f"; {missed} return probes missed" if missed else "")
-              + (f"; {self.walk_lost} pages past a walk bound (lost rows)"
-                 if self.walk_lost else ""),
-              file=sys.stderr)
-        return RecordResult(self.out, writer.events, dict(self._lost_seen), dict(self.per_probe),
+              f"{self.out}" + self.losses.summary(), file=sys.stderr)
+        return RecordResult(self.out, writer.events, dict(self.losses.lost), dict(self.per_probe),
                             self.compile_s, self.attach_s,
                             (time.monotonic_ns() - start_ns) / 1e9, exit_code)
 
