@@ -60,8 +60,15 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
     grab_before = seg.cumsum(grab, m.life_starts) - grab
     fresh_life = (~m.life_starts & ((grab_before > 0) | m.page_starts[m.life_first])) \
         | (k == K["free"])
-    elig = ~m.page_starts & prev_ok & fresh_life \
-        & (k != K["busy"]) & (k != K["lost"]) & (m.observed | ~m.known)
+    # Or r itself leaves the page so: a release, its refcount observed and left
+    # exactly at idle, nothing counted outstanding after it, not a pin's release
+    # through put. As the page's first row it then counts the same (P and G
+    # clamp at 0, the refcount is its own), so a page whose last row is such a
+    # release is held as that one row.
+    clean_after = ((k == K["put"]) | (k == K["unpin"])) & m.observed & ~m.mismatch \
+        & (m.pins_after == 0) & (m.gets_after == 0) & (m.after == m.idle)
+    elig = ~m.page_starts & fresh_life & (k != K["busy"]) & (k != K["lost"]) \
+        & ((prev_ok & (m.observed | ~m.known)) | clean_after)
     late_checks = (cols.kind == K["busy"]) & ~cols.has_pfn & (cols.ts >= cutoff)
     if settled > cutoff and not late_checks.any():
         loud = (k == K["busy"]) | ((k == K["pin"]) & cols.longterm[m.idx])
@@ -73,6 +80,11 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
         np.zeros(cols.n, dtype=bool)
     if len(open_rows):
         elig &= seg.cumsum(in_open[m.idx].view(np.int8), m.page_starts) == 0
+    kept_checks = _kept_checks(cols, in_open)
+    if kept_checks.any():
+        # Those checks are looked at again (their repeats are counted anew each
+        # batch): the pages they found must still show what they found then.
+        elig &= ts < int(cols.ts[kept_checks].min())
     if not elig.any():
         return None
     firsts = seg.segment_first_index(m.page_starts)
@@ -92,10 +104,7 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
     keep_pos = np.zeros(cols.n, dtype=bool)
     keep_pos[m.idx[keep]] = True
     keep_pos |= ~in_model & ((cols.kind == K["lost"]) | (cols.ts >= cutoff))
-    open_free = in_open & ~in_model
-    if open_free.any():
-        keep_pos |= ~in_model & (cols.kind == K["busy"]) \
-            & (cols.rows() >= int(cols.rows()[open_free].min()))
+    keep_pos |= kept_checks
     sel = np.flatnonzero(keep_pos)
     if len(sel) == cols.n:
         return None
@@ -107,3 +116,12 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
     patch = (mp[cut] == 0) & (prior >= firsts[cut])
     held.mapping[at[patch]] = mp[prior[patch]]
     return held
+
+
+def _kept_checks(cols: Columns, in_open: np.ndarray) -> np.ndarray:
+    """The page-less busy checks kept for a finding still counting repeats: from
+    its earliest page-less evidence row on."""
+    free = in_open & ~cols.has_pfn
+    if not free.any():
+        return np.zeros(cols.n, dtype=bool)
+    return (cols.kind == K["busy"]) & ~cols.has_pfn & (cols.rows() >= int(cols.rows()[free].min()))
