@@ -100,20 +100,7 @@ def batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[Columns]:
     and error texts as every other command."""
     header = trace_io.read_header(path)
     for batch in trace_io.iter_tables(path, cols_mod.NEEDED, batch_rows):
-        # Arrow-backed columns: a uint64 `mapping` with nulls must not pass
-        # through float64 (it would lose its low bits).
-        df = batch.table.select([n for n in cols_mod.NEEDED
-                                 if n in batch.table.column_names]
-                                ).to_pandas(types_mapper=pd.ArrowDtype)
-        yield _numbered(df, header, batch.source, batch.first_row)
-
-
-def _numbered(df: pd.DataFrame, header: TraceHeader, path: Path, base: int) -> Columns:
-    df.index = pd.RangeIndex(base, base + len(df))
-    cols = cols_mod.from_frame(df, header, path)
-    if cols.row is None:
-        cols.row = np.arange(base, base + len(df), dtype=np.int64)
-    return cols
+        yield cols_mod.from_table(batch.table, header, batch.source, batch.first_row)
 
 
 def horizons(path: Path, batch_rows: int = 1_000_000) -> np.ndarray:

@@ -222,6 +222,18 @@ def load_columns(path: Path, progress=None) -> Columns:
     return b.finish(header)
 
 
+def from_table(table: pa.Table, header: TraceHeader, path: Path | None,
+               first_row: int) -> Columns:
+    """Columns of one checked Arrow batch of a trace (trace.io.iter_tables),
+    rows numbered from `first_row`: straight from Arrow, no DataFrame between."""
+    b = _Builder(path)
+    b.rows_seen = first_row         # errors name rows by their place in the trace
+    b.add(_project(table.select([n for n in NEEDED if n in table.column_names]), path))
+    cols = b.finish(header)
+    cols.row = np.arange(first_row, first_row + cols.n, dtype=np.int64)
+    return cols
+
+
 def from_frame(events: pd.DataFrame, header: TraceHeader, path: Path | None = None) -> Columns:
     """Columns of an in-memory events DataFrame (e.g. Trace.events)."""
     present = [c for c in NEEDED if c in events.columns]
