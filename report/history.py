@@ -168,30 +168,6 @@ def last_refcount_per_page(trace: Trace, device_only: bool = True) -> pd.Series:
     return pd.Series(after[last].astype(np.int64), index=pfn[last])
 
 
-def pins_over_time(trace: Trace) -> tuple[np.ndarray, np.ndarray] | None:
-    """(ts_ns, pins outstanding on all pages) after each pin/unpin event.
-
-    Counted from the trace's own pin/unpin events; an unpin of a pin taken before
-    the trace began does not push a page below zero."""
-    ev = trace.events
-    if not len(ev):
-        return None
-    m = kind_is(ev, "pin", "unpin") & ev["pfn"].notna().to_numpy(dtype=bool)
-    if not m.any():
-        return None
-    sub = ev[m]
-    refs = _num(sub, "refs", 1)
-    d = np.where(kind_is(sub, "pin"), refs, -refs)
-    df = pd.DataFrame({"pfn": sub["pfn"].to_numpy(dtype=np.int64),
-                       "ts": sub["ts_ns"].to_numpy(dtype=np.int64), "d": d})
-    df = df.sort_values("ts", kind="stable")
-    cs = df.groupby("pfn")["d"].cumsum()
-    floor = np.minimum(0, cs.groupby(df["pfn"]).cummin())
-    held = cs - floor
-    step = held.groupby(df["pfn"]).diff().fillna(held)
-    return df["ts"].to_numpy(), step.cumsum().to_numpy(dtype=np.int64)
-
-
 def pins_over_time_from_model(model: PageModel) -> tuple[np.ndarray, np.ndarray] | None:
     """(ts_ns, pins outstanding on all pages) from the analysis's page model: the
     analysis's own counts (a pin released through put_page, pin_put_mismatch,

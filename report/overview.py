@@ -147,27 +147,24 @@ def plot_refcount_hist(spec: PlotSpec) -> Any:
 # -- pins held over time ---------------------------------------------------------
 
 
-def df_pins(trace: Trace, model: PageModel | None = None) -> pd.DataFrame:
-    """Pins outstanding on all pages after each change.
+def df_pins(model: PageModel | None) -> pd.DataFrame:
+    """Pins outstanding on all pages after each change, as the analysis counts
+    them (its page model: a pin released through put_page is released there, a
+    free ends the page's life). No model, or no pin in it: no rows.
 
-    Columns: ts_ns (int), held (int). df.attrs["source"]: where the count comes
-    from: the analysis's page model when given (a pin released through put_page
-    is released there), else pin/unpin events counted."""
+    Columns: ts_ns (int), held (int). df.attrs["source"] says where the count
+    comes from."""
     s = hist.pins_over_time_from_model(model) if model is not None else None
-    source = "the analysis's count"
-    if s is None:
-        s = hist.pins_over_time(trace)
-        source = "counted from pin/unpin events"
     if s is None:
         s = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     df = pd.DataFrame({"ts_ns": s[0], "held": s[1]})
-    df.attrs["source"] = source
+    df.attrs["source"] = "the analysis's count"
     return df
 
 
 def pins_spec(trace: Trace, t0: int, limits: Limits,
               model: PageModel | None = None) -> PlotSpec | None:
-    df = df_pins(trace, model)
+    df = df_pins(model)
     if df.empty:
         return None
     ts, held = df["ts_ns"].to_numpy(), df["held"].to_numpy()

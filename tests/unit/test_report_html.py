@@ -75,7 +75,8 @@ def test_self_contained(evil_html):
 
 def test_page_structure(tmp_path):
     trace = read_trace(rt.write_known(tmp_path / "k.jsonl", "fio"))
-    html = render_html(build_report(trace, rt.known_anomalies("fio")))
+    html = render_html(build_report(trace, rt.known_anomalies("fio"),
+                                    model=build.analyse(trace, 10**9)[1]))
     tags = _parse(html)
     ids = {a.get("id") for _, a in tags.tags}
     assert {"verdict", "verdict-table", "facts", "drop-paths", "probe-plan", "overview",
@@ -105,7 +106,9 @@ def test_report_command(tmp_path, monkeypatch):
         seen["threshold"] = threshold_ns
         return rt.known_anomalies(EVILS[0])
 
-    monkeypatch.setattr(build, "analyse", lambda t, threshold_ns: (fake(t, threshold_ns), None))
+    real = build.analyse     # its page model draws the pins plot
+    monkeypatch.setattr(build, "analyse", lambda t, threshold_ns: (
+        fake(t, threshold_ns), real(t, threshold_ns)[1]))
     out = tmp_path / "r.html"
     res = CliRunner().invoke(cli, ["report", str(trace), "-o", str(out), "--threshold",
                                    "250ms", "--max-rows", "10"])

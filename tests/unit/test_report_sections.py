@@ -60,9 +60,13 @@ def test_df_refcount_last_and_pins(known):
     df = overview.df_refcount_last(known)
     assert list(df.columns) == ["label", "pages"] and int(df["pages"].sum()) == \
         df.attrs["pages"] == 5
-    pins = overview.df_pins(known)
+    from pageref.report.build import analyse
+
+    pins = overview.df_pins(analyse(known, 10**9)[1])
     assert list(pins.columns) == ["ts_ns", "held"]
-    assert pins.attrs["source"] == "counted from pin/unpin events"
+    assert pins.attrs["source"] == "the analysis's count"
+    assert pins["held"].tolist() == [1, 2, 1]     # 0x1001's pin kept, 0x1004's released
+    assert overview.df_pins(None).empty            # no analysis, no count of its own
 
 
 def test_df_probes_kinds_come_from_the_plan(known):
@@ -118,7 +122,9 @@ def test_no_import_error_fallback_for_own_modules(path):
 
 def test_sections_tolerate_an_empty_trace(tmp_path):
     t = read_trace(rt.write_jsonl(tmp_path / "e.jsonl", [], dict(rt.HEADER, lost={})))
-    assert overview.df_rate(t, 0, Limits()).empty and overview.df_pins(t).empty
+    from pageref.report.build import analyse
+
+    assert overview.df_rate(t, 0, Limits()).empty and overview.df_pins(analyse(t, 10**9)[1]).empty
     r = build_report(t, pd.DataFrame())
     assert r.overview == [] and r.verdict == []
 
