@@ -16,7 +16,10 @@
  * dax_pmd.c. The JSON line gives what the kernel answered and the first pfn of
  * each 2 MiB ("pmd_pfns"; the buffer's pfns are those 2 MiB runs when
  * "aligned_pmds" equals "pmds").
- * Usage: dax_bigio DAXDIR SCRATCHDIR [MIB] [SEGS] */
+ * DAXDIR may instead be a device DAX character device (/dev/daxX.Y): the
+ * buffer is then the device itself, mapped at DEVDAX_OFFSET (clear of the
+ * slots devdax_refs uses), its 2 MiB units the folios.
+ * Usage: dax_bigio DAXDIR|DEVDAX SCRATCHDIR [MIB] [SEGS] */
 #include "dax_common.h"
 #include <linux/fs.h>
 #include <limits.h>
@@ -25,6 +28,7 @@
 
 #define PMD_SIZE (2UL << 20)
 #define PMD_PAGES (PMD_SIZE / PAGE)
+#define DEVDAX_OFFSET (256UL << 20)
 
 static uint64_t pfn_of(int pagemap, const void *addr)
 {
@@ -75,27 +79,34 @@ int main(int argc, char **argv)
 		errno = EINVAL;
 		die("MIB must be a multiple of 2 and SEGS (1..%d) divide its pages", IOV_MAX);
 	}
+	struct stat st;
+	int devdax = stat(argv[1], &st) == 0 && S_ISCHR(st.st_mode);
+
 	start("bigio", argv[1]);
-	snprintf(path, sizeof(path), "%s/bigio.buf", argv[1]);
+	jint("devdax", devdax);
+	snprintf(path, sizeof(path), devdax ? "%s" : "%s/bigio.buf", argv[1]);
 	snprintf(spath, sizeof(spath), "%s/bigio.dat", argv[2]);
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	int fd = devdax ? open(path, O_RDWR) : open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		die("open %s", path);
-	int hint = 0;
-	if (ioctl(fd, FS_IOC_FSGETXATTR, &fa) == 0) {
-		fa.fsx_xflags |= FS_XFLAG_EXTSIZE;
-		fa.fsx_extsize = PMD_SIZE;
-		hint = ioctl(fd, FS_IOC_FSSETXATTR, &fa) == 0;
+	if (!devdax) {
+		int hint = 0;
+		if (ioctl(fd, FS_IOC_FSGETXATTR, &fa) == 0) {
+			fa.fsx_xflags |= FS_XFLAG_EXTSIZE;
+			fa.fsx_extsize = PMD_SIZE;
+			hint = ioctl(fd, FS_IOC_FSSETXATTR, &fa) == 0;
+		}
+		jint("extsize_hint", hint);
+		if (fallocate(fd, 0, 0, len))
+			die("fallocate %s", path);
+		require_dax(fd, path);
 	}
-	jint("extsize_hint", hint);
-	if (fallocate(fd, 0, 0, len))
-		die("fallocate %s", path);
-	require_dax(fd, path);
 	char *resv = mmap(NULL, len + PMD_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (resv == MAP_FAILED)
 		die("mmap reserve");
 	char *p = (char *)(((uintptr_t)resv + PMD_SIZE - 1) & ~(PMD_SIZE - 1));
-	if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+	if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+		 devdax ? (off_t)DEVDAX_OFFSET : 0) == MAP_FAILED)
 		die("mmap %s", path);
 	for (size_t i = 0; i < len / PAGE; i++)
 		p[i * PAGE] = (char)i;		/* write faults: pmem, not the zero page */
@@ -154,7 +165,8 @@ int main(int argc, char **argv)
 	if (munmap(p, len))
 		die("munmap");
 	close(fd);
-	unlink(path);
+	if (!devdax)
+		unlink(path);
 	finish();
 	return 0;
 }
