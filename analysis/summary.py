@@ -62,9 +62,14 @@ def document(h: TraceHeader, path: Path | None, counts: dict[str, int],
              anomalies: pd.DataFrame) -> dict[str, Any]:
     """The --json document from a trace's header, counts (trace_counts) and
     anomalies: what a streaming pass has without holding the trace."""
+    # Column by column (a trace can have 100k findings): evidence lists of ints
+    # pass as they are, anything else through _plain.
+    names = list(anomalies.columns)
+    values = [[v if type(v) is list and all(type(x) is int for x in v) else _plain(v)
+               for v in anomalies[c].tolist()] for c in names]
     rows = []
-    for rec in anomalies.to_dict("records"):
-        d = {k: _plain(v) for k, v in rec.items()}
+    for rec in zip(*values):
+        d = dict(zip(names, rec))
         d["pfn_hex"] = f"{d['pfn']:#x}" if d.get("pfn") is not None else None
         rows.append(d)
     out: dict[str, Any] = {"anomalies": rows}
