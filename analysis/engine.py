@@ -23,13 +23,16 @@ meanwhile, so it is never emitted twice and ends with the whole pass's count.
 
 Events may arrive less than `reorder_ns` late (per-CPU buffers interleave): a verdict
 is emitted only when the latest time seen minus `reorder_ns` has reached its
-decision time. Evidence is global row numbers (row positions in the trace).
+decision time, or, where the caller reads ahead (`feed(horizon=)`: a Parquet
+file's time column), the earliest time still to come. Evidence is global row
+numbers (row positions in the trace).
 
 Memory: after each batch the engine lets go of every page's past up to the
-latest point where the page started afresh (nothing outstanding, idle, refcount
-observed) more than T before the settled time (see `_compact`): it holds the
-rows of pages with references outstanding or busy, the last T of trace time,
-and the `lost` rows. docs/analysis.md states the bound.
+latest point where the page started afresh (analysis/compact.py): once the
+settled time has passed it on a quiet page, T later on a page with busy
+reports or long-term pins; a quiet page is held as its last row. It holds the
+rows of pages with references outstanding, of the last T where busy checks
+are, and the `lost` rows. docs/analysis.md states the bound.
 """
 
 from __future__ import annotations
