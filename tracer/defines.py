@@ -22,6 +22,15 @@ VMEMMAP_START_L5 = 0xFFD4000000000000
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a C identifier, nothing else
 
+# BPF walks (bpf/pageref.bpf.c): WALK_CHUNK items a program, chained by tail
+# calls; the kernel's MAX_TAIL_CALL_CNT (32 before 5.17) leaves 31 programs
+# that walk, the 32nd names the rest as lost rows. 512 is what the verifier
+# takes for the bio walk (1,024 exceeds its 8,192-jump history; measured on
+# 6.18 with the 5.10 and 6.1 layouts) and covers the lab's largest bios
+# (11,776 pages: a 64 MiB O_DIRECT from device DAX on 6.1).
+WALK_CHUNK = 512
+WALK_PAGES = 31 * WALK_CHUNK        # 15,872 pages (62 MiB) walked in one call
+
 # Offsets only some handlers need (a plan Target's `requires`): fact key -> define.
 # Absent from a kernel's facts, the define is not emitted and the plan leaves the
 # targets needing it out (plan.py), so their guarded handlers are not compiled.
@@ -234,6 +243,7 @@ def defines(facts: KernelFacts, plan: ProbePlan, opts: Options, page_size: int =
         "PGMAP_FSDAX": lay.pgmap_fsdax,
         "PAGE_SIZE_VAL": page_size,
         "MAX_BATCH": opts.max_batch,
+        "WALK_CHUNK": WALK_CHUNK,
     })
     d["RET_OK_TRY_GRAB_PAGE"] = plan.ret_ok("try_grab_page")
     d["RET_OK_TRY_GRAB_FOLIO"] = plan.ret_ok("try_grab_folio")

@@ -21,7 +21,14 @@ from typing import Any
 
 from pageref.trace.header import CoverageRecord
 from pageref.trace.plan_record import LeftOut
-from pageref.tracer.defines import BIO_FLAGS, BIO_WALK, FBATCH_WALK, optional_defines
+from pageref.tracer.defines import (
+    BIO_FLAGS,
+    BIO_WALK,
+    FBATCH_WALK,
+    WALK_CHUNK,
+    WALK_PAGES,
+    optional_defines,
+)
 from pageref.tracer.facts import KernelFacts
 
 GRAB_KINDS = ("get", "pin", "grab_failed")
@@ -361,7 +368,7 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
         # static helpers and put_page: outer probes that walk their pages.
         if try_attach(BY_SYMBOL["unpin_user_pages"]):
             covered.append("unpin_user_pages(): every page of each call (walked in BPF; "
-                           "past 7,936 pages a lost row)")
+                           f"past {WALK_PAGES:,} pages a lost row)")
         for sym in ("unpin_user_pages_dirty_lock", "unpin_user_page_range_dirty_lock"):
             if not facts.has_symbol(sym):
                 continue
@@ -369,7 +376,8 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
                 covered.append(f"{sym}(): " + (
                     "every page of each call (the unpin_user_pages walk)"
                     if sym == "unpin_user_pages_dirty_lock" else
-                    "256 pages of each call, a lost row naming the rest of the range"))
+                    f"{WALK_CHUNK} pages of each call, a lost row naming the rest of the "
+                    "range"))
             else:
                 uncovered.append(f"{sym}() with make_dirty: its unpins are seen only as "
                                  "devmap puts of one reference (see 'not attached')")
@@ -398,15 +406,16 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
                                              "(6.5+), page by page through unpin_user_page")
         elif try_attach(BY_SYMBOL["__bio_release_pages"]):
             covered.append("O_DIRECT bio completion (__bio_release_pages walks the bio: "
-                           "every page; past 7,936 pages, lost rows naming the pfn ranges)")
+                           f"every page; past {WALK_PAGES:,} pages, lost rows naming the pfn "
+                           "ranges)")
         else:
             uncovered.append("O_DIRECT bio completion: __bio_release_pages not attached "
                              "(see 'not attached')")
     elif facts.has_symbol("bio_release_pages"):
         if try_attach(BY_SYMBOL["bio_release_pages"]):
             covered.append("O_DIRECT bio completion (bio_release_pages walks the bio, "
-                           "BIO_NO_PAGE_REF bios skipped: every page; past 7,936 pages, lost "
-                           "rows naming the pfn ranges)")
+                           f"BIO_NO_PAGE_REF bios skipped: every page; past {WALK_PAGES:,} "
+                           "pages, lost rows naming the pfn ranges)")
         else:
             uncovered.append("O_DIRECT bio completion: bio_release_pages not attached (see "
                              "'not attached')" + (f"; fsdax puts are seen through {devmap[0]}"

@@ -32,7 +32,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
               "unpin_user_pages_dirty_lock(): every page of each call",
               "fsdax and device-private pages, through put_devmap_managed_page",
               "bio_release_pages.part.0", "private 1", "(device DAX, p2pdma)"]),
-    ("5.15", ["try_grab_compound_head", "unpin_user_page_range_dirty_lock(): 256 pages",
+    ("5.15", ["try_grab_compound_head", "unpin_user_page_range_dirty_lock(): 512 pages",
               "bio_release_pages: needs OFF_BIO_FLAGS", "private 1"]),
     ("6.6", ["__bio_release_pages: not needed", "__put_devmap_managed_page_refs",
              "private 0"]),
