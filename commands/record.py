@@ -21,7 +21,7 @@ Records until --duration ends, the command exits, Ctrl-C or SIGTERM (probes
 are detached and the trace closed properly). The trace is a directory of
 Parquet parts written about every second: after a SIGKILL it is still readable
 up to the last second. Lost events are counted per CPU and written as `lost`
-rows; so are pages past a BPF walk's bound (7,936 a call), named by pfn.
+rows; so are pages past a BPF walk's bound (15,872 a call), named by pfn.
 `pageref probes` shows what will be attached; see docs/tracer.md.
 
 
