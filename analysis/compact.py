@@ -14,7 +14,7 @@ import numpy as np
 
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import ARRAYS, Columns, K
-from pageref.analysis.detectors.busy_episodes import idle_points
+from pageref.analysis.detectors.busy_episodes import busy_episodes, idle_points, task_ids
 from pageref.analysis.model import PageModel
 
 
@@ -80,6 +80,12 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
         np.zeros(cols.n, dtype=bool)
     if len(open_rows):
         elig &= seg.cumsum(in_open[m.idx].view(np.int8), m.page_starts) == 0
+    # A task's first busy check after its last report of a page whose verdict
+    # is still to come says it had stopped waiting (missed_wakeup): kept, and
+    # no page is cut past it.
+    woke = _first_recheck(m, cols, settled)
+    if woke.any():
+        elig &= seg.cumsum(woke[m.idx].view(np.int8), m.page_starts) == 0
     kept_checks = _kept_checks(cols, in_open)
     if kept_checks.any():
         # Those checks are looked at again (their repeats are counted anew each
@@ -104,7 +110,7 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
     keep_pos = np.zeros(cols.n, dtype=bool)
     keep_pos[m.idx[keep]] = True
     keep_pos |= ~in_model & ((cols.kind == K["lost"]) | (cols.ts >= cutoff))
-    keep_pos |= kept_checks
+    keep_pos |= kept_checks | woke
     sel = np.flatnonzero(keep_pos)
     if len(sel) == cols.n:
         return None
@@ -125,3 +131,36 @@ def _kept_checks(cols: Columns, in_open: np.ndarray) -> np.ndarray:
     if not free.any():
         return np.zeros(cols.n, dtype=bool)
     return (cols.kind == K["busy"]) & ~cols.has_pfn & (cols.rows() >= int(cols.rows()[free].min()))
+
+
+def _first_recheck(m: PageModel, cols: Columns, settled: int) -> np.ndarray:
+    """Per file position: the first busy check (any page or none) by the task of
+    a busy episode not decided yet (its page not idle, or idle less than T + 1
+    before `settled`) after the episode's last report."""
+    out = np.zeros(cols.n, dtype=bool)
+    b = busy_episodes(m)
+    if not len(b):
+        return out
+    ts = np.asarray(m.ts[np.maximum(b.idle_at, 0)])
+    open_ = (b.idle_at < 0) | (ts + m.threshold_ns + 1 > settled)
+    if not open_.any():
+        return out
+    e = np.flatnonzero(open_)
+    s_rep = m.seq[b.rows[b.offsets[e + 1] - 1]].astype(np.int64)
+    pos = np.flatnonzero(cols.kind == K["busy"])
+    c_task = task_ids(m, pos)
+    c_seq = m.seq_of[pos].astype(np.int64)
+    o = np.lexsort((c_seq, c_task))                       # by task, then time
+    pos, c_task, c_seq = pos[o], c_task[o], c_seq[o]
+    # Within each task's run, the first check after s_rep: a search over
+    # (task rank, seq) made one sorted int64 key.
+    tasks, t_code = np.unique(c_task, return_inverse=True)
+    span = int(cols.n) + 1
+    key = t_code.astype(np.int64) * span + c_seq
+    q = np.searchsorted(tasks, b.task[e])
+    known = (q < len(tasks)) & (tasks[np.minimum(q, len(tasks) - 1)] == b.task[e])
+    at = np.searchsorted(key, q.astype(np.int64) * span + s_rep, side="right")
+    ok = known & (at < len(key))
+    ok[ok] = t_code[at[ok]] == q[ok]
+    out[pos[at[ok]]] = True
+    return out

@@ -133,6 +133,26 @@ def test_missed_wakeup_waits_for_T_after_the_idle_point():
     assert e.finish() == []
 
 
+def test_a_recheck_long_before_the_idle_point_is_kept():
+    """The task checked again (it had stopped waiting) long before the page went
+    idle: fed one event at a time, the engine keeps that check until the
+    episode is decided, so no missed_wakeup the whole pass does not find."""
+    t = Tr()
+    t.add("pin", rc=1, pid=1, at=0)
+    t.add("busy", rc=1025, pid=50, comm="xfs_io", at=S // 10, mapping=0xAB)
+    t.add("busy", pfn=None, pid=50, comm="xfs_io", at=S // 2, mapping=0xAB)
+    t.add("unpin", rc=1025, pid=1, at=3 * S)
+    for i in range(6):
+        t.add("get", rc=1, pfn=FSDAX + 1, at=3 * S + (i + 1) * S // 2)
+        t.add("put", rc=2, pfn=FSDAX + 1, at=3 * S + (i + 1) * S // 2 + 1)
+    tr = t.trace()
+    cols = from_frame(tr.events, tr.header)
+    e = Engine(tr.header, S)
+    got = e.run(column_batches(cols, [1] * cols.n))
+    assert "missed_wakeup" not in {a.kind for a in got}
+    assert as_set(got) == whole_pass(cols, S)
+
+
 def test_pending_shows_a_page_busy_longer_than_T():
     t = Tr()
     t.add("pin", rc=1, pid=1, at=0)
