@@ -100,6 +100,9 @@ class Engine:
         # Emitted findings whose count may still grow (final_ns not reached),
         # by their first occurrence (analysis/detectors/repeats.py).
         self._open: dict[tuple, Anomaly] = {}
+        # Records of findings' first occurrences already written, for those
+        # still counting repeats (PageModel.made).
+        self._made: dict[tuple[str, int], Anomaly] = {}
 
     # -- feeding -----------------------------------------------------------
     def feed_frame(self, events: pd.DataFrame) -> list[Anomaly]:
@@ -211,7 +214,7 @@ class Engine:
     def _decide(self, final: bool, horizon: int | None = None) -> list[Anomaly]:
         cols = self.columns()
         m = model_mod.build(cols, self.threshold_ns)
-        m.emitted_to = self._settled
+        m.emitted_to, m.made = self._settled, self._made
         self.model = m
         found: list[Anomaly] = []
         for det in DETECTORS:
@@ -246,8 +249,12 @@ class Engine:
             # repeats to come are counted from its first occurrence on).
             open_rows = [r for a in self._open.values() if a.final_ns is not None
                          for r in a.evidence]
-            self._compact(m, cols, self._settled,
-                          np.unique(np.array(open_rows, dtype=np.int64)))
+            pinned = np.unique(np.array(open_rows, dtype=np.int64))
+            if self._made:
+                keys = list(self._made)
+                alive = np.isin(np.array([k[1] for k in keys], dtype=np.int64), pinned)
+                self._made = {k: self._made[k] for k, ok in zip(keys, alive.tolist()) if ok}
+            self._compact(m, cols, self._settled, pinned)
         return new
 
     def _grown(self, a: Anomaly) -> None:

@@ -116,8 +116,12 @@ class PageModel:
     # Busy episodes (detectors/busy_episodes.py), computed once when a detector asks.
     busy: BusyEpisodes | None = None
     # Set by the engine: verdicts final at or before this time are already out
-    # and cannot change, so a detector may leave them out (repeats.merged does).
+    # and cannot change, so a detector may leave them out (repeats.merged does);
+    # and the records its detectors wrote for findings' first occurrences in
+    # earlier passes, by (kind, global row), so a finding still counting
+    # repeats is not written again each batch (repeats.merged_arrays).
     emitted_to: int | None = None
+    made: dict[tuple[str, int], Any] | None = None
 
     @property
     def header(self) -> TraceHeader:

@@ -161,4 +161,4 @@ def _findings(m: PageModel, checks: np.ndarray, c: np.ndarray, last: np.ndarray,
 
     sev = np.where(P > 0, ERROR, WARNING).astype(object)
     return merged_arrays(m, last[gs].astype(np.int64), m.seq_of[i_all].astype(np.int64), i_row,
-                         i_ts, sev, i_ts.tolist(), make)
+                         i_ts, sev, i_ts.tolist(), make, KIND)

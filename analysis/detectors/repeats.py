@@ -16,6 +16,7 @@ the record it emitted, so a streaming pass ends with the whole pass's counts.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 
@@ -53,14 +54,16 @@ def merged(m: PageModel, occ: Sequence[Occurrence]) -> list[Anomaly]:
 
 def merged_arrays(m: PageModel, js: np.ndarray, seqs: np.ndarray, rows: np.ndarray,
                   ts: np.ndarray, sev: np.ndarray, decided: Sequence[int | None],
-                  make: Callable[[int], Anomaly]) -> list[Anomaly]:
+                  make: Callable[[int], Anomaly], kind: str | None = None) -> list[Anomaly]:
     """`merged` for occurrences given as arrays (per occurrence: per-page row j,
     seq, global row, time, severity, decision time), the Anomaly of occurrence
     k made by make(k) (a new record, completed in place) only for each
     finding's first occurrence: a detector with
     many repeats (a busy check in a loop) writes one text per finding. Findings
     final at or before `m.emitted_to` (already out, never to change) are left
-    out."""
+    out. With `kind`, a first occurrence's record written in an earlier pass
+    (`m.made`, kept by the engine) is reused: the same rows give the same text.
+    """
     if not len(js):
         return []
     T = m.threshold_ns
@@ -85,7 +88,7 @@ def merged_arrays(m: PageModel, js: np.ndarray, seqs: np.ndarray, rows: np.ndarr
     for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
         if done is not None and not open_end[g] and final[g] <= done:
             continue
-        first = make(int(order[s]))
+        first = _made(m, kind, int(rows[order[s]]), int(order[s]), make)
         ev = list(first.evidence)
         for x in rows[order[s + 1:e]].tolist():
             if len(ev) >= MAX_EVIDENCE:
@@ -106,3 +109,14 @@ def merged_rows(m: PageModel, found: Sequence[tuple[int, Anomaly]]) -> list[Anom
         return []
     rows = m.rows_of([j for j, _ in found])
     return merged(m, [Occurrence(j, int(m.seq[j]), r, a) for (j, a), r in zip(found, rows)])
+
+
+def _made(m: PageModel, kind: str | None, row: int, k: int,
+          make: Callable[[int], Anomaly]) -> Anomaly:
+    """A fresh record for the finding whose first occurrence (k, global `row`)."""
+    if kind is None or m.made is None:
+        return make(k)
+    rec = m.made.get((kind, row))
+    if rec is None:
+        rec = m.made[(kind, row)] = make(k)
+    return copy.copy(rec)     # completed in place by the caller; the memo stays as made
