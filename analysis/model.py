@@ -39,6 +39,7 @@ import numpy.typing as npt
 
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import PGMAP, Columns, K
+from pageref.analysis.mismatch import replay_mismatches
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import PGMAP_TYPES
 
@@ -376,7 +377,8 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
         ci, p_before = ci[keep], p_before[keep]
         ci = ci[before[ci] - refs[ci] < idle[ci] + p_before * w[ci]]
     if len(ci):
-        _replay(ci, life_starts, k, refs, w, idle, before, observed, pins_after, mismatch)
+        replay_mismatches(ci, life_starts, k, refs, w, idle, before, observed, pins_after,
+                          mismatch)
     del ci
     # A free ends the page's life: nothing is outstanding after it.
     if any_free:
@@ -403,41 +405,6 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
 def seq_of_lost(lost_ranks: np.ndarray) -> I64:
     """Time-order ranks of the CPU-wide `lost` rows (already sorted)."""
     return lost_ranks.astype(np.int64, copy=False)
-
-
-def _replay(cand: np.ndarray, life_starts: np.ndarray, k: np.ndarray, refs: np.ndarray,
-            w: np.ndarray, idle: np.ndarray, before: np.ndarray, observed: np.ndarray,
-            pins_after: np.ndarray, mismatch: np.ndarray) -> None:
-    """Apply the mismatch rule to the page lives that hold a candidate put
-    `cand` (sorted rows), event by event from each life's first candidate (the
-    rows before it are as the first pass counted them). One pass over those
-    rows: linear in their number, whatever the number of mismatches."""
-    lifes = np.flatnonzero(life_starts)
-    life_end = np.append(lifes[1:], len(k))
-    which = np.searchsorted(lifes, cand, side="right") - 1
-    first_cand = cand[np.r_[True, which[1:] != which[:-1]]]
-    ends = life_end[np.unique(which)]
-    pin, put, unpin = K["pin"], K["put"], K["unpin"]
-    for a, b in zip(first_cand.tolist(), ends.tolist()):
-        P = 0 if life_starts[a] else int(pins_after[a - 1])
-        kk, rr, ww = k[a:b].tolist(), np.asarray(refs[a:b]).tolist(), \
-            np.asarray(w[a:b]).tolist()
-        slack = (before[a:b] - np.asarray(refs[a:b]) - np.asarray(idle[a:b])).tolist()
-        ob = observed[a:b].tolist()
-        out = [0] * (b - a)
-        hit = []
-        for j, kj in enumerate(kk):
-            if kj == pin:
-                P += rr[j]
-            elif kj == unpin:
-                P = max(0, P - rr[j])
-            elif kj == put and P > 0 and ob[j] and slack[j] < P * ww[j]:
-                hit.append(j)
-                P = max(0, P - rr[j])
-            out[j] = P
-        pins_after[a:b] = out
-        if hit:
-            mismatch[a + np.asarray(hit)] = True
 
 
 PGMAP_NAMES = {code: name for name, code in PGMAP.items()}
