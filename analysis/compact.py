@@ -76,8 +76,7 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
         elig &= (ts < cutoff) | ((ts < settled) & quiet)
     else:
         elig &= ts < cutoff
-    in_open = np.isin(cols.rows(), open_rows) if len(open_rows) else \
-        np.zeros(cols.n, dtype=bool)
+    in_open = _member(cols.rows(), open_rows)
     if len(open_rows):
         elig &= seg.cumsum(in_open[m.idx].view(np.int8), m.page_starts) == 0
     # A task's first busy check after its last report of a page whose verdict
@@ -164,3 +163,11 @@ def _first_recheck(m: PageModel, cols: Columns, settled: int) -> np.ndarray:
     ok[ok] = t_code[at[ok]] == q[ok]
     out[pos[at[ok]]] = True
     return out
+
+
+def _member(x: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """x in sorted_set (sorted, unique), by binary search: no sort of both."""
+    if not len(sorted_set):
+        return np.zeros(len(x), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
+    return sorted_set[at] == x

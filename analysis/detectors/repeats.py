@@ -16,7 +16,6 @@ the record it emitted, so a streaming pass ends with the whole pass's counts.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 
@@ -119,4 +118,7 @@ def _made(m: PageModel, kind: str | None, row: int, k: int,
     rec = m.made.get((kind, row))
     if rec is None:
         rec = m.made[(kind, row)] = make(k)
-    return copy.copy(rec)     # completed in place by the caller; the memo stays as made
+    # Completed in place by the caller, shared with the engine: once emitted it
+    # is the record the engine holds, which takes the new count just as the
+    # engine's own update (Engine._grown) would give it.
+    return rec
