@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,10 @@ MARK = "@@pageref-lab "
 PMEM_RANGES = ((4 << 30, 512 << 20), (5 << 30, 512 << 20))
 GUEST_MEMORY = "5G"
 GUEST_CPUS = 2
+# Host seconds from QEMU's start to the guest's first mark (stage two starts):
+# 2-10 s normally, about a minute on a loaded host. A boot past it is hung.
+BOOT_DEADLINE_S = 300.0
+BOOT_ATTEMPTS = 2
 
 
 @dataclasses.dataclass
@@ -151,18 +156,53 @@ def boot(
         return _result(run_dir, {}, time.monotonic() - start, console_log,
                        None if done.returncode == 0 else f"qemu exited {done.returncode}")
 
+    for attempt in range(1, BOOT_ATTEMPTS + 1):
+        marks, why, code = _run(cmd, console_log, timeout_s, on_mark, on_output)
+        if why != "hung" or attempt == BOOT_ATTEMPTS:
+            break
+        # A boot that never reached stage two (under TCG a vCPU has been seen
+        # spinning in a boot-time kernel thread for half an hour, soft lockups on
+        # the console) is retried once; its console is kept beside the new one.
+        kept = console_log.with_name(f"console-hung-{attempt}.log")
+        console_log.replace(kept)
+        print(f"pageref lab: the guest did not reach stage two within {BOOT_DEADLINE_S:.0f} s "
+              f"(see {kept}); booting it again", file=sys.stderr)
+    wall = time.monotonic() - start
+    failure = None
+    if why == "hung":
+        failure = (f"the guest did not reach stage two within {BOOT_DEADLINE_S:.0f} s, "
+                   f"{BOOT_ATTEMPTS} times; killed (see {console_log})")
+    elif why == "timeout":
+        failure = f"the guest did not finish within {timeout_s:.0f} s; killed (see {console_log})"
+    elif "fail" in marks:
+        failure = f"lab set-up failed in the guest: {marks['fail'][1]} (see {console_log})"
+    elif "job-end" not in marks:
+        failure = (f"the guest stopped before the job finished (QEMU exit {code}; "
+                   f"see {console_log})")
+    return _result(run_dir, marks, wall, console_log, failure)
+
+
+def _run(cmd: list[str], console_log: Path, timeout_s: float,
+         on_mark: Callable[[str, float, str], None] | None,
+         on_output: Callable[[str], None] | None
+         ) -> tuple[dict[str, tuple[float, str]], str | None, int | None]:
+    """One QEMU run: (marks, why it was killed: "hung" before the first mark
+    within BOOT_DEADLINE_S, "timeout" past timeout_s, or None; QEMU's exit code)."""
     marks: dict[str, tuple[float, str]] = {}
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
-    killed = threading.Event()
+    why: list[str] = []
 
-    def kill() -> None:
-        killed.set()
+    def kill(reason: str) -> None:
+        why.append(reason)
         proc.kill()
 
-    timer = threading.Timer(timeout_s, kill)
+    timer = threading.Timer(timeout_s, kill, args=("timeout",))
     timer.daemon = True
     timer.start()
+    booting = threading.Timer(min(BOOT_DEADLINE_S, timeout_s), kill, args=("hung",))
+    booting.daemon = True
+    booting.start()
     in_job = False
     try:
         with open(console_log, "wb") as log:
@@ -173,6 +213,7 @@ def boot(
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 idx = line.find(MARK)
                 if idx >= 0:
+                    booting.cancel()
                     parts = line[idx + len(MARK):].split(" ", 2)
                     event = parts[0]
                     try:
@@ -193,16 +234,8 @@ def boot(
         raise
     finally:
         timer.cancel()
-    wall = time.monotonic() - start
-    failure = None
-    if killed.is_set():
-        failure = f"the guest did not finish within {timeout_s:.0f} s; killed (see {console_log})"
-    elif "fail" in marks:
-        failure = f"lab set-up failed in the guest: {marks['fail'][1]} (see {console_log})"
-    elif "job-end" not in marks:
-        failure = (f"the guest stopped before the job finished (QEMU exit {proc.returncode}; "
-                   f"see {console_log})")
-    return _result(run_dir, marks, wall, console_log, failure)
+        booting.cancel()
+    return marks, (why[0] if why else None), proc.returncode
 
 
 def _result(run_dir: Path, marks: dict[str, tuple[float, str]], wall: float,

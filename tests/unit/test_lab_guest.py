@@ -140,6 +140,30 @@ def test_console_failure_and_timeout(tmp_path, monkeypatch):
     assert res.failure and "did not finish within 1 s" in res.failure
 
 
+def test_a_boot_hung_before_stage_two_is_retried_once(tmp_path, monkeypatch):
+    """The first QEMU prints no mark (hung, as a TCG guest once did for half an
+    hour); the second boots: one result, the hung console kept beside it."""
+    monkeypatch.setattr(qemu, "BOOT_DEADLINE_S", 1.0)
+    guest = r"""n=$(cat "$1/tries" 2>/dev/null || echo 0); echo $((n + 1)) > "$1/tries"
+if [ "$n" = 0 ]; then echo 'soft lockup'; exec sleep 30; fi
+echo '@@pageref-lab stage2 1.0 '
+echo '@@pageref-lab job-start 2.0 '
+echo '@@pageref-lab job-end 3.0 0'
+echo 0 > "$1/exit-code"
+"""
+    res, marks, _ = _fake_boot(tmp_path, monkeypatch, guest)
+    assert res.failure is None and res.exit_code == 0
+    assert (tmp_path / "run" / "tries").read_text().strip() == "2"
+    assert b"soft lockup" in (tmp_path / "run" / "console-hung-1.log").read_bytes()
+    assert b"soft lockup" not in res.console_log.read_bytes()
+
+
+def test_a_boot_hung_twice_fails_saying_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(qemu, "BOOT_DEADLINE_S", 0.5)
+    res, _, _ = _fake_boot(tmp_path, monkeypatch, "exec sleep 30")
+    assert res.failure and "did not reach stage two within 0 s, 2 times" in res.failure
+
+
 def test_workloads_build_and_refuse_non_dax(tmp_path):
     import shutil
 
