@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pageref.errors import PagerefError
-from pageref.lab.debug_kernel import DEBUG_GENERATIONS, debug_series, ensure_debug_kernel
+from pageref.lab.debug_config import DEBUG_GENERATIONS, debug_series
+from pageref.lab.debug_kernel import ensure_debug_kernel
 from pageref.lab.kernel_archive import (
     PrivateApt,
     Resolved,

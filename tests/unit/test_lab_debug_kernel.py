@@ -1,4 +1,4 @@
-"""lab/debug_kernel.py without building anything: the config fragment, the
+"""lab/debug_config.py and lab/debug_kernel.py without building anything: the config fragment, the
 cache key, generation names, and the cached build's lookup."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pageref.errors import PagerefError
+from pageref.lab import debug_config as dc
 from pageref.lab import debug_kernel as dk
 from pageref.lab import kernels
 
@@ -16,70 +17,70 @@ VERSION = "6.12.118-1~deb12u1"
 
 
 def test_generation_names() -> None:
-    assert dk.debug_series("6.12-debug") == "6.12"
-    assert dk.debug_series("6.12") is None
-    assert dk.debug_series("7.2-debug") is None  # no source package for it
-    assert dk.debug_series("newest") is None
+    assert dc.debug_series("6.12-debug") == "6.12"
+    assert dc.debug_series("6.12") is None
+    assert dc.debug_series("7.2-debug") is None  # no source package for it
+    assert dc.debug_series("newest") is None
     assert "6.12-debug" in kernels.GENERATIONS
     # offered, but not booted by the lab tests and CI until its budget is measured
     assert "6.12-debug" not in kernels.DEFAULT_LAB_KERNELS
 
 
 def test_fragment_renders_as_kconfig_writes_it() -> None:
-    text = dk.render_fragment([("DEBUG_PAGE_REF", "y"), ("TEST_HMM", "m"), ("XEN", "n"),
+    text = dc.render_fragment([("DEBUG_PAGE_REF", "y"), ("TEST_HMM", "m"), ("XEN", "n"),
                                ("LOCALVERSION", '"-x"')])
     assert text == ("CONFIG_DEBUG_PAGE_REF=y\nCONFIG_TEST_HMM=m\n# CONFIG_XEN is not set\n"
                     'CONFIG_LOCALVERSION="-x"\n')
 
 
 def test_fragment_has_what_issue_15_asks_for() -> None:
-    opts = dict(dk.FRAGMENT)
+    opts = dict(dc.FRAGMENT)
     assert (opts["DEBUG_PAGE_REF"], opts["DEVICE_PRIVATE"], opts["TEST_HMM"],
             opts["GUP_TEST"], opts["DEBUG_INFO_BTF"]) == ("y", "y", "m", "y", "y")
-    assert len(opts) == len(dk.FRAGMENT), "an option is set twice"
-    assert "test_hmm" in dk.LAB_MODULES
+    assert len(opts) == len(dc.FRAGMENT), "an option is set twice"
+    assert "test_hmm" in dc.LAB_MODULES
 
 
 def test_apply_fragment_replaces_old_lines() -> None:
     base = ("CONFIG_A=y\n# CONFIG_DEBUG_PAGE_REF is not set\nCONFIG_XEN=y\n"
             "CONFIG_XEN_PV=y\n# comment\n")
-    out = dk.apply_fragment(base, [("DEBUG_PAGE_REF", "y"), ("XEN", "n")])
+    out = dc.apply_fragment(base, [("DEBUG_PAGE_REF", "y"), ("XEN", "n")])
     assert "# CONFIG_DEBUG_PAGE_REF is not set" not in out
     assert "CONFIG_XEN=y" not in out
     assert "CONFIG_XEN_PV=y" in out and "CONFIG_A=y" in out and "# comment" in out
-    got = dk.parse_config(out)
+    got = dc.parse_config(out)
     assert (got["DEBUG_PAGE_REF"], got["XEN"], got["A"]) == ("y", "n", "y")
 
 
 def test_mismatches_name_what_kconfig_refused() -> None:
     resolved = "CONFIG_DEBUG_PAGE_REF=y\nCONFIG_MODULE_SIG=y\n# CONFIG_XEN is not set\n"
-    assert dk.config_mismatches(resolved, [("DEBUG_PAGE_REF", "y"), ("XEN", "n")]) == []
-    assert dk.config_mismatches(resolved, [("MODULE_SIG", "n"), ("TEST_HMM", "m"),
+    assert dc.config_mismatches(resolved, [("DEBUG_PAGE_REF", "y"), ("XEN", "n")]) == []
+    assert dc.config_mismatches(resolved, [("MODULE_SIG", "n"), ("TEST_HMM", "m"),
                                            ("GONE", "n")]) == [
         "CONFIG_MODULE_SIG: wanted n, got y", "CONFIG_TEST_HMM: wanted m, got n"]
 
 
 def test_cache_key() -> None:
-    key = dk.cache_key(VERSION, flavour="amd64_none_cloud-amd64")
+    key = dc.cache_key(VERSION, flavour="amd64_none_cloud-amd64")
     assert key.startswith(VERSION + "-") and len(key) == len(VERSION) + 13
-    assert key == dk.cache_key(VERSION, flavour="amd64_none_cloud-amd64")  # stable
+    assert key == dc.cache_key(VERSION, flavour="amd64_none_cloud-amd64")  # stable
     others = {
-        dk.cache_key("6.12.119-1~deb12u1", flavour="amd64_none_cloud-amd64"),
-        dk.cache_key(VERSION, dk.render_fragment([*dk.FRAGMENT, ("KASAN", "y")]),
+        dc.cache_key("6.12.119-1~deb12u1", flavour="amd64_none_cloud-amd64"),
+        dc.cache_key(VERSION, dc.render_fragment([*dc.FRAGMENT, ("KASAN", "y")]),
                      flavour="amd64_none_cloud-amd64"),
-        dk.cache_key(VERSION, modules=(*dk.LAB_MODULES, "loop"),
+        dc.cache_key(VERSION, modules=(*dc.LAB_MODULES, "loop"),
                      flavour="amd64_none_cloud-amd64"),
-        dk.cache_key(VERSION, flavour="amd64_none_amd64"),
+        dc.cache_key(VERSION, flavour="amd64_none_amd64"),
     }
     assert key not in others and len(others) == 4
 
 
 def test_lsmod_file_and_progress_step() -> None:
-    text = dk.lsmod_text(("9p", "test_hmm"))
+    text = dc.lsmod_text(("9p", "test_hmm"))
     assert text.splitlines()[0].startswith("Module")
     assert [ln.split()[0] for ln in text.splitlines()[1:]] == ["9p", "test_hmm"]
-    assert dk.build_step("  CC      mm/gup.o") == "CC mm/gup.o"
-    assert dk.build_step("") == ""
+    assert dc.build_step("  CC      mm/gup.o") == "CC mm/gup.o"
+    assert dc.build_step("") == ""
 
 
 def test_missing_packages_named(monkeypatch) -> None:
@@ -99,7 +100,7 @@ def _fake_build(cache: Path, key: str, release: str) -> Path:
     (root / "boot").mkdir()
     (root / "boot" / f"vmlinuz-{release}").write_bytes(b"")
     (root / "usr" / "src" / f"linux-headers-{release}").mkdir(parents=True)
-    marker = {"format": dk._BUILD_FORMAT, "generation": "6.12-debug", "release": release,
+    marker = {"format": dc.BUILD_FORMAT, "generation": "6.12-debug", "release": release,
               "root": str(root), "packages": {"linux-source-6.12": VERSION}}
     (root.parent / "complete.json").write_text(json.dumps(marker))
     return root
@@ -111,7 +112,7 @@ def test_lab_uses_the_cached_build_and_never_builds(tmp_path, monkeypatch) -> No
     with pytest.raises(PagerefError, match=r"not built.*pageref lab kernels --debug"):
         kernels.ensure_kernel("6.12-debug")
     release = "6.12.118-pageref-debug"
-    key = dk.cache_key(VERSION, flavour=dk.SOURCES["6.12"].config_flavour)
+    key = dc.cache_key(VERSION, flavour=dc.SOURCES["6.12"].config_flavour)
     root = _fake_build(tmp_path, key, release)
     kf = kernels.ensure_kernel("6.12-debug")
     assert (kf.release, kf.root, kf.generation) == (release, root, "6.12-debug")
@@ -129,4 +130,4 @@ def test_source_package_missing_is_one_line(monkeypatch) -> None:
 
     monkeypatch.setattr(dk.subprocess, "run", lambda *a, **k: R())
     with pytest.raises(PagerefError, match=r"^linux-source-6.12 is not installed .*bin/setup"):
-        dk.source_version(dk.SOURCES["6.12"])
+        dk.source_version(dc.SOURCES["6.12"])
