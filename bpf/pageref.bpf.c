@@ -37,7 +37,7 @@
  * The kernel stops a chain after MAX_TAIL_CALL_CNT (32 before 5.17, 33 since)
  * calls: the chain's last program (WALK_CALLS) names what is left as `lost`
  * rows (a pfn range and its references) instead of walking it, so nothing past
- * a bound vanishes. WALK_CHUNK comes from tracer/plan.py (its one owner, with
+ * a bound vanishes. WALK_CHUNK comes from tracer/defines.py (its one owner, with
  * the verifier's limit that sets it): 31 x 512 pages, 15,872 pages (62 MiB).
  */
 #ifndef WALK_CHUNK
