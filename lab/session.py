@@ -163,7 +163,9 @@ def run(
     (run_dir / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     if result.failure:
         raise PagerefError(f"{result.failure}; run directory {run_dir}")
-    return LabRun(result, run_dir, trace if trace.exists() else None,
+    # Without the recorder a /results/trace is the command's own file, not a
+    # trace: left in the run directory, never handed on as one.
+    return LabRun(result, run_dir, trace if record and trace.exists() else None,
                   read_workloads(run_dir / "workloads.jsonl"), timings)
 
 
