@@ -39,6 +39,7 @@ import numpy.typing as npt
 
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import PGMAP, Columns, K
+from pageref.analysis.lost_ranges import covered_by_lost_ranges
 from pageref.analysis.mismatch import replay_mismatches
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import PGMAP_TYPES
@@ -351,6 +352,11 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
         gap = gap | page_lost
         lost_between = np.where(page_lost, refs, lost_between)
         unseen = seg.cumsum(page_lost.view(np.int8), page_starts) > 0
+        covered = covered_by_lost_ranges(cols, idx, pfn, seq, page_starts, page_lost)
+        if covered is not None:
+            # the first row after the range's loss breaks inference as a gap does
+            gap = gap | (covered & ~seg.shift(covered, page_starts, False))
+            unseen = unseen | covered
     else:
         unseen = _const(False, m, np.bool_)
 

@@ -69,6 +69,31 @@ def test_a_page_lost_row_does_not_touch_other_pages():
     assert list(zip(a["kind"], a["severity"])) == [("free_while_referenced", "error")]
 
 
+def test_a_walk_lost_row_covers_every_page_of_its_range():
+    """A stopped walk names pfn .. pfn + count - 1 in one row on the first page:
+    the other pages of the range are uncertain from then on too (their own
+    verdicts before it stand), a page past the range is not touched."""
+    for victim, expected in ((FSDAX + 3, "uncertain"), (FSDAX + 4, "error")):
+        t = Tr()
+        t.add("pin", pfn=victim, rc=1, at=0)
+        t.add("lost", pfn=FSDAX, refs=4, count=4, at=MS)    # FSDAX .. FSDAX+3
+        t.add("free", pfn=victim, rc=1, at=2 * MS)
+        a = t.anomalies()
+        assert list(zip(a["kind"], a["severity"])) == [("free_while_referenced", expected)]
+
+
+def test_a_walk_lost_row_on_a_tail_page_covers_its_large_folio():
+    """The walk names the frames it did not reach (order 0, maybe tails); the
+    analysis counts a large folio on its head: the folio is uncertain."""
+    head = FSDAX + 512
+    t = Tr()
+    t.add("pin", pfn=head, rc=1, order=9, at=0)
+    t.add("lost", pfn=head + 100, refs=20, count=20, at=MS)
+    t.add("free", pfn=head, rc=1, order=9, at=2 * MS)
+    a = t.anomalies()
+    assert list(zip(a["kind"], a["severity"])) == [("free_while_referenced", "uncertain")]
+
+
 def test_a_page_lost_row_earlier_than_the_verdict_only():
     """Before the page's own lost row, its verdicts stand."""
     t = Tr()
