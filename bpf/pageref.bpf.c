@@ -37,13 +37,12 @@
  * The kernel stops a chain after MAX_TAIL_CALL_CNT (32 before 5.17, 33 since)
  * calls: the chain's last program (WALK_CALLS) names what is left as `lost`
  * rows (a pfn range and its references) instead of walking it, so nothing past
- * a bound vanishes. WALK_CHUNK comes from tracer/defines.py (its one owner, with
+ * a bound vanishes. WALK_CHUNK and WALK_CALLS come from tracer/defines.py (their owner, with
  * the verifier's limit that sets it): 31 x 512 pages, 15,872 pages (62 MiB).
  */
-#ifndef WALK_CHUNK
-#error "pageref: WALK_CHUNK comes from tracer/defines.py"
+#if !defined(WALK_CHUNK) || !defined(WALK_CALLS)
+#error "pageref: WALK_CHUNK and WALK_CALLS come from tracer/defines.py"
 #endif
-#define WALK_CALLS 32
 #define WALK_BIO 0
 #define WALK_UNPIN 1
 #define FBATCH_MAX 32	/* PAGEVEC_SIZE / folio_batch is 31 */

@@ -29,7 +29,8 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a C identifier, nothing else
 # 6.18 with the 5.10 and 6.1 layouts) and covers the lab's largest bios
 # (11,776 pages: a 64 MiB O_DIRECT from device DAX on 6.1).
 WALK_CHUNK = 512
-WALK_PAGES = 31 * WALK_CHUNK        # 15,872 pages (62 MiB) walked in one call
+WALK_CALLS = 32                     # programs in a chain (MAX_TAIL_CALL_CNT, 5.10+)
+WALK_PAGES = (WALK_CALLS - 1) * WALK_CHUNK   # 15,872 pages (62 MiB) walked in one call
 
 # Offsets only some handlers need (a plan Target's `requires`): fact key -> define.
 # Absent from a kernel's facts, the define is not emitted and the plan leaves the
@@ -244,6 +245,7 @@ def defines(facts: KernelFacts, plan: ProbePlan, opts: Options, page_size: int =
         "PAGE_SIZE_VAL": page_size,
         "MAX_BATCH": opts.max_batch,
         "WALK_CHUNK": WALK_CHUNK,
+        "WALK_CALLS": WALK_CALLS,
     })
     d["RET_OK_TRY_GRAB_PAGE"] = plan.ret_ok("try_grab_page")
     d["RET_OK_TRY_GRAB_FOLIO"] = plan.ret_ok("try_grab_folio")
