@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from pageref.commands.lab_kernels import kernels as _kernels
 from pageref.errors import PagerefError
 from pageref.lab.kernels import GENERATIONS as KERNELS
 
@@ -167,9 +168,4 @@ def shell(kernel: str, fs: str) -> None:
         raise PagerefError(r.failure)
 
 
-try:  # `pageref lab kernels` (prefetch), owned by the kernels developer
-    from pageref.commands.lab_kernels import kernels as _kernels
-
-    lab.add_command(_kernels)
-except ImportError:  # pragma: no cover - only while that command is absent
-    pass
+lab.add_command(_kernels)

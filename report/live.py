@@ -1,6 +1,6 @@
 """The live view shown while a trace is being recorded (or replayed by `pageref watch`).
 
-API used by the recorder (docs/TEAM-NOTES.md):
+API used by the recorder (tracer/recorder.py) and `pageref watch` (report/replay.py):
 
     view = LiveView(mode="auto")
     view.feed(batch)                      # new events, schema columns
