@@ -7,7 +7,12 @@ import json
 import re
 from typing import Any, TypedDict
 
-from pageref.trace.schema import DEFAULT_PAGE_SIZE, DEFAULT_PIN_BIAS, FORMAT_VERSION
+from pageref.trace.schema import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_PIN_BIAS,
+    FORMAT_VERSION,
+    READABLE_VERSIONS,
+)
 from pageref.trace.text import escape_controls, shown
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -100,10 +105,10 @@ class TraceHeader:
         if not is_int(self.version):
             raise ValueError("header field 'version' must be an integer, got "
                              f"{shown(self.version)}")
-        if self.version != FORMAT_VERSION:
+        if self.version not in READABLE_VERSIONS:
             raise ValueError(
                 f"unknown trace format version {shown(self.version)} (this pageref reads "
-                f"version {FORMAT_VERSION}); upgrade pageref"
+                f"versions {', '.join(map(str, READABLE_VERSIONS))}); upgrade pageref"
             )
         for name in ("pin_bias", "page_size"):
             v = getattr(self, name)

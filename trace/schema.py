@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+# Version 2 added the `ref` kind and the `refcount_after` column (the kernel's
+# page_ref tracepoints, where it has them). A version-1 trace is read as it
+# always was: it has neither.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 PARQUET_FORMAT = "pageref-trace"
 JSONL_FORMAT = "pageref-events"
 METADATA_KEY = b"pageref"
@@ -17,7 +21,12 @@ METADATA_KEY = b"pageref"
 # Event kinds. `grab_failed` is a grab the kernel refused (try_grab_* returned
 # failure): it took no reference, but it is evidence (e.g. a long-term pin on
 # fsdax refused, or GUP racing a freed page).
-KINDS = ("get", "pin", "put", "unpin", "free", "busy", "lost", "grab_failed")
+# `ref` (version 2) is one change of a page's refcount as the kernel's own
+# page_ref:* tracepoint reported it (CONFIG_DEBUG_PAGE_REF): not a reference
+# of its own but the record of one, inline puts included. It is appended so
+# that the other kinds keep their codes.
+KINDS = ("get", "pin", "put", "unpin", "free", "busy", "lost", "grab_failed", "ref")
+REF_KIND = "ref"
 KINDS_WITHOUT_PFN = ("busy", "lost")
 
 # enum memory_type names, as pageref spells them (include/linux/memremap.h).
@@ -51,6 +60,7 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool], ...] = (
     ("ret", pa.int64(), False),           # grab return value, where recorded
     ("count", pa.int64(), False),         # lost: events lost on `cpu`
     ("stack", pa.list_(pa.string()), False),  # kernel stack, innermost first
+    ("refcount_after", pa.int32(), False),  # ref (v2): _refcount after the change
 )
 
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
