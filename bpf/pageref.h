@@ -17,6 +17,9 @@
 #define KIND_GRAB_FAILED 6
 /* a walk stopped: pages from pfn not walked, refs references; ret = how many */
 #define KIND_LOST 7
+/* one refcount change from a page_ref:* tracepoint: refs = the signed change,
+ * refcount = before it, ret = after it (bpf/page_ref.bpf.c) */
+#define KIND_REF 8
 
 /* Probe targets: one id per kernel function pageref knows (plan.py TARGETS). */
 #define PROBE_TRY_GRAB_PAGE 1
@@ -47,6 +50,14 @@
 #define PROBE_BIO_RELEASE_PAGES 26
 #define PROBE_UNPIN_USER_PAGES_DIRTY_LOCK 27
 #define PROBE_UNPIN_USER_PAGE_RANGE_DIRTY_LOCK 28
+/* The kernel's page_ref:* tracepoints (CONFIG_DEBUG_PAGE_REF; tracer/page_ref.py) */
+#define PROBE_PAGE_REF_SET 29
+#define PROBE_PAGE_REF_MOD 30
+#define PROBE_PAGE_REF_MOD_AND_TEST 31
+#define PROBE_PAGE_REF_MOD_AND_RETURN 32
+#define PROBE_PAGE_REF_MOD_UNLESS 33
+#define PROBE_PAGE_REF_FREEZE 34
+#define PROBE_PAGE_REF_UNFREEZE 35
 
 #define PAGEREF_NO_PGMAP 0xff
 

@@ -60,6 +60,9 @@ def cgroup_id(path: str) -> int:
 @click.option("--stacks", is_flag=True, help="Record the kernel stack of each event.")
 @click.option("--no-fentry", is_flag=True, help="Kprobes only, even where the kernel "
               "allows fentry/fexit (BPF trampolines).")
+@click.option("--no-page-ref", is_flag=True, help="Do not attach the kernel's page_ref "
+              "tracepoints even where it has them (CONFIG_DEBUG_PAGE_REF kernels): they "
+              "record every refcount change (`ref` rows), and fire on every page.")
 @click.option("--perf-buffer", is_flag=True, help="Use the perf buffer even if the "
               "kernel has the BPF ring buffer.")
 @click.option("--buffer-pages", type=click.IntRange(1, 65536), default=None,
@@ -80,6 +83,7 @@ def cgroup_id(path: str) -> int:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(out: Path, duration: int | None, pids: tuple[int, ...], cgroup: str | None,
            all_pages: bool, pgmap_types: tuple[str, ...], stacks: bool, no_fentry: bool,
+           no_page_ref: bool,
            perf_buffer: bool, buffer_pages: int | None, consumer: str, layout_source: str,
            live_mode: str, command: tuple[str, ...]) -> None:
     """Record references taken and dropped on ZONE_DEVICE pages into OUT
@@ -107,7 +111,8 @@ def record(out: Path, duration: int | None, pids: tuple[int, ...], cgroup: str |
                                f"(it has {', '.join(sorted(values))})")
         types.append(values[name])
     opts = Options(all_pages=all_pages, pgmap_types=tuple(types), filter_pids=bool(pids),
-                   cgroup_id=cg, stacks=stacks, fentry=not no_fentry, ringbuf=not perf_buffer,
+                   cgroup_id=cg, stacks=stacks, fentry=not no_fentry, page_ref=not no_page_ref,
+                   ringbuf=not perf_buffer,
                    ringbuf_pages=buffer_pages)
     rec = Recorder(out, opts, pids=pids, duration_s=seconds,
                    command=list(command) or None, live_mode=live_mode, facts=facts,

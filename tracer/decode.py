@@ -55,6 +55,8 @@ def _coded(codes: np.ndarray, names: Sequence[str | None]) -> pa.DictionaryArray
 
 
 KIND_LOST = header_defines()["KIND_LOST"]     # a walk the BPF program had to stop
+KIND_REF = header_defines()["KIND_REF"]
+PROBE_PAGE_REF_SET = header_defines()["PROBE_PAGE_REF_SET"]
 
 
 def _comm_column(comm: np.ndarray) -> pa.Array:
@@ -92,13 +94,17 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
     # a stopped walk: `ret` carries how many events (pages) were not walked
     is_lost = ev["kind"] == KIND_LOST
     no_page = page == 0
+    # a page_ref tracepoint's change: `ret` carries the refcount after it; a
+    # page_ref_set's change (and so the count before it) is unknown
+    is_ref = ev["kind"] == KIND_REF
+    unknown_change = is_ref & (ev["probe"] == PROBE_PAGE_REF_SET)
     pincount = ev["pincount"]
     cols = {
         "ts_ns": pa.array(ev["ts_ns"].astype(np.int64)),
         "kind": _coded(ev["kind"], _KIND_NAMES),
         "pfn": pa.array(ev["pfn"].astype(np.int64), mask=no_page),
-        "refcount": pa.array(ev["refcount"], mask=no_page),
-        "refs": pa.array(ev["refs"], mask=is_busy),
+        "refcount": pa.array(ev["refcount"], mask=no_page | unknown_change),
+        "refs": pa.array(ev["refs"], mask=is_busy | unknown_change),
         "pid": pa.array(ev["pid"].astype(np.int32)),
         "tid": pa.array(ev["tid"].astype(np.int32)),
         "comm": _comm_column(ev["comm"]) if n else pa.array([], pa.string()),
@@ -115,6 +121,7 @@ def decode(raw: bytes, ctx: DecodeContext) -> pa.Table:
         "probe": _coded(ev["probe"], ctx._probe),
         "ret": pa.array(ev["ret"], mask=~(is_grab | is_busy)),
         "count": pa.array(ev["ret"], mask=~is_lost),
+        "refcount_after": pa.array(ev["ret"].astype(np.int32), mask=~is_ref),
     }
     if ctx.stack_of is not None:
         stacks = [ctx.stack_of(int(s)) if s >= 0 else None for s in ev["stack_id"]]

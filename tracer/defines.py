@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from pageref.errors import PagerefError
 from pageref.tracer.facts import KernelFacts
+from pageref.tracer.page_ref import HAVE_DEFINE as PAGE_REF_DEFINE
+from pageref.tracer.targets import AttachMethod
 
 if TYPE_CHECKING:   # plan.py imports this module (Target.requires names these defines)
     from pageref.tracer.plan import ProbePlan
@@ -73,6 +75,7 @@ class Options:
     self_tgid: int | None = None        # the recorder: its own events are not traced
     stacks: bool = False
     fentry: bool = True                 # use BPF trampolines where the plan allows
+    page_ref: bool = True               # the page_ref tracepoints, where the kernel has them
     ringbuf: bool = True
     ringbuf_pages: int = 256            # power of two
     max_batch: int = 64
@@ -254,6 +257,8 @@ def defines(facts: KernelFacts, plan: ProbePlan, opts: Options, page_size: int =
         d[f"HAVE_{a.symbol.upper()}"] = 1
         if a.method.trampoline:
             d[f"FENTRY_{a.symbol.upper()}"] = 1
+        if a.method is AttachMethod.RAW_TRACEPOINT:
+            d[PAGE_REF_DEFINE] = 1   # compiles bpf/page_ref.bpf.c
         lacking = a.target.requires - d.keys()
         if lacking:   # plan.resolve() leaves such targets out: a bug if reached
             raise PagerefError(f"internal: {a.symbol} attached without {sorted(lacking)}")

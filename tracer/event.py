@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 KIND_NAMES = {0: "get", 1: "pin", 2: "put", 3: "unpin", 4: "free", 5: "busy",
-              6: "grab_failed", 7: "lost"}
+              6: "grab_failed", 7: "lost", 8: "ref"}
 NO_PGMAP = 0xFF
 
 

@@ -44,8 +44,12 @@ WANTED_FUNCS = (
 )
 WANTED_VARS = ("vmemmap_base", "page_offset_base")
 # symbols whose presence tells what the kernel offers, where there is no BTF
-# enum to say it: bpf_ringbuf_output is the BPF ring buffer (5.8)
-WANTED_MARKERS = ("bpf_ringbuf_output",)
+# enum to say it: bpf_ringbuf_output is the BPF ring buffer (5.8); the kernel's
+# page_ref tracepoints (CONFIG_DEBUG_PAGE_REF) are tracer/page_ref.py MARKERS.
+WANTED_MARKERS = ("bpf_ringbuf_output", "__tracepoint_page_ref_set", "__tracepoint_page_ref_mod",
+                  "__tracepoint_page_ref_mod_and_test", "__tracepoint_page_ref_mod_and_return",
+                  "__tracepoint_page_ref_mod_unless", "__tracepoint_page_ref_freeze",
+                  "__tracepoint_page_ref_unfreeze")
 
 # struct member paths read by the BPF program (first found wins; see defines.py)
 WANTED_MEMBERS = (

@@ -15,7 +15,6 @@ the guarded handlers (tests/unit/test_tracer_plan_defines.py checks both).
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,72 +29,13 @@ from pageref.tracer.defines import (
     optional_defines,
 )
 from pageref.tracer.facts import KernelFacts
+from pageref.tracer.page_ref import PAGE_REF_TARGETS, resolve_page_ref
+from pageref.tracer.targets import Attached, AttachMethod, Target
+
+__all__ = ["AttachMethod", "Attached", "ProbePlan", "Target", "TARGETS", "resolve"]
 
 GRAB_KINDS = ("get", "pin", "grab_failed")
 GET, PUT, UNPIN, FREE, BUSY = ("get",), ("put",), ("unpin",), ("free",), ("busy",)
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    symbol: str
-    probe: str            # logical probe: grab | put | free | busy
-    id: int               # PROBE_* in bpf/pageref.h
-    kinds: tuple[str, ...]  # event kinds its handlers emit (trace/schema.py KINDS)
-    entry: bool = True    # has on_<symbol>
-    ret: bool = False     # has ret_<symbol>
-    note: str = ""        # what it is and the kernel commit that made it so
-    requires: frozenset[str] = frozenset()  # -D defines its handler needs (defines.py)
-
-
-class AttachMethod(str, enum.Enum):
-    """How a target is attached. Kprobes everywhere; BPF trampolines where the
-    plan allows and the kernel accepts them."""
-
-    KPROBE = "kprobe"
-    FENTRY_FEXIT = "fentry+fexit"
-    FENTRY = "fentry"
-    FEXIT = "fexit"
-
-    @property
-    def trampoline(self) -> bool:
-        """BCC attaches trampolines when it loads the program (no attach_kprobe)."""
-        return self is not AttachMethod.KPROBE
-
-
-@dataclasses.dataclass(frozen=True)
-class Attached:
-    """One target the plan attaches, and how."""
-
-    target: Target
-    method: AttachMethod
-    signature: str | None = None   # BTF prototype, where known
-    returns: str | None = None     # how success is told (grab), or what is measured
-    ret_conv: int | None = None    # RET_* of a grab function
-
-    @property
-    def symbol(self) -> str:
-        return self.target.symbol
-
-    @property
-    def probe(self) -> str:
-        return self.target.probe
-
-    @property
-    def ret(self) -> bool:
-        return self.target.ret
-
-    def header_entry(self) -> dict[str, Any]:
-        """The object trace/plan_record.py PlanEntry reads."""
-        d: dict[str, Any] = {"probe": self.probe, "symbol": self.symbol,
-                             "method": self.method.value, "id": self.target.id,
-                             "return": self.ret, "kinds": list(self.target.kinds)}
-        if self.signature:
-            d["signature"] = self.signature
-        if self.returns:
-            d["returns"] = self.returns
-        if self.ret_conv is not None:
-            d["ret_conv"] = self.ret_conv
-        return d
 
 
 # Order within a logical probe: newest form first.
@@ -194,6 +134,9 @@ TARGETS: tuple[Target, ...] = (
     Target("dax_layout_busy_page", "busy", 17, BUSY, ret=True,
            note="the whole-mapping form; only where the _range form is absent"),
 )
+# The kernel's page_ref tracepoints (tracer/page_ref.py) are targets too, of
+# their own logical probe "ref": only CONFIG_DEBUG_PAGE_REF kernels have them.
+TARGETS += PAGE_REF_TARGETS
 BY_SYMBOL = {t.symbol: t for t in TARGETS}
 BY_ID = {t.id: t for t in TARGETS}
 LOGICAL = ("grab", "put", "free", "busy")
@@ -285,10 +228,11 @@ DEVMAP_PUTS = ("__put_devmap_managed_folio_refs", "__put_devmap_managed_page_ref
 FREE_NAMES = ("free_zone_device_folio", "free_zone_device_page", "free_devmap_managed_page")
 
 
-def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
+def resolve(facts: KernelFacts, fentry: bool = False, page_ref: bool = True) -> ProbePlan:
     """Resolve the probe plan on `facts`: kprobes (and kretprobes); with `fentry`,
     grab/free/busy targets that have a BTF prototype use BPF trampolines
-    (fentry/fexit) instead."""
+    (fentry/fexit) instead; with `page_ref`, the kernel's page_ref tracepoints
+    where it has them (tracer/page_ref.py)."""
     attached: list[Attached] = []
     missing: list[LeftOut] = []
     notes: list[str] = []
@@ -470,8 +414,13 @@ def resolve(facts: KernelFacts, fentry: bool = False) -> ProbePlan:
         notes.append("dax_break_layout(_final) (6.15+) loops over "
                      "dax_layout_busy_page_range: its busy pages are reported there")
 
-    # Remove 'missing' noise for optional targets the kernel simply does not have
-    # when another form was attached for the same logical probe.
+    refs, ref_covered = resolve_page_ref(facts, page_ref, missing.append)
+    attached += refs
+    covered += ref_covered
+    if refs:
+        notes.append("the paths under 'not covered' are recorded by the page_ref "
+                     "tracepoints as `ref` rows, with their kernel stacks under --stacks")
+
     have = {a.probe for a in attached}
     for p in LOGICAL:
         if p not in have:

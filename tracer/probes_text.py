@@ -36,6 +36,10 @@ def plan_report(facts: KernelFacts) -> dict[str, Any]:
             lines.append(f"  {e.method.value:12} {sig}{ret}")
             if e.returns:
                 lines.append(f"          success: {e.returns}")
+    refs = plan.for_probe("ref")
+    if refs:
+        lines.append("ref (the kernel's page_ref tracepoints, every refcount change):")
+        lines.append("  raw_tracepoint " + ", ".join(e.symbol for e in refs))
     if plan.missing:
         lines.append("not attached:")
         for m in plan.missing:

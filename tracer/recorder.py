@@ -40,6 +40,7 @@ from pageref.tracer.plan import ProbePlan, resolve
 from pageref.tracer.ringbuf_reader import RingReader, open_reader
 from pageref.tracer.stale_probes import remove_stale
 from pageref.tracer.stream import Drainer, close_perf_buffer, cpu_s, live_view
+from pageref.tracer.targets import AttachMethod
 
 PROGRAM = "pageref.bpf.c"
 EVENT_SIZE = ctypes.sizeof(PagerefEvent)
@@ -50,8 +51,14 @@ WALKS = ((0, "walk_bio", ("__bio_release_pages", "bio_release_pages")),
 BPF_PROG_TYPE_KPROBE = 2    # uapi enum bpf_prog_type (bcc's BPF.KPROBE)
 
 
+# Handler files appended to the main program: BCC makes BPF programs only of
+# functions in its main text, not of an #include's. Each is guarded inside by
+# the define that compiles it.
+PARTS = ("page_ref.bpf.c",)
+
+
 def program_text() -> str:
-    return (bpf_dir() / PROGRAM).read_text()
+    return "\n".join((bpf_dir() / name).read_text() for name in (PROGRAM, *PARTS))
 
 
 def compile_program(defs: dict[str, int]) -> Any:
@@ -131,7 +138,7 @@ class Recorder:
                                "kprobe PMU); pageref cannot attach here. Run `pageref doctor`")
         self.opts.self_tgid = os.getpid()
         want_fentry = self.opts.fentry and caps.get("fentry") is not False
-        self.plan = resolve(self.facts, fentry=want_fentry)
+        self.plan = resolve(self.facts, fentry=want_fentry, page_ref=self.opts.page_ref)
         if not self.plan.attached:
             raise PagerefError("no probe target found on this kernel; see `pageref probes`")
         self.layout = layout(self.facts)
@@ -151,7 +158,7 @@ class Recorder:
             # the same plan with kprobes everywhere.
             self.fentry_refused = str(e)
             print("pageref: fentry/fexit refused here; using kprobes", file=sys.stderr)
-            self.plan = resolve(self.facts, fentry=False)
+            self.plan = resolve(self.facts, fentry=False, page_ref=self.opts.page_ref)
             self.defs = defines(self.facts, self.plan, self.opts, page_size=page_size)
             self.bpf = compile_program(self.defs)
         self.compile_s = time.monotonic() - t0
@@ -178,6 +185,9 @@ class Recorder:
             sym = entry.symbol
             if entry.method.trampoline:
                 continue  # fentry/fexit: attached when BCC loaded the program
+            if entry.method is AttachMethod.RAW_TRACEPOINT:
+                self._attach_tracepoint(sym)
+                continue
             try:
                 self.bpf.attach_kprobe(event=sym, fn_name=f"on_{sym}")
                 self.attached.append(("kprobe", sym))
@@ -189,6 +199,17 @@ class Recorder:
                 raise PagerefError(f"cannot attach a kprobe to {sym} ({e}); "
                                    "run `pageref doctor` and `pageref probes`") from None
         self.attach_s = time.monotonic() - t0
+
+    def _attach_tracepoint(self, tp: str) -> None:
+        """A page_ref tracepoint (tracer/page_ref.py), as a raw tracepoint."""
+        assert self.bpf is not None
+        try:
+            self.bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=f"on_{tp}".encode())
+        except Exception as e:  # bcc raises bare Exception
+            self.detach()
+            raise PagerefError(f"cannot attach the page_ref:{tp} tracepoint ({e}); record "
+                               "with --no-page-ref, and run `pageref doctor`") from None
+        self.attached.append(("raw_tracepoint", tp))
 
     def _load_walks(self) -> None:
         """The tail-call programs that walk a bio / an unpin array (WALK_* in the
@@ -212,6 +233,8 @@ class Recorder:
             with contextlib.suppress(Exception):
                 if kind == "kprobe":
                     self.bpf.detach_kprobe(event=sym)
+                elif kind == "raw_tracepoint":
+                    self.bpf.detach_raw_tracepoint(tp=sym.encode())
                 else:
                     self.bpf.detach_kretprobe(event=sym)
         self.attached = []

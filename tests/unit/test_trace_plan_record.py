@@ -112,4 +112,6 @@ def test_legacy_table_agrees_with_the_plan_targets():
 
     for t in TARGETS:
         assert set(t.kinds) <= set(KINDS), t.symbol
+        if t.probe == "ref":
+            continue  # page_ref tracepoints came with version 2: entries carry kinds
         assert legacy_kinds(t.probe, t.symbol) == t.kinds, t.symbol

@@ -54,6 +54,8 @@ def bcc_env():
     ("6.12", Options(all_pages=True)),
     ("7.2", Options(cgroup_id=12345)),
     ("5.10", Options()),
+    ("6.12-debug", Options(stacks=True)),
+    ("6.12-debug", Options(ringbuf=False)),
 ])
 def test_compile_and_load_every_handler(bcc_env, gen, opts):
     from pageref.tracer.recorder import compile_program
@@ -66,9 +68,35 @@ def test_compile_and_load_every_handler(bcc_env, gen, opts):
     try:
         for fn in compiled_handlers(d):
             b.load_func(fn.encode(), bcc_env.BPF.KPROBE)  # verifier accepts it; nothing attached
+        for fn in page_ref_handlers(d):
+            b.load_func(fn.encode(), bcc_env.BPF.RAW_TRACEPOINT)
     finally:
         b.cleanup()
     assert elapsed < 60, f"compile took {elapsed:.1f}s"
+
+
+def page_ref_handlers(d: dict[str, int]) -> list[str]:
+    """The page_ref tracepoint handlers (bpf/page_ref.bpf.c), compiled under
+    HAVE_PAGE_REF: one per tracer/page_ref.py target."""
+    from pageref.tracer.event import bpf_dir
+    from pageref.tracer.page_ref import HAVE_DEFINE, PAGE_REF_NAMES
+
+    if HAVE_DEFINE not in d:
+        return []
+    text = (bpf_dir() / "page_ref.bpf.c").read_text()  # appended by program_text()
+    found = re.findall(r"^int (on_\w+)\(", text, re.M)
+    assert sorted(found) == sorted(f"on_{n}" for n in PAGE_REF_NAMES)
+    return found
+
+
+def test_page_ref_define_only_where_the_plan_attaches_them():
+    from pageref.tracer.page_ref import HAVE_DEFINE
+
+    debug = KernelFacts.load(FIX / "6.12-debug")
+    assert HAVE_DEFINE in defines(debug, resolve(debug), Options())
+    assert HAVE_DEFINE not in defines(debug, resolve(debug, page_ref=False), Options())
+    stock = KernelFacts.load(FIX / "6.12")
+    assert HAVE_DEFINE not in defines(stock, resolve(stock), Options())
 
 
 def compiled_handlers(d: dict[str, int]) -> list[str]:
@@ -83,6 +111,8 @@ def compiled_handlers(d: dict[str, int]) -> list[str]:
     out = []
     for fn in re.findall(r"^int ((?:on|ret)_\w+)\(", text, re.M):
         t = BY_SYMBOL[fn.split("_", 1)[1]]
+        if t.probe == "ref":
+            continue  # raw tracepoints: page_ref_handlers()
         if t.symbol.upper() in guarded and f"HAVE_{t.symbol.upper()}" not in d:
             continue
         out.append(fn)

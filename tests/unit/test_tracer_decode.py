@@ -59,11 +59,14 @@ def per_event(raw: bytes) -> list[dict]:
         kind = KIND_NAMES[e.kind]
         grab = kind in ("get", "pin", "grab_failed")
         no_page = e.page == 0
+        # a page_ref tracepoint's change: after it in `ret`; page_ref_set's unknown
+        ref = kind == "ref"
+        unknown = ref and BY_ID.get(e.probe) is not None and BY_ID[e.probe].symbol == "page_ref_set"
         rows.append({
             "ts_ns": e.ts_ns, "kind": kind,
             "pfn": None if no_page else e.pfn,
-            "refcount": None if no_page else e.refcount,
-            "refs": None if kind == "busy" else e.refs,
+            "refcount": None if no_page or unknown else e.refcount,
+            "refs": None if kind == "busy" or unknown else e.refs,
             "pid": e.pid, "tid": e.tid, "cpu": e.cpu,
             "comm": ctypes.string_at(ctypes.addressof(e) + PagerefEvent.comm.offset, 16)
             .split(b"\0", 1)[0].decode("utf-8", "replace"),
@@ -78,6 +81,7 @@ def per_event(raw: bytes) -> list[dict]:
             "probe": BY_ID[e.probe].symbol if e.probe in BY_ID else None,
             "ret": e.ret if grab or kind == "busy" else None,
             "count": e.ret if e.kind == KIND_LOST else None,
+            "refcount_after": ctypes.c_int32(e.ret).value if ref else None,
         })
     return rows
 
@@ -98,6 +102,20 @@ def test_lost_event_carries_pfn_refs_and_count() -> None:
     row = decode(bytes(e), CTX).to_pylist()[0]
     assert (row["kind"], row["pfn"], row["refs"], row["count"], row["ret"]) == \
         ("lost", 0x140000, 300, 300, None)
+
+
+def test_page_ref_rows_carry_the_change_and_the_count_after_it() -> None:
+    page = 0xFFFFEA0004000000
+    mod = PagerefEvent(ts_ns=5, kind=8, page=page, pfn=0x140000, refs=-1, refcount=3, ret=2,
+                       probe=31, pgmap_type=4, zone_device=1)
+    put = decode(bytes(mod), CTX).to_pylist()[0]
+    assert (put["kind"], put["probe"], put["refs"], put["refcount"], put["refcount_after"],
+            put["ret"]) == ("ref", "page_ref_mod_and_test", -1, 3, 2, None)
+    st = PagerefEvent(ts_ns=6, kind=8, page=page, pfn=0x140000, refs=0, refcount=1, ret=1,
+                      probe=29, pgmap_type=1, zone_device=1)
+    s = decode(bytes(st), CTX).to_pylist()[0]
+    assert (s["probe"], s["refs"], s["refcount"], s["refcount_after"]) == \
+        ("page_ref_set", None, None, 1)
 
 
 def test_trailing_partial_event_is_dropped_not_misread() -> None:

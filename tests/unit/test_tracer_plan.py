@@ -200,3 +200,42 @@ def test_72_mapping_references_and_batched_release():
     assert "folios_put_refs" in plan_of("6.12") and "folios_put_refs" not in plan_of("6.1")
     lay = layout(facts("7.2")).off
     assert (lay["OFF_FBATCH_NR"], lay["OFF_FBATCH_FOLIOS"]) == (0, 8)
+
+
+def test_page_ref_tracepoints_attached_where_the_kernel_has_them():
+    """CONFIG_DEBUG_PAGE_REF (the lab's 6.12-debug): all seven as raw tracepoints,
+    a covered line; a stock kernel says why it has none; --no-page-ref too."""
+    from pageref.tracer.page_ref import PAGE_REF_NAMES
+
+    debug = facts("6.12-debug")
+    plan = resolve(debug)
+    refs = plan.for_probe("ref")
+    assert [a.symbol for a in refs] == list(PAGE_REF_NAMES)
+    assert {a.method for a in refs} == {AttachMethod.RAW_TRACEPOINT}
+    assert any("page_ref tracepoints" in c for c in plan.covered)
+    assert [e["kinds"] for e in plan.header_plan() if e["probe"] == "ref"] == [["ref"]] * 7
+    # the ordinary plan is the same as without them
+    assert [a.symbol for a in resolve(debug, page_ref=False).attached] == \
+        [a.symbol for a in plan.attached if a.probe != "ref"]
+    off = resolve(debug, page_ref=False)
+    assert [m.why for m in off.missing if m.probe == "ref"] == ["not asked for (--no-page-ref)"]
+    for gen in ("5.10", "6.1", "6.12", "7.2"):
+        stock = resolve(facts(gen))
+        assert not stock.for_probe("ref")
+        why = [m.why for m in stock.missing if m.probe == "ref"]
+        assert len(why) == 1 and "CONFIG_DEBUG_PAGE_REF" in why[0], gen
+
+
+def test_page_ref_half_present_is_not_attached():
+    f = facts("6.12-debug")
+    del f.symbols["__tracepoint_page_ref_freeze"]
+    plan = resolve(f)
+    assert not plan.for_probe("ref")
+    assert any("page_ref_freeze" in m.why for m in plan.missing if m.probe == "ref")
+
+
+def test_facts_want_every_page_ref_marker():
+    from pageref.tracer.facts import WANTED_MARKERS
+    from pageref.tracer.page_ref import MARKERS
+
+    assert set(MARKERS) <= set(WANTED_MARKERS)
