@@ -236,6 +236,24 @@ def test_double_free_near_miss_grab_between(between):
     assert t.kinds() == []
 
 
+def test_double_free_owner_reallocation_is_not_one():
+    """A device-private page reused by its driver (hmm-tests on the lab's debug
+    kernel): free, the owner's untraced zone_device_page_init, the last put
+    (refcount 1 seen), free again. Not a double free; two frees with only the
+    page seen unreferenced between still are."""
+    t = Tr()
+    t.add("free", rc=0, pgmap="private")
+    t.add("put", rc=1, probe="__folio_put", pgmap="private")
+    t.add("free", rc=0, pgmap="private")
+    assert t.kinds() == []
+    t = Tr()
+    t.add("free", rc=0, pgmap="private")
+    t.add("busy", rc=0, pgmap="private")
+    f2 = t.add("free", rc=0, pgmap="private")
+    a = t.anomalies()
+    assert list(a["kind"]) == ["double_free"] and a["evidence"][0][-1] == f2
+
+
 def test_double_free_near_miss_other_page():
     t = Tr()
     t.add("free", rc=1)
