@@ -28,11 +28,12 @@ K = {name: code for code, name in enumerate(KINDS)}
 PGMAP = {name: code for code, name in enumerate(PGMAP_TYPES)}
 
 NEEDED = ("ts_ns", "kind", "pfn", "refcount", "refs", "pid", "tid", "comm", "order",
-          "pgmap_type", "longterm", "mapping", "count")
+          "pgmap_type", "longterm", "mapping", "count", "refcount_after")
 _SUBSCHEMA = pa.schema([ARROW_SCHEMA.field(n) for n in NEEDED])
 # The per-row arrays of Columns (everything but the header, names and row numbers).
 ARRAYS = ("ts", "kind", "pfn", "has_pfn", "refcount", "has_refcount", "refs", "order",
-          "pgmap", "longterm", "pid", "tid", "comm", "mapping", "count")
+          "pgmap", "longterm", "pid", "tid", "comm", "mapping", "count", "refcount_after",
+          "has_refcount_after")
 _NEEDS_PFN = np.array([k not in KINDS_WITHOUT_PFN for k in KINDS])
 
 
@@ -40,9 +41,15 @@ _NEEDS_PFN = np.array([k not in KINDS_WITHOUT_PFN for k in KINDS])
 class Columns:
     """One array per field, all of length `n`, in file order.
 
-    Nulls are folded into sentinels: `has_pfn`/`has_refcount` say which values
-    are real; refs null -> 1; order null -> 0; pgmap/comm -1 = unknown;
-    pid/tid -1 = unknown; mapping 0 = unknown; count null -> 0.
+    Nulls are folded into sentinels: `has_pfn`/`has_refcount`/`has_refcount_after`
+    say which values are real; refs null -> 1; order null -> 0; pgmap/comm -1 =
+    unknown; pid/tid -1 = unknown; mapping 0 = unknown; count null -> 0.
+
+    `ref` rows (the kernel's page_ref tracepoints, format version 2) differ:
+    `refs` is the signed change, and null -> 0 (a `page_ref_set`: no change
+    known, so its refcount before is unknown too); a refcount before left out
+    where the change and the count after are known is filled in as
+    refcount_after - refs (docs/trace-format.md defines it so).
     """
 
     header: TraceHeader
@@ -63,6 +70,8 @@ class Columns:
     comm_names: list[str]
     mapping: np.ndarray
     count: np.ndarray
+    refcount_after: np.ndarray      # `ref` rows: the refcount after the change
+    has_refcount_after: np.ndarray
     # Row position of each event in the source (trace.events index); None means
     # 0..n-1, the file order.
     row: np.ndarray | None = None
@@ -167,7 +176,10 @@ class _Builder:
             "comm": self._codes(table.column("comm"), None) if n else np.zeros(0, np.int32),
             "mapping": num("mapping", 0, np.uint64),
             "count": num("count", 0, np.int64),
+            "refcount_after": num("refcount_after", 0, np.int32),
+            "has_refcount_after": valid("refcount_after"),
         }
+        _ref_rows(fields, valid("refs"))
         lo = self.rows_seen
         for k, v in fields.items():
             if self.total is not None:
@@ -195,7 +207,24 @@ class _Builder:
 _EMPTY_DTYPES = {"ts": np.int64, "kind": np.int8, "pfn": np.int64, "has_pfn": bool,
                  "refcount": np.int32, "has_refcount": bool, "refs": np.int32,
                  "order": np.int8, "pgmap": np.int8, "longterm": bool, "pid": np.int32,
-                 "tid": np.int32, "comm": np.int32, "mapping": np.uint64, "count": np.int64}
+                 "tid": np.int32, "comm": np.int32, "mapping": np.uint64, "count": np.int64,
+                 "refcount_after": np.int32, "has_refcount_after": bool}
+
+
+def _ref_rows(fields: dict[str, np.ndarray], has_refs: np.ndarray) -> None:
+    """`ref` rows' own reading of refs and refcount (see Columns), in place."""
+    ref = fields["kind"] == K["ref"]
+    if not ref.any():
+        return
+    for name in ("refs", "has_refcount", "refcount"):   # Arrow's may be read-only views
+        fields[name] = fields[name].copy()
+    unset = ref & ~has_refs
+    fields["refs"][unset] = 0
+    fields["has_refcount"][unset] = False
+    fill = ref & has_refs & ~fields["has_refcount"] & fields["has_refcount_after"]
+    if fill.any():
+        fields["refcount"][fill] = fields["refcount_after"][fill] - fields["refs"][fill]
+        fields["has_refcount"][fill] = True
 
 
 def _project(table: pa.Table, path: Path | None, where: str | None = None) -> pa.Table:

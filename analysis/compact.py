@@ -54,8 +54,11 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
     flag = idle_points(m)
     ar = np.arange(n, dtype=np.int64)
     ts = np.asarray(m.ts)
-    prev_ok = np.zeros(n, dtype=bool)
-    prev_ok[1:] = (m.pins_after[:-1] == 0) & (m.gets_after[:-1] == 0) & flag[:-1]
+    # The page as its previous ordinary row left it (ref rows change nothing
+    # counted and are never an idle point; the ones before r go with the past).
+    po = _previous_ordinary(k, m.page_starts)
+    pc = np.maximum(po, 0)
+    prev_ok = (po >= 0) & (m.pins_after[pc] == 0) & (m.gets_after[pc] == 0) & flag[pc]
     grab = ((k == K["get"]) | (k == K["pin"])).view(np.int8)
     grab_before = seg.cumsum(grab, m.life_starts) - grab
     fresh_life = (~m.life_starts & ((grab_before > 0) | m.page_starts[m.life_first])) \
@@ -67,7 +70,7 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
     # release is held as that one row.
     clean_after = ((k == K["put"]) | (k == K["unpin"])) & m.observed & ~m.mismatch \
         & (m.pins_after == 0) & (m.gets_after == 0) & (m.after == m.idle)
-    elig = ~m.page_starts & fresh_life & (k != K["busy"]) & (k != K["lost"]) \
+    elig = ~m.page_starts & fresh_life & (k != K["busy"]) & (k != K["lost"]) & (k != K["ref"]) \
         & ((prev_ok & (m.observed | ~m.known)) | clean_after)
     late_checks = (cols.kind == K["busy"]) & ~cols.has_pfn & (cols.ts >= cutoff)
     if settled > cutoff and not late_checks.any():
@@ -121,6 +124,15 @@ def compact(m: PageModel, cols: Columns, cutoff: int, settled: int,
     patch = (mp[cut] == 0) & (prior >= firsts[cut])
     held.mapping[at[patch]] = mp[prior[patch]]
     return held
+
+
+def _previous_ordinary(k: np.ndarray, page_starts: np.ndarray) -> np.ndarray:
+    """Per per-page row, the page's previous row that is not a ref row (-1: none)."""
+    is_ref = k == K["ref"]
+    if not is_ref.any():
+        ar = np.arange(len(k), dtype=np.int64)
+        return np.where(page_starts, -1, ar - 1)
+    return seg.shift(seg.last_valid_index(~is_ref, page_starts), page_starts, -1)
 
 
 def _kept_checks(cols: Columns, in_open: np.ndarray) -> np.ndarray:

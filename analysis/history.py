@@ -30,25 +30,36 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
     Columns:
       row               position of the event in trace.events (file order)
       ts_ns             event time (CLOCK_MONOTONIC ns)
-      kind              get, pin, put, unpin, free, busy, grab_failed
+      kind              get, pin, put, unpin, free, busy, grab_failed, ref (one
+                        change the kernel's page_ref tracepoint reported: the record
+                        of a reference another row may name, never counted as one)
       pfn               page frame number the event names
       page              the page the analysis counts it on: pfn, or for a large
                         folio (order > 0) its head pfn (pfn rounded down to 2^order)
-      refs              references taken or dropped (null in the file -> 1)
+      refs              references taken or dropped (null in the file -> 1); on a
+                        ref row the signed change (0: a page_ref_set, no change known)
       w                 pin weight: the header's pin bias for a small page, 1 for
                         a large folio (order > 0)
       idle              idle refcount of the page's pgmap type (header; 0 unknown)
       refcount_before   refcount just before the event: observed where the event
-                        recorded it, else carried forward from the last observation
-                        (<NA> where neither is possible, e.g. after lost events)
-      refcount_observed True where refcount_before was observed, not carried
+                        recorded it; else, on a page with ref rows, the count the
+                        page's latest ref row left (exact: the kernel reports every
+                        change); else inferred from the last observation plus the
+                        events' effects since (<NA> where neither is possible, e.g.
+                        after lost events)
+      refcount_observed True where refcount_before is exact (recorded or from a
+                        ref row), False where inferred
       refcount_after    refcount_before + the event's effect (get +refs,
-                        pin +refs*w, put -refs, unpin -refs*w, others 0)
+                        pin +refs*w, put -refs, unpin -refs*w, others 0); on a ref
+                        row the kernel's refcount_after
       pins, gets        pins and gets outstanding after the event, counted from the
                         trace (never below 0; reset to 0 by a free)
       pin_put           True for a put counted as a pin's release (pin_put_mismatch)
       gap               True when `lost` rows fall between the page's previous
                         event and this one: the history has a hole here
+      unexplained       True where the refcount changed with no traced operation
+                        to explain it (analysis/completeness.py): the later row of
+                        an unexplained transition, or an unattributed ref row
       lost              events those `lost` rows say were lost (0 if unknown)
       pid, tid, comm    who (nullable)
       probe, stack      kernel symbol (str) and stack (array of str, innermost
@@ -63,7 +74,12 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
     sl = lo + np.flatnonzero(m.kind[lo:hi] != K["lost"])
     pos = m.idx[sl]
     kinds = pd.Categorical.from_codes(m.kind[sl].astype(np.int64), categories=list(KINDS))
-    known = m.known[sl]
+    before, exact = m.exact
+    is_ref = m.kind[sl] == K["ref"]
+    known = (m.known | exact)[sl]
+    before = before[sl]
+    after = np.where(is_ref, cols.refcount_after[pos], before + m.delta[sl])
+    after_known = np.where(is_ref, cols.has_refcount_after[pos], known)
     comm_codes = cols.comm[pos].astype(np.int64)
     pid = cols.pid[pos]
     tid = cols.tid[pos]
@@ -76,9 +92,9 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
         "refs": m.refs[sl],
         "w": m.w[sl],
         "idle": m.idle[sl],
-        "refcount_before": pd.array(np.where(known, m.before[sl], 0), dtype="Int64"),
-        "refcount_observed": m.observed[sl],
-        "refcount_after": pd.array(np.where(known, m.after[sl], 0), dtype="Int64"),
+        "refcount_before": pd.array(np.where(known, before, 0), dtype="Int64"),
+        "refcount_observed": exact[sl],
+        "refcount_after": pd.array(np.where(after_known, after, 0), dtype="Int64"),
         "pins": m.pins_after[sl],
         "gets": m.gets_after[sl],
         "pin_put": m.mismatch[sl],
@@ -89,7 +105,8 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
         "comm": pd.Categorical.from_codes(comm_codes, categories=cols.comm_names)
         if cols.comm_names else pd.Categorical([None] * len(pos)),
     })
-    df.loc[~known, ["refcount_before", "refcount_after"]] = pd.NA
+    df.loc[~known, "refcount_before"] = pd.NA
+    df.loc[~after_known, "refcount_after"] = pd.NA
     df.loc[pid < 0, "pid"] = pd.NA
     df.loc[tid < 0, "tid"] = pd.NA
     probe, stack = _details(trace, df["row"].to_numpy())
@@ -102,9 +119,10 @@ def _page_losses(m: model_mod.PageModel) -> tuple[np.ndarray, np.ndarray]:
     """gap and lost per per-page row, a page's own `lost` rows moved onto the
     page's next event (what the history shows)."""
     own = np.flatnonzero(m.kind == K["lost"])
+    page_gap = m.gap if m.gap_any is None else m.gap_any   # ref rows show their own
     if not len(own):
-        return m.gap, m.lost_between
-    gap = m.gap.copy()
+        return page_gap, m.lost_between
+    gap = page_gap.copy()
     lost = np.array(m.lost_between, dtype=np.int64)
     nxt = seg.next_true_index(m.kind != K["lost"], m.page_starts, at=own)
     ok = nxt >= 0

@@ -39,8 +39,9 @@ import numpy.typing as npt
 
 from pageref.analysis import segments as seg
 from pageref.analysis.columns import PGMAP, Columns, K
-from pageref.analysis.lost_ranges import covered_by_lost_ranges
 from pageref.analysis.mismatch import replay_mismatches
+from pageref.analysis.page_losses import page_losses
+from pageref.analysis.ref_rows import exact_view, set_ref_values
 from pageref.trace.header import TraceHeader
 from pageref.trace.schema import PGMAP_TYPES
 
@@ -100,21 +101,26 @@ class PageModel:
     w: I64                       # pin weight: pin bias, 1 for a large folio
     idle: I64                    # idle refcount of the page's pgmap type
     pgmap: I8                    # pgmap type code of the page (-1 unknown)
-    delta: I64                   # the row's effect on the refcount
+    delta: I64                   # the row's effect on the refcount (a ref row: the change
+                                 # the kernel reported, which the model does not count)
     page_starts: Bool            # first row of a page
     life_starts: Bool            # first row of a page life (after a free)
-    observed: Bool               # the refcount before the row was recorded
+    observed: Bool               # the refcount before the row was recorded (by the row)
     known: Bool                  # `before` is known (observed or inferred)
     before: I64                  # refcount before the row (0 where not known)
     pins_after: I64              # P after the row (0 after a free)
     mismatch: Bool               # a put counted as a pin's release
     gap: Bool                    # events were lost between this and the page's previous row
+                                 # (previous ordinary row; False on a ref row: ref_rows.py)
     lost_between: I64            # how many (0 unknown); on a page's own lost row, its refs
     unseen: Bool                 # at or after a `lost` row naming this page
     any_free: bool               # some row is a free
     pages: int                   # distinct pages
     lost_seq: I64                # time-order ranks of the CPU-wide `lost` rows, sorted
     lost_ts: I64                 # their times
+    any_ref: bool = False        # some row is a `ref` row (analysis/ref_rows.py)
+    gap_any: Bool | None = None  # events were lost since the page's previous row of any
+                                 # kind (None: the same as gap, a trace without ref rows)
     # Busy episodes (detectors/busy_episodes.py), computed once when a detector asks.
     busy: BusyEpisodes | None = None
     # Set by the engine: verdicts final at or before this time are already out
@@ -132,6 +138,13 @@ class PageModel:
     @functools.cached_property
     def after(self) -> I64:
         return self.before + self.delta
+
+    @functools.cached_property
+    def exact(self) -> tuple[I64, Bool]:
+        """(before, exact): the refcount before each row as the kernel had it,
+        where known exactly (recorded, or carried from a ref row), else the
+        inference `before` (analysis/ref_rows.py exact_view)."""
+        return exact_view(self)
 
     @functools.cached_property
     def pins_before(self) -> I64:
@@ -215,6 +228,29 @@ def _pack(cols: Columns) -> np.ndarray:
     p |= cols.has_refcount.astype(np.int16) << 5
     p |= (cols.pgmap.astype(np.int16) + 1) << 6
     return p
+
+
+def _effect_luts(bias: int) -> tuple[np.ndarray, np.ndarray]:
+    small, large = np.zeros(16, dtype=np.int64), np.zeros(16, dtype=np.int64)
+    for name, sign in (("get", 1), ("put", -1)):
+        small[K[name]] = large[K[name]] = sign
+    for name, sign in (("pin", 1), ("unpin", -1)):
+        small[K[name]] = sign * bias
+        large[K[name]] = sign
+    return small, large
+
+
+def effect(kind: np.ndarray, refs: np.ndarray | None, large: np.ndarray, bias: int) -> I64:
+    """Each row's effect on the refcount as the model counts it: get +refs,
+    pin +refs x w (w: `bias` for a small page, 1 for a large folio), put -refs,
+    unpin -refs x w, every other kind 0 (a ref row too: the model counts no
+    reference from it). `refs` None: all 1."""
+    lut_small, lut_large = _effect_luts(int(bias))
+    delta = np.where(large, lut_large[kind], lut_small[kind]) if large.any() \
+        else lut_small[kind]
+    if refs is not None:
+        delta = delta * refs
+    return delta
 
 
 def build(cols: Columns, threshold_ns: int) -> PageModel:
@@ -306,24 +342,11 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     idle_lut = np.array([h.idle_for(t) for t in PGMAP_TYPES] + [0], dtype=np.int64)
     idle = _const(idle_lut[pgmap[0]], m) if (m and pgmap.strides == (0,)) else idle_lut[pgmap]
 
-    # Each kind's effect, from small lookup tables indexed by the kind code.
     bias = int(h.pin_bias)
-    lut = {name: np.zeros(16, dtype=np.int64) for name in ("small", "large", "pins", "gets")}
-    for name, sign in (("get", 1), ("put", -1)):
-        lut["small"][K[name]] = lut["large"][K[name]] = lut["gets"][K[name]] = sign
-    for name, sign in (("pin", 1), ("unpin", -1)):
-        lut["small"][K[name]] = sign * bias
-        lut["large"][K[name]] = lut["pins"][K[name]] = sign
     is_pin = k == K["pin"]
-    if large.any():
-        w = np.where(large, 1, bias)
-        delta = np.where(large, lut["large"][k], lut["small"][k])
-    else:
-        w = _const(bias, m)
-        delta = lut["small"][k]
+    w = np.where(large, 1, bias) if large.any() else _const(bias, m)
+    delta = effect(k, None if refs_all_one else refs, large, bias)
     del large
-    if not refs_all_one:
-        delta *= refs
     # P: pins outstanding, counted per page life, never below 0 (int8 deltas
     # summed in int64: no 80 MB temporaries per kind).
     d_pins = is_pin.view(np.int8) - (k == K["unpin"]).view(np.int8)
@@ -332,47 +355,32 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
     pins_after = seg.clamped_cumsum(d_pins, life_starts)
     del d_pins
 
-    # Lost events between this event and the page's previous one.
-    lost_pos = lost_ranks if by_ts is None else by_ts[lost_ranks]
-    if len(lost_ranks):
-        lr = np.searchsorted(lost_ranks, seq)          # lost rows before each event
-        prev_lr = seg.shift(lr, page_starts, -1)
-        gap = (prev_lr >= 0) & (lr > prev_lr)
-        lc_cum = np.concatenate([[0], np.cumsum(cols.count[lost_pos])])
-        lc = lc_cum[lr]
-        lost_between = np.where(gap, lc - seg.shift(lc, page_starts, 0), 0)
-        del lr, prev_lr, lc
-    else:
-        gap = np.zeros(m, dtype=bool)
-        lost_between = _const(0, m)
-    # The page's own losses: a gap at the row itself (the refcount is not
-    # carried across it), and every later row of the page is `unseen`.
-    page_lost = k == K["lost"]
-    if page_lost.any():
-        gap = gap | page_lost
-        lost_between = np.where(page_lost, refs, lost_between)
-        unseen = seg.cumsum(page_lost.view(np.int8), page_starts) > 0
-        covered = covered_by_lost_ranges(cols, idx, pfn, seq, page_starts, page_lost)
-        if covered is not None:
-            # the first row after the range's loss breaks inference as a gap does
-            gap = gap | (covered & ~seg.shift(covered, page_starts, False))
-            unseen = unseen | covered
-    else:
-        unseen = _const(False, m, np.bool_)
+    # Where the page's history has holes (analysis/page_losses.py).
+    is_ref = k == K["ref"]
+    any_ref = bool(is_ref.any())
+    holes = page_losses(cols, idx, pfn, seq, page_starts, k, refs, lost_ranks, by_ts, is_ref)
+    gap, gap_any, lost_between, unseen = holes.gap, holes.gap_any, holes.lost_between, \
+        holes.unseen
+    lost_pos = holes.lost_pos
+    del holes
 
     # Refcount before each event: observed, else inferred from the last
     # observation in the same run (a run restarts at an observation or a gap).
+    # Ref rows are passed by (their delta is 0 here), then given their own.
     rc = cols.refcount[idx] if observed.any() else np.zeros(m, np.int32)
     if observed.all():
-        before, known = rc.astype(np.int64, copy=False), observed
+        before, known = rc.astype(np.int64, copy=False), observed.copy()
     else:
-        run = page_starts | observed | gap
+        seen = observed & ~is_ref if any_ref else observed
+        run = page_starts | seen | gap
         first = seg.segment_first_index(run)
-        known = observed[first]
+        known = seen[first]
         excl = seg.cumsum(delta, run) - delta
         before = np.where(known, rc[first].astype(np.int64) + excl, 0)
-        del first, excl, run
+        del first, excl, run, seen
     del rc
+    if any_ref:
+        set_ref_values(cols, idx, is_ref, observed, before, known, delta)
 
     # pin_put_mismatch candidates (first pass); see the module docstring.
     mismatch = np.zeros(m, dtype=bool)
@@ -405,6 +413,7 @@ def build(cols: Columns, threshold_ns: int) -> PageModel:
         before=before, pins_after=pins_after, mismatch=mismatch, gap=gap, any_free=any_free,
         lost_between=lost_between, unseen=unseen, pages=npages,
         lost_seq=seq_of_lost(lost_ranks), lost_ts=ts[lost_pos],
+        any_ref=any_ref, gap_any=gap_any,
     )
 
 

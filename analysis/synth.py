@@ -19,7 +19,16 @@ The simulated kernel (one per trace):
   end, the page goes idle, the truncating task is woken and checks again
   (a `busy` with no page) well within T;
 - every event records the refcount observed just before it (some randomly
-  omitted), the task, the probe and a kernel-looking stack.
+  omitted), the task, the probe and a kernel-looking stack;
+- with `page_refs`, the kernel also reports every change of a refcount as a
+  `ref` row (CONFIG_DEBUG_PAGE_REF's page_ref tracepoints, format version 2),
+  by the same task shortly after the ordinary row that names it: a gup-fast
+  pin of a small page as +refs then +refs x (bias - 1), a refused grab
+  sometimes as +1 then -1 (gup-fast gave it back), a put or unpin as one
+  change, some puts' changes many ms later (a walk emits its rows ahead of
+  the kernel's puts); the untraced changes too (the allocation reference set
+  by the owner, page_ref_set; an fsdax page's inline unmap put, counted in
+  `Scenario.inline_changes`: the changes no ordinary row names).
 
 `Scenario.inject(bug)` adds one bug of the catalog on a fresh page and returns
 its pfn; `Scenario.expected` lists (kind, pfn) the analysis must report.
@@ -110,7 +119,8 @@ class Scenario:
 
     def __init__(self, seed: int = 0, idle_fsdax: int = 1, pin_bias: int = 1024,
                  threshold_ns: int = 1_000_000_000, drop_refcount: float = 0.0,
-                 stacks: bool = True, kernel: str = "6.1.0-56-amd64") -> None:
+                 stacks: bool = True, kernel: str = "6.1.0-56-amd64",
+                 page_refs: bool = False) -> None:
         self.rng = random.Random(seed)
         self.header = TraceHeader(kernel=kernel, pin_bias=pin_bias,
                                   idle_refcount={"fsdax": idle_fsdax, "generic": 1,
@@ -128,6 +138,9 @@ class Scenario:
         self._mapping = 0xFFFF_8881_0A3C_0000   # each page its own file's address_space
         self._quiet: list[tuple[int, int]] = []  # spans lost markers must not fall in
         self._next_pfn = BASE_PFN
+        self.page_refs = page_refs
+        self.inline_changes = 0                  # ref rows no ordinary row names
+        self._later: list[dict[str, Any]] = []   # ref rows due after the clock moves on
 
     # -- primitives ---------------------------------------------------------
     def tick(self, lo: int = 1_000, hi: int = 200_000) -> int:
@@ -166,34 +179,89 @@ class Scenario:
         self.events.append(ev)
         return ev
 
+    def _ref(self, p: _Page, change: int | None, probe: str, ev: dict[str, Any] | None,
+             later: bool = False, set_to: int | None = None) -> None:
+        """A `ref` row of `p` by the task of `ev` (the ordinary row naming the
+        change; None: a kernel worker), p.rc before it; `later`: many ms on."""
+        if not self.page_refs:
+            return
+        pid, comm = (ev["pid"], ev["comm"]) if ev is not None else (97, "kworker/u8:2")
+        ts = self.now + self.rng.randint(1_000, 20_000)
+        if later:
+            ts = self.now + self.rng.randint(MS, 50 * MS)
+        else:
+            self.now = ts
+        row: dict[str, Any] = {"ts_ns": ts, "kind": "ref", "pid": pid, "tid": pid,
+                               "comm": comm, "pfn": p.pfn, "pgmap_type": p.pgmap,
+                               "zone_device": True, "probe": probe}
+        if p.order:
+            row["order"] = p.order
+        if change is None:
+            row["refcount_after"] = set_to
+        else:
+            row.update(refs=change, refcount=p.rc, refcount_after=p.rc + change)
+        if self.stacks:
+            row["stack"] = [probe, "__page_ref_mod" if change is not None else "set_page_count",
+                            *(STACKS["put_dio"] if change is not None and change < 0
+                              else STACKS["get_dio"])[:4]]
+        (self._later if later else self.events).append(row)
+
+    def _free(self, p: _Page) -> None:
+        """A `free`: the kernel's put that took the page to its end came first,
+        so its ref rows still due are out before it."""
+        due = [r for r in self._later if r["pfn"] == p.pfn]
+        if due:
+            self._later = [r for r in self._later if r["pfn"] != p.pfn]
+            for r in due:
+                r["ts_ns"] = self.tick(1_000, 20_000)
+                self.events.append(r)
+        self._emit("free", p, TRUNCATOR, "free")
+
     def w(self, p: _Page) -> int:
         return 1 if p.order else self.header.pin_bias
 
     def alloc(self, p: _Page) -> None:
         """Types idling at 0 hold one reference while in use (set untraced)."""
         if p.idle == 0 and not p.allocated:
+            if p.rc == 0:
+                self._ref(p, None, "page_ref_set", None, set_to=1)
+            else:
+                self._ref(p, 1, "page_ref_mod", None)
+                self.inline_changes += 1
             p.rc += 1
             p.allocated = True
 
     def get(self, p: _Page, task=None, refs: int = 1, observe: bool | None = None) -> None:
         self.alloc(p)
-        self._emit("get", p, task, "get_dio", observe, **({"refs": refs} if refs > 1 else {}))
+        ev = self._emit("get", p, task, "get_dio", observe,
+                        **({"refs": refs} if refs > 1 else {}))
+        self._ref(p, refs, "page_ref_mod_unless", ev)
         p.rc += refs
 
     def put(self, p: _Page, task=None, refs: int = 1, stack: str = "put_dio",
             observe: bool | None = None) -> None:
-        self._emit("put", p, task, stack, observe, **({"refs": refs} if refs > 1 else {}))
+        ev = self._emit("put", p, task, stack, observe, **({"refs": refs} if refs > 1 else {}))
+        # a bio's walk emits its puts ahead of the kernel's (same task)
+        self._ref(p, -refs, "page_ref_mod_and_test", ev,
+                  later=stack == "put_dio" and self.rng.random() < 0.3)
         p.rc -= refs
 
     def pin(self, p: _Page, task=None, refs: int = 1, longterm: bool = False) -> None:
         self.alloc(p)
-        self._emit("pin", p, task, "pin_rdma" if longterm else "pin_uring", None,
-                   flags=0x40000 | (0x10000 if longterm else 0), longterm=longterm,
-                   **({"refs": refs} if refs > 1 else {}))
-        p.rc += refs * self.w(p)
+        ev = self._emit("pin", p, task, "pin_rdma" if longterm else "pin_uring", None,
+                        flags=0x40000 | (0x10000 if longterm else 0), longterm=longterm,
+                        **({"refs": refs} if refs > 1 else {}))
+        # gup-fast: try_get_folio's +refs, then folio_ref_add's +refs x (bias - 1)
+        self._ref(p, refs, "page_ref_mod_unless", ev)
+        p.rc += refs
+        if self.w(p) > 1:
+            self._ref(p, refs * (self.w(p) - 1), "page_ref_mod", ev)
+            p.rc += refs * (self.w(p) - 1)
 
     def unpin(self, p: _Page, task=None, refs: int = 1) -> None:
-        self._emit("unpin", p, task, "unpin_uring", None, **({"refs": refs} if refs > 1 else {}))
+        ev = self._emit("unpin", p, task, "unpin_uring", None,
+                        **({"refs": refs} if refs > 1 else {}))
+        self._ref(p, -refs * self.w(p), "page_ref_mod_and_test", ev)
         p.rc -= refs * self.w(p)
 
     def unmap(self, p: _Page) -> None:
@@ -202,6 +270,8 @@ class Scenario:
         through a traced final put."""
         if p.idle == 0 and p.allocated:
             if p.pgmap == "fsdax":
+                self._ref(p, -1, "page_ref_mod_and_test", None)
+                self.inline_changes += 1
                 p.rc -= 1
             else:
                 self.put(p, stack="free")
@@ -210,7 +280,7 @@ class Scenario:
     def release_life(self, p: _Page) -> None:
         """End a page's life: drop the allocation reference, then free."""
         self.unmap(p)
-        self._emit("free", p, TRUNCATOR, "free")
+        self._free(p)
 
     def busy(self, p: _Page | None, task=TRUNCATOR, of: _Page | None = None) -> None:
         """A busy check of the mapping of `p` (or of `of` when nothing is busy)."""
@@ -237,8 +307,14 @@ class Scenario:
                 held.append(("pin", task, refs))
             if p.pgmap == "fsdax" and self.rng.random() < 0.05:
                 # A refused long-term pin: the kernel working, not an anomaly.
-                self._emit("grab_failed", p, (3388, "ib_write_bw"), "refused", longterm=True,
-                           flags=0x50000, ret=-95)
+                ev = self._emit("grab_failed", p, (3388, "ib_write_bw"), "refused",
+                                longterm=True, flags=0x50000, ret=-95)
+                if p.rc > 0 and self.rng.random() < 0.5:
+                    # gup-fast took it, then gave it back: +1, -1 by the same task
+                    self._ref(p, 1, "page_ref_mod_unless", ev)
+                    p.rc += 1
+                    self._ref(p, -1, "page_ref_mod_and_test", ev)
+                    p.rc -= 1
         while held:
             kind, task, refs = held.pop()
             (self.put if kind == "get" else self.unpin)(p, task, refs)
@@ -300,7 +376,7 @@ class Scenario:
             self.now += r.randint(MS, 3 * self.T)
         elif bug == "free_while_referenced":
             self.pin(p, task)
-            self._emit("free", p, TRUNCATOR, "free")
+            self._free(p)
             if r.random() < 0.5:
                 self.unpin(p, task)
         elif bug == "double_free":
@@ -308,7 +384,7 @@ class Scenario:
             self.put(p, task)
             self.release_life(p)
             self.now += r.randint(MS, 10 * MS)
-            self._emit("free", p, TRUNCATOR, "free")
+            self._free(p)
         elif bug == "busy_page_stall":
             self.pin(p, task)
             self.unmap(p)
@@ -365,6 +441,8 @@ class Scenario:
         tail = self.T * 2 if tail_ns is None else tail_ns
         self.header.end_ns = self.now + tail
         evs = list(self.events)
+        if self._later:   # ref rows due later: into time order (stable)
+            evs = sorted(evs + self._later, key=lambda e: e["ts_ns"])
         for _ in range(lost_rows if evs else 0):
             at = self.rng.randrange(len(evs))
             for _ in range(100):
@@ -393,11 +471,12 @@ class Scenario:
 
 def random_scenario(seed: int, bugs: tuple[str, ...] = (), clean_pages: int = 3,
                     idle_fsdax: int = 1, drop_refcount: float = 0.0, truncates: int = 1,
-                    shuffle: int = 4, lost_rows: int = 0
+                    shuffle: int = 4, lost_rows: int = 0, page_refs: bool = False
                     ) -> tuple[Scenario, list[dict[str, Any]]]:
     """A trace of clean pages (some truncated) with `bugs` injected on their own
     pages, interleaved in time. Returns (scenario, events in file order)."""
-    s = Scenario(seed, idle_fsdax=idle_fsdax, drop_refcount=drop_refcount)
+    s = Scenario(seed, idle_fsdax=idle_fsdax, drop_refcount=drop_refcount,
+                 page_refs=page_refs)
     work: list[tuple[str, Any]] = [("clean", None)] * clean_pages + [("bug", b) for b in bugs]
     work += [("truncate", None)] * truncates
     s.rng.shuffle(work)

@@ -49,9 +49,14 @@ def render_page(hist: pd.DataFrame, header: TraceHeader, anomalies: pd.DataFrame
             lines.append(f"  {'':>7}  {'':>10}  ~~ {what} lost here: counts below may be off ~~")
         before = _rc(r.refcount_before, bool(r.refcount_observed))
         after = _rc(r.refcount_after, bool(r.refcount_observed))
-        rc = f"{before} -> {after}" if str(r.kind) in _REF_KINDS else before
+        kind = str(r.kind)
+        rc = f"{before} -> {after}" if kind in _REF_KINDS + ("ref",) else before
         note = "  (pin released by put)" if r.pin_put else ""
-        refs = str(int(r.refs)) if str(r.kind) in _REF_KINDS + ("grab_failed",) else ""
+        refs = str(int(r.refs)) if kind in _REF_KINDS + ("grab_failed",) else ""
+        if kind == "ref":   # the kernel's own record of one change (page_ref_*)
+            after = _rc(r.refcount_after, True)
+            rc = f"{before} -> {after}"
+            refs = f"{int(r.refs):+d}" if int(r.refs) else "set"
         lines.append(
             f"  {int(r.row):>7}  +{fmt_ns(int(r.ts_ns) - t0):<9}  {str(r.kind):<11} "
             f"{refs:>4}  {rc:<17} {int(r.pins):>3} {int(r.gets):>3}  "

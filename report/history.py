@@ -160,6 +160,9 @@ def last_refcount_per_page(trace: Trace, device_only: bool = True) -> pd.Series:
     if not len(sub):
         return pd.Series(dtype=np.int64)
     after = _num(sub, "refcount", 0) + refcount_delta(sub, trace.header.pin_bias)
+    # a ref row (the kernel's record of one change) carries the count after it
+    after = np.where(kind_is(sub, "ref") & ~np.isnan(_num(sub, "refcount_after", np.nan)),
+                     _num(sub, "refcount_after", 0), after)
     pfn = sub["pfn"].to_numpy(dtype=np.int64)
     order = np.lexsort((sub["ts_ns"].to_numpy(dtype=np.int64), pfn))  # by pfn, then time
     pfn, after = pfn[order], after[order]

@@ -45,13 +45,14 @@ def idle_points(m: PageModel) -> np.ndarray:
     refcount leaves it at or below idle; a release whose refcount was not
     observed and that leaves it at or below idle by inference, or with no pin or
     get counted outstanding (inference is off when references move through paths
-    no probe sees, so either witness will do)."""
+    no probe sees, so either witness will do). A `ref` row (the kernel's own
+    record of a change) is never one: ref rows change no verdict."""
     release = (m.kind == K["put"]) | (m.kind == K["unpin"])
     at_idle = m.after <= m.idle
     counted_idle = (m.pins_after == 0) & (m.gets_after == 0)
     flag = (m.kind == K["free"]) | (m.observed & at_idle) \
         | (release & ~m.observed & ((m.known & at_idle) | counted_idle))
-    return flag & (m.kind != K["busy"])
+    return flag & (m.kind != K["busy"]) & (m.kind != K["ref"])
 
 
 @dataclasses.dataclass

@@ -46,6 +46,7 @@ def detect(m: PageModel) -> list[Anomaly]:
         out.append(anomaly(
             m, KIND, j,
             f"freed again {fmt_ns(int(m.ts[j]) - int(m.ts[prev]))} after the previous free "
-            f"with no get or pin in between and nothing seeing it referenced" + gap_note(m, prev, j),
+            f"with no get or pin in between and nothing seeing it referenced"
+            + gap_note(m, prev, j),
             judged(ERROR, spans_loss(m, prev, j)), [prev, j]))
     return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pageref.analysis import segments as seg
 from pageref.analysis.columns import PGMAP, K
 from pageref.analysis.detectors.base import ERROR, Anomaly, anomaly, judged, spans_loss
 from pageref.analysis.detectors.repeats import merged_rows
@@ -29,11 +30,10 @@ KIND = "longterm_pin_fsdax"
 
 def undone_at_once(m: PageModel, js: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Per pin row in `js`: the page's next row is an unpin by the same task
-    within T (the 5.x refusal after the grab)."""
-    n = len(m.kind)
-    nxt = js + 1
-    ok = nxt < n
-    ok[ok] = ~m.page_starts[nxt[ok]]
+    within T (the 5.x refusal after the grab). Ref rows between (the kernel's
+    record of the pin and the unpin) are passed over."""
+    nxt = seg.next_true_index(m.kind != K["ref"], m.page_starts, at=js)
+    ok = nxt >= 0
     if not ok.any():
         return ok
     a, b = js[ok], nxt[ok]

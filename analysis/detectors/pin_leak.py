@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pageref.analysis import segments as seg
 from pageref.analysis.columns import K
 from pageref.analysis.detectors.base import (
     ERROR,
@@ -36,6 +37,9 @@ def detect(m: PageModel) -> list[Anomaly]:
     if not n:
         return []
     last = np.append(np.flatnonzero(m.page_starts)[1:] - 1, n - 1)
+    if m.any_ref:   # the page's last ordinary row: a ref row after it decides nothing
+        last = seg.last_valid_index(m.kind != K["ref"], m.page_starts)[last]
+        last = last[last >= 0]
     out = []
     for j in last[(m.pins_after[last] > 0) & (m.kind[last] != K["free"])].tolist():
         a = pin_episode(m, j)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pageref.analysis import model as model_mod
-from pageref.analysis.columns import Columns, from_frame, load_columns
+from pageref.analysis.columns import Columns, K, from_frame, load_columns
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.engine import Engine, column_batches
 from pageref.analysis.synth import BUGS, random_scenario
@@ -26,9 +26,10 @@ T = 200 * MS
 
 
 def synth(seed: int) -> Columns:
+    """Synthetic traces; every other one with the kernel's page_ref rows."""
     bugs = tuple(b for i, b in enumerate(BUGS) if (seed >> (i % 5)) & 1)
     s, events = random_scenario(seed, bugs=bugs, clean_pages=3, truncates=2,
-                                shuffle=3, lost_rows=seed % 3)
+                                shuffle=3, lost_rows=seed % 3, page_refs=seed % 2 == 1)
     return from_frame(events_frame(events), s.header)
 
 
@@ -37,7 +38,7 @@ def corpus(i: int) -> Columns:
     return load_columns(FILES[i]) if i < len(FILES) else synth(i - len(FILES))
 
 
-N_CORPUS = len(FILES) + 12
+N_CORPUS = len(FILES) + 16
 
 
 def lateness(cols: Columns) -> int:
@@ -66,6 +67,8 @@ def test_corpus_is_not_trivial():
         kinds |= {a[0][1] for a in whole_pass(corpus(i), T)}
     assert kinds == set(BUGS)
     assert any(lateness(corpus(i)) > 0 for i in range(N_CORPUS))
+    with_refs = [i for i in range(N_CORPUS) if (corpus(i).kind == K["ref"]).any()]
+    assert len(with_refs) >= 8
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
