@@ -132,6 +132,11 @@ def probes_section(trace: Trace) -> tuple[list[ProbeRow], list[DropPath], list[s
     return rows, drops, notes
 
 
+# A coverage line is untrusted header text: shown up to this many characters.
+# The plan's own lines name the kernel paths they cover (up to ~500 characters).
+COVERAGE_TEXT_LIMIT = 1000
+
+
 def recorder_notes(trace: Trace) -> RecorderNotes | None:
     """The drop paths covered and not covered, as `pageref probes` words them, the
     targets left out and why, and notes; None when the header says none of it."""
@@ -139,8 +144,8 @@ def recorder_notes(trace: Trace) -> RecorderNotes | None:
     if not (cov.covered or cov.uncovered or cov.left_out or cov.notes):
         return None
     return RecorderNotes(
-        covered=[clean_text(c, 400) for c in cov.covered],
-        uncovered=[clean_text(c, 400) for c in cov.uncovered],
-        missing=[MissingProbe(clean_text(m.probe), clean_text(m.symbol), clean_text(m.why, 400))
-                 for m in cov.left_out],
-        notes=[clean_text(n, 400) for n in cov.notes])
+        covered=[clean_text(c, COVERAGE_TEXT_LIMIT) for c in cov.covered],
+        uncovered=[clean_text(c, COVERAGE_TEXT_LIMIT) for c in cov.uncovered],
+        missing=[MissingProbe(clean_text(m.probe), clean_text(m.symbol),
+                              clean_text(m.why, COVERAGE_TEXT_LIMIT)) for m in cov.left_out],
+        notes=[clean_text(n, COVERAGE_TEXT_LIMIT) for n in cov.notes])

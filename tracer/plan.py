@@ -379,11 +379,30 @@ def resolve(facts: KernelFacts, fentry: bool = False, page_ref: bool = True) -> 
     # The devmap put takes only the pages page_is_devmap_managed() names (fsdax,
     # and before 6.1 device-private): a device DAX (MEMORY_DEVICE_GENERIC) or
     # p2pdma put that leaves references is an inline decrement everywhere.
+    # The paths below were found by the page_ref tracepoints on the lab's debug
+    # kernel (tests/lab/test_lab_debug.py fails on a change they show that no
+    # entry names): their function names are what the test matches.
+    private_seen = bool(devmap) and devmap[0] == "put_devmap_managed_page"
+    inline_kinds = ("device DAX and p2pdma" if private_seen
+                    else "device DAX, p2pdma and device-private" if devmap
+                    else "all ZONE_DEVICE (fsdax included: no devmap put)")
     uncovered.append("put_page()/folio_put()/folio_put_refs() that leave references "
                      "(inline atomic decrement; nothing to probe" +
-                     (", except the devmap puts above): device DAX and p2pdma pages' puts "
-                      "(pipe and vmsplice releases among them) are not seen"
-                      if devmap else ")"))
+                     (", except the devmap puts above)" if devmap else ")") +
+                     f": {inline_kinds} pages' puts are not seen, among them pipe releases "
+                     "(page_cache_pipe_buf_release, vmsplice), gup_test's put_back_pages "
+                     "(gup_test_ioctl)" +
+                     ("" if private_seen else ", device-private migration "
+                      "(migrate_device_finalize, migrate_vma_collect_pmd, try_to_migrate_one)") +
+                     f"; the last put, to 0, is seen through {final}")
+    uncovered.append("references taken outside GUP (inline folio_get()/folio_try_get()/"
+                     "get_page(); nothing to probe): device-private migration and faults "
+                     "(migrate_vma_collect_pmd, migrate_device_range, __migrate_device_pages, "
+                     "remove_migration_pte, do_swap_page), page table copies on fork "
+                     "(copy_page_range)")
+    uncovered.append("the count set by the page's owner (set_page_count(), inline): "
+                     "ZONE_DEVICE memmap init (memmap_init_zone_device) and device-private "
+                     "allocation (zone_device_page_init, to 1); a `free` ends each life")
     if facts.has_symbol("folios_put_refs") and try_attach(BY_SYMBOL["folios_put_refs"]):
         covered.append("batched releases (munmap/zap mmu_gather, release_pages) through "
                        "folios_put_refs: every folio of each batch")

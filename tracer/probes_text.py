@@ -46,7 +46,7 @@ def plan_report(facts: KernelFacts) -> dict[str, Any]:
             lines.append(f"  {m.probe:5} {m.symbol}: {m.why}")
     lines.append("drop paths covered:")
     lines += [f"  + {c}" for c in plan.covered]
-    lines.append("drop paths NOT covered:")
+    lines.append("drop paths NOT covered (and what else changes the count unseen):")
     lines += [f"  - {u}" for u in plan.uncovered]
     for n in plan.notes:
         lines.append(f"note: {n}")
