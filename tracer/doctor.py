@@ -164,6 +164,21 @@ def check_plan(facts: KernelFacts) -> Check:
     return Check("probe plan", "OK", msg)
 
 
+def check_page_ref(facts: KernelFacts) -> Check:
+    """The kernel's own refcount record (tracer/page_ref.py): INFO either way,
+    since stock kernels build CONFIG_DEBUG_PAGE_REF off."""
+    from pageref.tracer.page_ref import PAGE_REF_NAMES, marker
+
+    have = [n for n in PAGE_REF_NAMES if facts.has_symbol(marker(n))]
+    if len(have) == len(PAGE_REF_NAMES):
+        return Check("page_ref", "OK", "the kernel's page_ref tracepoints are there "
+                     "(CONFIG_DEBUG_PAGE_REF): `record` attaches them, every refcount "
+                     "change of a ZONE_DEVICE page becomes a `ref` row")
+    return Check("page_ref", "INFO", "no page_ref tracepoints (CONFIG_DEBUG_PAGE_REF off, "
+                 "as in distribution kernels): changes no probe covers are not recorded "
+                 "(`pageref probes` lists them); the analysis still flags unexplained steps")
+
+
 def check_pmem() -> list[Check]:
     out = []
     nd = sorted(os.path.basename(p) for p in glob.glob("/sys/bus/nd/devices/namespace*"))
@@ -213,6 +228,7 @@ def run_checks() -> list[Check]:
             checks.append(check)
         if facts is not None:
             checks.append(check_plan(facts))
+            checks.append(check_page_ref(facts))
     except Exception as e:  # a broken kernel fact must not hide the other verdicts
         checks.append(Check("probe plan", "FAIL", f"cannot resolve: {e}"))
     checks += check_pmem()

@@ -239,3 +239,11 @@ def test_facts_want_every_page_ref_marker():
     from pageref.tracer.page_ref import MARKERS
 
     assert set(MARKERS) <= set(WANTED_MARKERS)
+
+
+def test_doctor_says_whether_the_page_ref_tracepoints_are_there():
+    from pageref.tracer.doctor import check_page_ref
+
+    assert check_page_ref(facts("6.12-debug")).verdict == "OK"
+    stock = check_page_ref(facts("6.12"))
+    assert stock.verdict == "INFO" and "CONFIG_DEBUG_PAGE_REF off" in stock.detail
