@@ -2,8 +2,8 @@
 plan, stream events into a directory of Parquet parts (one about every second,
 so a SIGKILL loses at most the last second), count what the buffers lost.
 
-Compile and attach are separate steps (`compile_program`, `Recorder.attach`)
-so the compile can be tested on a machine that cannot attach.
+Compile (tracer/program.py `compile_program`) and attach (`Recorder.attach`)
+are separate steps so the compile can be tested on a machine that cannot attach.
 """
 
 from __future__ import annotations
@@ -32,53 +32,24 @@ from pageref.trace.parquet import PartWriter
 from pageref.tracer import kernel_rules
 from pageref.tracer.buffer_size import backlog_limit
 from pageref.tracer.decode import DecodeContext, decode
-from pageref.tracer.defines import Options, cflags, defines, layout
-from pageref.tracer.event import PagerefEvent, bpf_dir
+from pageref.tracer.defines import Options, defines, layout
+from pageref.tracer.event import PagerefEvent
 from pageref.tracer.facts import KernelFacts
 from pageref.tracer.losses import LossAccount
 from pageref.tracer.plan import ProbePlan, resolve
+from pageref.tracer.program import (
+    BPF_PROG_TYPE_KPROBE,
+    WALKS,
+    compile_program,
+    has_ringbuf,
+)
 from pageref.tracer.ringbuf_reader import RingReader, open_reader
 from pageref.tracer.stale_probes import remove_stale
 from pageref.tracer.stream import Drainer, close_perf_buffer, cpu_s, live_view
 from pageref.tracer.targets import AttachMethod
 
-PROGRAM = "pageref.bpf.c"
 EVENT_SIZE = ctypes.sizeof(PagerefEvent)
 FLUSH_S = 1.0
-# (index in the BPF `walks` prog array (WALK_*), program, the probes that start it)
-WALKS = ((0, "walk_bio", ("__bio_release_pages", "bio_release_pages")),
-         (1, "walk_unpin", ("unpin_user_pages", "unpin_user_pages_dirty_lock")))
-BPF_PROG_TYPE_KPROBE = 2    # uapi enum bpf_prog_type (bcc's BPF.KPROBE)
-
-
-# Handler files appended to the main program: BCC makes BPF programs only of
-# functions in its main text, not of an #include's. Each is guarded inside by
-# the define that compiles it.
-PARTS = ("page_ref.bpf.c",)
-
-
-def program_text() -> str:
-    return "\n".join((bpf_dir() / name).read_text() for name in (PROGRAM, *PARTS))
-
-
-def compile_program(defs: dict[str, int]) -> Any:
-    """Compile (and load nothing): returns the bcc.BPF object. Raises PagerefError."""
-    try:
-        from bcc import BPF
-    except ImportError:
-        raise PagerefError("BCC is not importable (python3-bpfcc); install it: "
-                           "apt-get install python3-bpfcc bpfcc-tools") from None
-    from pageref.tracer.kheaders import bcc_environment
-
-    bcc_environment()
-    flags = cflags(defs) + [f"-I{bpf_dir()}", "-Wno-unused-function", "-Wno-ignored-attributes"]
-    try:
-        return BPF(text=program_text().encode(), cflags=flags)  # bytes: BCC warns on str
-    except Exception as e:  # bcc raises bare Exception
-        raise PagerefError(f"BPF compile failed ({e}); kernel headers for BCC missing? "
-                           f"install linux-headers-{os.uname().release} "
-                           "or run `pageref doctor`") from None
-
 
 @dataclasses.dataclass
 class RecordResult:
@@ -436,13 +407,6 @@ class Recorder:
         return RecordResult(self.out, writer.events, dict(self.losses.lost), dict(self.per_probe),
                             self.compile_s, self.attach_s,
                             (time.monotonic_ns() - start_ns) / 1e9, exit_code)
-
-
-def has_ringbuf(facts: KernelFacts) -> bool:
-    """BPF_MAP_TYPE_RINGBUF (5.8+) in the kernel's enum bpf_map_type."""
-    if facts.has_btf:
-        return "BPF_MAP_TYPE_RINGBUF" in (facts.enums.get("bpf_map_type") or {})
-    return facts.has_symbol("bpf_ringbuf_output")  # no BTF: the helper's presence
 
 
 def _value_counts(col: pa.ChunkedArray | pa.Array) -> tuple[list[str], list[int]]:

@@ -58,7 +58,7 @@ def bcc_env():
     ("6.12-debug", Options(ringbuf=False)),
 ])
 def test_compile_and_load_every_handler(bcc_env, gen, opts):
-    from pageref.tracer.recorder import compile_program
+    from pageref.tracer.program import compile_program
 
     facts = KernelFacts.load(FIX / gen)
     d = defines(facts, resolve(facts), opts)
@@ -104,7 +104,7 @@ def compiled_handlers(d: dict[str, int]) -> list[str]:
     an `#ifdef HAVE_<SYMBOL>` guard only with that define (defines.py emits it for
     the targets the plan attaches)."""
     from pageref.tracer.plan import BY_SYMBOL
-    from pageref.tracer.recorder import program_text
+    from pageref.tracer.program import program_text
 
     text = program_text()
     guarded = set(re.findall(r"^#ifdef HAVE_(\w+)$", text, re.M))
@@ -117,7 +117,7 @@ def compiled_handlers(d: dict[str, int]) -> list[str]:
             continue
         out.append(fn)
     # a walk program (recorder.WALKS) is compiled where one of its starters is
-    from pageref.tracer.recorder import WALKS
+    from pageref.tracer.program import WALKS
     for _index, fn, starters in WALKS:
         if any(s.upper() not in guarded or f"HAVE_{s.upper()}" in d for s in starters):
             out.append(fn)
@@ -129,7 +129,7 @@ def compiled_handlers(d: dict[str, int]) -> list[str]:
 def test_plan_without_optional_offsets_compiles(bcc_env, drop):
     """Offsets a kernel does not give: the plan leaves their targets out, and the
     program compiles and loads without them (6.1, both walks planned when complete)."""
-    from pageref.tracer.recorder import compile_program
+    from pageref.tracer.program import compile_program
 
     facts = KernelFacts.load(FIX / "6.1")
     for key in drop:
@@ -152,7 +152,7 @@ def test_plan_without_optional_offsets_compiles(bcc_env, drop):
 
 def test_missing_define_fails_to_compile(bcc_env):
     from pageref.errors import PagerefError
-    from pageref.tracer.recorder import compile_program
+    from pageref.tracer.program import compile_program
 
     facts = KernelFacts.load(FIX / "6.1")
     d = defines(facts, resolve(facts), Options())
@@ -164,7 +164,7 @@ def test_missing_define_fails_to_compile(bcc_env):
 def test_planned_walk_without_its_offsets_fails_to_compile(bcc_env):
     """The BPF side refuses a HAVE_ guard whose offsets are missing (a plan bug)."""
     from pageref.errors import PagerefError
-    from pageref.tracer.recorder import compile_program
+    from pageref.tracer.program import compile_program
 
     facts = KernelFacts.load(FIX / "6.1")
     d = defines(facts, resolve(facts), Options())

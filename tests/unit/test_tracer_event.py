@@ -62,7 +62,7 @@ def test_kinds_match_header_and_schema():
 
 
 def test_program_has_handlers_for_every_target():
-    from pageref.tracer.recorder import program_text
+    from pageref.tracer.program import program_text
 
     src = program_text()
     for t in TARGETS:

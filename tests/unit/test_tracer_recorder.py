@@ -328,8 +328,10 @@ def test_walk_programs_loaded_for_the_attached_walks(recorder):
     assert "__bio_release_pages" in attached and "unpin_user_pages" not in attached
     assert [fn for fn, _ in fake.loaded] == ["walk_bio"]
     assert set(fake["walks"]) == {0}
-    text = rec_mod.program_text()
-    for index, fn, _starters in rec_mod.WALKS:
+    from pageref.tracer.program import WALKS, program_text
+
+    text = program_text()
+    for index, fn, _starters in WALKS:
         assert f"int {fn}(struct pt_regs *ctx)" in text
         assert f"#define WALK_{fn.split('_')[1].upper()} {index}" in text
 
