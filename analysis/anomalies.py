@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ import pandas as pd
 from pageref.analysis import columns as cols_mod
 from pageref.analysis import model as model_mod
 from pageref.analysis.columns import Columns, K
+from pageref.analysis.completeness import Completeness
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly
 from pageref.analysis.engine import DEFAULT_THRESHOLD_NS, REORDER_NS, Engine
@@ -91,6 +92,8 @@ class Streamed:
     first_ts: int               # earliest event time (0 for an empty trace)
     rows_held: int              # the most rows the engine held at once
     late: int                   # events more than the reorder window out of time order
+    completeness: Completeness  # the history's completeness (analysis/completeness.py)
+    by_frame: list[dict[str, Any]]  # unattributed page_ref changes by stack frame
 
 
 def batches(path: Path, batch_rows: int = 1_000_000) -> Iterator[Columns]:
@@ -152,4 +155,17 @@ def stream(path: Path, threshold_ns: int = DEFAULT_THRESHOLD_NS, progress=None,
     counts = {"events": events, "pages": int(len(pages)),
               "lost_events": max(lost_rows, int(header.lost_total))}
     return Streamed(anomalies_frame(eng.found), counts, header,
-                    first if first is not None else 0, held, eng.late)
+                    first if first is not None else 0, held, eng.late,
+                    eng.completeness(), unattributed_by_frame(path, eng.tally))
+
+
+def unattributed_by_frame(trace: Any, tally: Any) -> list[dict[str, Any]]:
+    """Where a page_ref trace's unattributed changes come from: their stacks'
+    first frames past the refcount helpers (analysis/unexplained.py), read for
+    those rows only; [] for a trace without ref rows."""
+    from pageref.analysis.unexplained import by_frame, details
+
+    if not tally.saw_ref:
+        return []
+    rows = np.array([r[0] for r in tally.unexplained_rows()], dtype=np.int64)
+    return by_frame(details(trace, rows)[1]) if len(rows) else []

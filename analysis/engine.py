@@ -48,6 +48,7 @@ from pageref.analysis import columns as cols_mod
 from pageref.analysis import compact as compact_mod
 from pageref.analysis import model as model_mod
 from pageref.analysis.columns import Columns, K
+from pageref.analysis.completeness import Completeness, Tally
 from pageref.analysis.detectors import DETECTORS
 from pageref.analysis.detectors.base import Anomaly, pin_episode
 from pageref.analysis.detectors.busy_episodes import busy_episodes
@@ -103,6 +104,10 @@ class Engine:
         # Records of findings' first occurrences already written, for those
         # still counting repeats (PageModel.made).
         self._made: dict[tuple[str, int], Anomaly] = {}
+        # The completeness figure, settled with the verdicts (its own bounded
+        # state: analysis/completeness.py), so every reader of the engine
+        # tells the same figure.
+        self.tally = Tally(header)
 
     # -- feeding -----------------------------------------------------------
     def feed_frame(self, events: pd.DataFrame) -> list[Anomaly]:
@@ -130,6 +135,7 @@ class Engine:
             return []
         row = batch.row if batch.row is not None else \
             np.arange(self.rows_seen, self.rows_seen + n, dtype=np.int64)
+        self.tally.add(dataclasses.replace(batch, row=row))
         self._parts.append(dataclasses.replace(
             batch, header=self.header, row=row, comm=self._recode(batch), comm_names=[]))
         self.rows_seen = max(self.rows_seen, int(row.max()) + 1)
@@ -173,6 +179,11 @@ class Engine:
             self._parts = [dataclasses.replace(self._parts[0], row=row, **merged)]
         one = self._parts[0]
         return dataclasses.replace(one, comm_names=names, pages=None)
+
+    def completeness(self) -> Completeness:
+        """The completeness figure of the rows settled so far (the whole trace's
+        after finish())."""
+        return self.tally.result()
 
     def pending(self) -> list[Pending]:
         """Pins held longer than T so far and pages busy longer than T so far,
@@ -240,8 +251,11 @@ class Engine:
         self.found.extend(new)
         for a in new:
             self._open[_first_of(a)] = a
+        if final:
+            self.tally.settle(None)
         if settled is not None:
             self._settled = settled if prev is None else max(prev, settled)
+            self.tally.settle(self._settled)
             done = self._settled
             self._open = {k: a for k, a in self._open.items()
                           if a.final_ns is None or a.final_ns > done}

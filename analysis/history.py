@@ -18,7 +18,7 @@ from pageref.trace.schema import KINDS
 HISTORY_COLUMNS = (
     "row", "ts_ns", "kind", "pfn", "page", "refs", "w", "idle", "refcount_before",
     "refcount_observed", "refcount_after", "pins", "gets", "pin_put", "gap", "lost",
-    "pid", "tid", "comm", "probe", "stack",
+    "unexplained", "pid", "tid", "comm", "probe", "stack",
 )
 _PGMAP_NAMES = {v: k for k, v in PGMAP.items()}
 
@@ -100,6 +100,7 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
         "pin_put": m.mismatch[sl],
         "gap": gap[sl],
         "lost": lost[sl],
+        "unexplained": np.isin(cols.rows()[pos], _unexplained_rows(cols)),
         "pid": pd.array(pid, dtype="Int64"),
         "tid": pd.array(tid, dtype="Int64"),
         "comm": pd.Categorical.from_codes(comm_codes, categories=cols.comm_names)
@@ -113,6 +114,16 @@ def df_history(trace: TraceLike, pfn: int | None = None) -> pd.DataFrame:
     df["probe"] = pd.Series(probe, index=df.index, dtype=object)
     df["stack"] = stack
     return df.reset_index(drop=True)
+
+
+def _unexplained_rows(cols) -> np.ndarray:
+    """Rows of the trace's unexplained steps (analysis/completeness.py)."""
+    from pageref.analysis.completeness import Tally
+
+    t = Tally(cols.header)
+    t.add(cols)
+    t.settle(None)
+    return np.array([r[0] for r in t.unexplained_rows()], dtype=np.int64)
 
 
 def _page_losses(m: model_mod.PageModel) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from pageref.analysis.anomalies import TraceLike, columns_of
 from pageref.analysis.columns import Columns, K
+from pageref.analysis.completeness import Completeness
 from pageref.analysis.severity import ORDER
 from pageref.trace.header import TraceHeader
 
@@ -53,15 +54,25 @@ def summarize(trace: TraceLike, anomalies: pd.DataFrame) -> dict[str, Any]:
     """{"anomalies": [{"kind", "pfn", "ts_ns", "pid", "comm", "detail", "severity",
     "evidence", "count", "pfn_hex"}...], "events": N, "pages": N, "lost_events": N,
     "by_kind": {kind: N}, "by_severity": {"error": N, "warning": N, "uncertain": N},
+    "completeness": {"source", "counted", "explained", "unexplained", "pages", "share"
+    [, "unattributed_by_stack": [{"frame", "count"}...]]},
     "trace": {"path", "kernel", "pin_bias", "idle_refcount"}}."""
+    from pageref.analysis.anomalies import unattributed_by_frame
+    from pageref.analysis.completeness import tally
+
     cols = columns_of(trace)
-    return document(cols.header, cols.path, trace_counts(cols), anomalies)
+    t = tally(cols)
+    return document(cols.header, cols.path, trace_counts(cols), anomalies, t.result(),
+                    unattributed_by_frame(trace, t))
 
 
 def document(h: TraceHeader, path: Path | None, counts: dict[str, int],
-             anomalies: pd.DataFrame) -> dict[str, Any]:
-    """The --json document from a trace's header, counts (trace_counts) and
-    anomalies: what a streaming pass has without holding the trace."""
+             anomalies: pd.DataFrame, completeness: Completeness | None = None,
+             by_frame: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The --json document from a trace's header, counts (trace_counts),
+    anomalies and completeness figure (with, for a page_ref trace, where its
+    unattributed changes come from): what a streaming pass has without
+    holding the trace."""
     # Column by column (a trace can have 100k findings): evidence lists of ints
     # pass as they are, anything else through _plain.
     names = list(anomalies.columns)
@@ -79,6 +90,10 @@ def document(h: TraceHeader, path: Path | None, counts: dict[str, int],
     # Verdicts across a loss are counted apart from the errors and warnings.
     sev = anomalies["severity"].value_counts() if len(anomalies) else {}
     out["by_severity"] = {s.value: int(sev.get(s.value, 0)) for s in ORDER}
+    if completeness is not None:
+        out["completeness"] = completeness.as_dict()
+        if completeness.source == "page_ref":
+            out["completeness"]["unattributed_by_stack"] = list(by_frame or [])
     out["trace"] = {"path": str(path) if path is not None else None,
                     "kernel": h.kernel, "pin_bias": h.pin_bias,
                     "idle_refcount": dict(h.idle_refcount)}

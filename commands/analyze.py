@@ -47,7 +47,7 @@ def analyze(trace: Path, threshold: int, as_json: bool, limit: int) -> None:
     progress = Progress(f"analysing {trace}")
     st = stream(trace, threshold, progress=progress)
     progress.done()
-    doc = document(st.header, trace, st.counts, st.anomalies)
+    doc = document(st.header, trace, st.counts, st.anomalies, st.completeness, st.by_frame)
     if st.late:
         click.echo(f"pageref: warning: {st.late:,} events came more than 1 s out of time "
                    f"order; verdicts near them may differ from a sorted trace's", err=True)

@@ -7,9 +7,12 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from pageref.analysis.completeness import Completeness, describe
 from pageref.analysis.fmt import fmt_ns
 from pageref.analysis.severity import Severity
 from pageref.trace.pgmap_names import display_name
+
+COMPLETENESS_KEYS = ("source", "counted", "explained", "unexplained", "pages", "share")
 
 
 def render(doc: dict[str, Any], threshold: int, limit: int, t0: int,
@@ -27,6 +30,14 @@ def render(doc: dict[str, Any], threshold: int, limit: int, t0: int,
         f"{idle}, threshold {fmt_ns(threshold)}",
     ]
     lines += [f"  warning: {w}" for w in warnings]
+    comp = doc.get("completeness")
+    if comp is not None:
+        lines.append("  " + describe(Completeness(**{k: comp[k] for k in COMPLETENESS_KEYS})))
+        frames = comp.get("unattributed_by_stack") or []
+        if frames:
+            lines.append("    unattributed changes from: " + ", ".join(
+                f"{f['frame']} {f['count']:,}" for f in frames[:5])
+                + (f", ... ({len(frames)} places)" if len(frames) > 5 else ""))
     an = doc["anomalies"]
     if doc["lost_events"]:
         lines.append("  (events were lost: counts near the gaps are uncertain; "

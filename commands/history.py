@@ -20,7 +20,10 @@ Columns: ROW is the event's row in the trace (what `analyze` cites as evidence);
 REFCOUNT is before -> after the event (observed before; "~" marks a value
 carried forward from an earlier observation, "?" unknown); P and G are the pins
 and gets outstanding after it, counted from the trace. A "lost" line marks a
-gap: the tracer lost events there, so the counts after it may be off.
+gap: the tracer lost events there, so the counts after it may be off. "!"
+marks an unexplained step: the refcount changed with no traced operation to
+say why (on a trace with page_ref rows: a kernel change no row names); ref
+rows are the kernel's own record of each change (docs/analysis.md).
 """
 
 

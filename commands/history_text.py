@@ -52,6 +52,10 @@ def render_page(hist: pd.DataFrame, header: TraceHeader, anomalies: pd.DataFrame
         kind = str(r.kind)
         rc = f"{before} -> {after}" if kind in _REF_KINDS + ("ref",) else before
         note = "  (pin released by put)" if r.pin_put else ""
+        if r.unexplained:   # analysis/completeness.py
+            note += ("  ! unattributed: no traced operation made this change" if kind == "ref"
+                     else "  ! unexplained: the refcount changed since the previous row "
+                          "with no traced operation")
         refs = str(int(r.refs)) if kind in _REF_KINDS + ("grab_failed",) else ""
         if kind == "ref":   # the kernel's own record of one change (page_ref_*)
             after = _rc(r.refcount_after, True)
@@ -67,6 +71,10 @@ def render_page(hist: pd.DataFrame, header: TraceHeader, anomalies: pd.DataFrame
     if len(rows) < len(hist):
         lines.append(f"  ... {len(hist) - len(rows)} more rows (--limit 0 shows all)")
     lines.append("")
+    n_un = int(hist["unexplained"].sum()) if "unexplained" in hist.columns else 0
+    if n_un:
+        lines.append(f"{n_un} unexplained step{'s' if n_un != 1 else ''} on this page (marked !: "
+                     f"the refcount changed with no traced operation to say why)")
     if anomalies.empty:
         lines.append("No anomalies on this page.")
     else:

@@ -3,6 +3,7 @@ event counts, pin bias, idle refcounts, lost events) and the warnings they call 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from pageref.analysis.fmt import fmt_ns
@@ -97,6 +98,20 @@ def df_facts(trace: Trace, threshold_ns: int) -> pd.DataFrame:
         if cpus:
             lost_text += f" ({cpus})"
     add("Lost events", lost_text, lost > 0)
+    # How much of the refcount history the events explain (analysis/completeness.py):
+    # the same figure and words as `pageref analyze`.
+    from pageref.analysis.completeness import describe, tally
+    from pageref.analysis.unexplained import by_frame, details
+
+    t = tally(trace)
+    c = t.result()
+    text = describe(c).removeprefix("history completeness: ")
+    if c.source == "page_ref" and c.unexplained:
+        rows_un = np.array([r[0] for r in t.unexplained_rows()], dtype=np.int64)
+        frames = by_frame(details(trace, rows_un)[1])[:5]
+        text += "; from " + ", ".join(f"{clean_text(f['frame'], 80)} {f['count']:,}"
+                                      for f in frames)
+    add("History completeness", text, bool(c.unexplained))
     return pd.DataFrame(rows, columns=["label", "value", "warn"])
 
 

@@ -26,6 +26,7 @@ from typing import IO
 
 import pandas as pd
 
+from pageref.analysis.completeness import describe
 from pageref.analysis.detectors.base import Anomaly
 from pageref.analysis.engine import DEFAULT_THRESHOLD_NS
 from pageref.analysis.fmt import fmt_ns, fmt_pfn, fmt_seconds
@@ -192,6 +193,8 @@ class LiveView:
                 f"{k} {n}" for k, n in sorted(s.anomalies.items())) + unsure)
         else:
             parts.append(f"no anomalies{when}")
+        # the figure `pageref analyze` prints, from the same engine
+        parts.append(describe(s.engine.completeness()) + when)
         return "; ".join(parts) + " (`pageref analyze` lists them with their evidence)"
 
     # -- drawing -----------------------------------------------------------

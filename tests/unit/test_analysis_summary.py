@@ -35,7 +35,9 @@ def test_empty_trace():
     assert a.empty and tuple(a.columns) == ANOMALY_COLUMNS
     assert summarize(tr, a) | {"trace": None} == {
         "anomalies": [], "events": 0, "pages": 0, "lost_events": 0, "by_kind": {},
-        "by_severity": {"error": 0, "warning": 0, "uncertain": 0}, "trace": None}
+        "by_severity": {"error": 0, "warning": 0, "uncertain": 0}, "trace": None,
+        "completeness": {"source": "refcount", "counted": 0, "explained": 0,
+                         "unexplained": 0, "pages": 0, "share": None}}
 
 
 def test_evidence_uses_the_events_index_of_a_sub_trace():

@@ -124,7 +124,8 @@ def test_plain_mode_lines(known):
     assert lines[5] == ("pageref record: 9 events in 3.00 s; 5 pages; 1 pins outstanding on "
                         "1 pages; 3 lost; anomalies: double_free 1, "
                         "grab_on_free_page 1, longterm_pin_fsdax 1, pin_leak 1 (1 uncertain: "
-                        "evidence spans lost events) (`pageref analyze` lists them with their "
+                        "evidence spans lost events); history completeness: 100.0% of 1 "
+                        "transition explained (`pageref analyze` lists them with their "
                         "evidence)")
     assert len(lines) == 6
     assert "\x1b" not in out.getvalue()
