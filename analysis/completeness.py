@@ -272,9 +272,12 @@ class Tally:
         per row): an older one could not be matched by any ref row to come."""
         tid = np.where(c["tid"][r] >= 0, c["tid"][r], c["pid"][r]).astype(np.int64)
         ops = np.flatnonzero(refop)
+        quiet = not is_ref.any() and not self.matcher.open
+        if quiet and len(c["ts"]):   # only the last window can still be matched
+            ops = ops[c["ts"][r[ops]] >= int(c["ts"].max()) - self.matcher.window]
         recent = {"page": page[ops], "tid": tid[ops], "ts": c["ts"][r[ops]],
                   "target": eff[ops]}
-        if not is_ref.any() and not self.matcher.open:
+        if quiet:
             if self._recent:
                 recent = {f: np.concatenate([self._recent[f], v]) for f, v in recent.items()}
             if len(recent["ts"]):

@@ -339,3 +339,12 @@ def test_the_live_view_closes_with_analyzes_figure():
     st.feed(events_frame(t.events))
     st.finish()
     assert st.engine.completeness() == completeness(t.trace())
+
+
+def test_the_report_states_the_figure():
+    from pageref.report.build import make_report
+
+    model, html = make_report(inline_put_trace().trace())
+    assert "History completeness" in html
+    assert ("66.6% of 3 refcount changes attributed (page_ref tracepoints); 1 unattributed "
+            "on 1 page; from pipe_buf_release 1") in html
