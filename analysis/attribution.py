@@ -16,9 +16,19 @@ that it fits, FIFO, at most MATCH_WINDOW_NS after the group's ordinary row:
 - target 0 (a refused grab): increases, then decreases to 0 (+x, -x).
 
 A group is complete when its sum reaches the target (target 0 and given-back
-grabs: back to 0 after a decrease); its ref rows are then attributed. A ref
-row no open group fits is unattributed at once; a group that does not
-complete within the window gives up its ref rows as unattributed.
+grabs: back to 0 after a decrease); its ref rows are then attributed. A group
+that does not complete within the window gives up its ref rows as
+unattributed.
+
+Some probes fire after the change they report: `__folio_put`/`__put_page` run
+once folio_put() has dropped the last reference, so the kernel's ref row (to
+0) comes first. A decrease to 0 no open group fits is therefore held for
+EARLY_WINDOW_NS (any other ref row no group fits is unattributed at once):
+the next row of the same (page, task), if it is an ordinary row in that time
+whose effect the held rows make up exactly, claims them; any other next row
+leaves them unattributed (device-private pages' last puts in
+do_swap_page, unmap_page_range and migrate_device_finalize, hmm-tests on the
+lab's debug kernel). Unclaimed, they are unattributed.
 
 Pure Python over the rows of (page, task) pairs that hold ref rows: only
 traces from CONFIG_DEBUG_PAGE_REF kernels pay for it.
@@ -37,6 +47,10 @@ from pageref.analysis.columns import K
 # rows at the function's entry and the kernel's puts follow, page by page,
 # possibly many ms later; the same 1 s the engine allows events to be late.
 MATCH_WINDOW_NS = 1_000_000_000
+# How long a ref row waits for an ordinary row reporting it after the fact (a
+# kprobe on __folio_put fires microseconds after folio_put's decrement; TCG
+# guests stretch that to a few ms).
+EARLY_WINDOW_NS = 100_000_000
 
 REF_OPS = np.array([K[k] for k in ("get", "pin", "put", "unpin", "grab_failed")])
 
@@ -76,16 +90,45 @@ class Matcher:
     time order (`ordinary`, `ref`); `expire(now)` closes the groups no later
     row can complete. Results: `attributed`/`unattributed` tally ids."""
 
-    def __init__(self, window_ns: int = MATCH_WINDOW_NS) -> None:
+    def __init__(self, window_ns: int = MATCH_WINDOW_NS,
+                 early_ns: int = EARLY_WINDOW_NS) -> None:
         self.window = int(window_ns)
+        self.early_window = int(early_ns)
         self.open: dict[tuple[int, int], deque[Group]] = {}
+        # ref rows no group fitted, waiting for an ordinary row reporting them
+        # after the fact: (ts, change, tally id), in time order per key
+        self.early: dict[tuple[int, int], deque[tuple[int, int, int]]] = {}
         self.attributed: list[int] = []
         self.unattributed: list[int] = []
 
     def ordinary(self, key: tuple[int, int], ts: int, target: int) -> None:
+        e = self.early.pop(key, None)
+        if e:
+            self._expire_early(key, e, ts)
+            if e and target and sum(c for _t, c, _r in e) == target:
+                self.attributed.extend(r for _t, _c, r in e)   # the late report
+                return
+            self.unattributed.extend(r for _t, _c, r in e)
         self.open.setdefault(key, deque()).append(Group(ts, target))
 
-    def ref(self, key: tuple[int, int], ts: int, change: int, rid: int) -> None:
+    def _unfitted(self, key: tuple[int, int], ts: int, change: int, rid: int,
+                  to_zero: bool) -> None:
+        """A ref row no open group fits: a last put waits for its late report."""
+        if to_zero and change < 0:
+            self.early.setdefault(key, deque()).append((ts, change, rid))
+        else:
+            self.unattributed.append(rid)
+
+    def _expire_early(self, key: tuple[int, int], e: deque[tuple[int, int, int]],
+                      now: int | None) -> None:
+        while e and (now is None or now - e[0][0] > self.early_window):
+            self.unattributed.append(e.popleft()[2])
+
+    def ref(self, key: tuple[int, int], ts: int, change: int, rid: int,
+            to_zero: bool = False) -> None:
+        held = self.early.pop(key, None)
+        if held:   # another change came first: nobody reported the held ones
+            self.unattributed.extend(r for _t, _c, r in held)
         q = self.open.get(key)
         if q:
             self._expire_queue(q, ts)
@@ -96,11 +139,11 @@ class Matcher:
                         q.remove(g)
                     break
             else:
-                self.unattributed.append(rid)
+                self._unfitted(key, ts, change, rid, to_zero)
             if not q:
                 del self.open[key]
             return
-        self.unattributed.append(rid)
+        self._unfitted(key, ts, change, rid, to_zero)
 
     def expire(self, now: int | None) -> None:
         """Close the groups older than the window at `now` (None: all, the end
@@ -110,6 +153,11 @@ class Matcher:
             self._expire_queue(q, now)
             if not q:
                 del self.open[key]
+        for key in list(self.early):
+            e = self.early[key]
+            self._expire_early(key, e, now)
+            if not e:
+                del self.early[key]
 
     def _expire_queue(self, q: deque[Group], now: int | None) -> None:
         while q and (now is None or now - q[0].ts > self.window):
@@ -123,4 +171,9 @@ class Matcher:
 
     @property
     def held(self) -> int:
-        return sum(len(q) for q in self.open.values())
+        return sum(len(q) for q in self.open.values()) + sum(len(e) for e in self.early.values())
+
+    @property
+    def busy(self) -> bool:
+        """Open groups or held rows: ordinary rows still matter."""
+        return bool(self.open or self.early)

@@ -272,7 +272,7 @@ class Tally:
         per row): an older one could not be matched by any ref row to come."""
         tid = np.where(c["tid"][r] >= 0, c["tid"][r], c["pid"][r]).astype(np.int64)
         ops = np.flatnonzero(refop)
-        quiet = not is_ref.any() and not self.matcher.open
+        quiet = not is_ref.any() and not self.matcher.busy
         if quiet and len(c["ts"]):   # only the last window can still be matched
             ops = ops[c["ts"][r[ops]] >= int(c["ts"].max()) - self.matcher.window]
         recent = {"page": page[ops], "tid": tid[ops], "ts": c["ts"][r[ops]],
@@ -303,7 +303,9 @@ class Tally:
                             int(c["refcount_after"][i])) if counted[j] else None
             row = int(c["row"][i])
             self._pending[row] = (rec,)
-            self.matcher.ref(key, t, int(change[j]), row)
+            self.matcher.ref(key, t, int(change[j]), row,
+                             to_zero=bool(c["has_refcount_after"][i]) and
+                             int(c["refcount_after"][i]) == 0)
         self._resolved()
 
     def _resolved(self) -> None:

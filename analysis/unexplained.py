@@ -27,7 +27,8 @@ _HELPERS = ("page_ref_", "__page_ref_", "folio_ref_", "__folio_ref_", "set_page_
             "init_page_count", "set_page_refcounted", "folio_put", "__folio_put",
             "folio_put_refs", "put_page", "folio_get", "get_page", "try_get_page",
             "folio_try_get", "page_ref", "trace_", "__traceiter_", "__SCT__", "perf_trace_",
-            "bpf_", "__bpf_", "trace_event_raw_event_")
+            "bpf_", "__bpf_", "trace_event_raw_event_",
+            "ftrace_trampoline")  # an fentry trampoline on the stack, not a caller
 
 
 def df_unexplained(trace: Any, t: Tally | None = None) -> pd.DataFrame:

@@ -147,6 +147,30 @@ def test_an_inline_put_is_unattributed_with_its_stack():
                                      {"frame": "pipe_buf_release", "count": 1}]
 
 
+def test_a_last_put_reported_after_the_fact_is_attributed():
+    """__folio_put runs once folio_put() has dropped the last reference: the
+    kernel's change (to 0) comes first, the put row after it (device-private
+    pages in hmm-tests on the debug kernel). Held briefly, it is claimed; a drop
+    to 0 nobody reports, or a report too late, is not; a drop that leaves
+    references is never held."""
+    t = Tr(idle_refcount={"private": 0})
+    t.add("get", rc=1, pid=4, pgmap="private")
+    t.add("ref", refs=1, refcount=1, refcount_after=2, pid=4, pgmap="private")
+    t.add("ref", refs=-1, refcount=2, refcount_after=1, pid=4, pgmap="private")  # inline
+    t.add("ref", refs=-1, refcount=1, refcount_after=0, pid=4, pgmap="private")
+    t.add("put", pid=4, probe="__folio_put", pgmap="private")       # 1 ms later: claims it
+    t.add("free", rc=0, pid=4, pgmap="private")
+    assert figure(t) == ("page_ref", 3, 2, 1, 1)
+    assert df_unexplained(t.trace())["row"].tolist() == [2]
+    late = Tr(idle_refcount={"private": 0})
+    late.add("ref", refs=1, refcount=0, refcount_after=1, pid=4, pgmap="private")
+    late.add("get", rc=1, pid=4, pgmap="private")
+    late.add("ref", refs=1, refcount=1, refcount_after=2, pid=4, pgmap="private")
+    late.add("ref", refs=-2, refcount=2, refcount_after=0, pid=4, pgmap="private")
+    late.add("put", pid=4, refs=2, at=500 * MS, pgmap="private")   # past the hold
+    assert figure(late)[1:4] == (2, 1, 1)
+
+
 def test_the_owner_setting_the_count_is_not_counted():
     """page_ref_set, or a change up from 0 before the life's first grab
     (zone_device_page_init): the owner, not a change to attribute."""
