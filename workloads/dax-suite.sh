@@ -24,6 +24,10 @@ here=$(dirname "$0")
 failed=0
 
 mark() { echo "@@pageref-lab workload $(cut -d' ' -f1 /proc/uptime 2>/dev/null || echo 0) $*"; }
+# CLOCK_BOOTTIME in ns to 10 ms (/proc/uptime): the window of a program that
+# does not print its own (fio); a guest never suspends, so it is the trace's
+# CLOCK_MONOTONIC
+uptime_ns() { awk '{printf "%.0f", $1 * 1000000000}' /proc/uptime; }
 
 run() {
     name=$1 fs=$2
@@ -54,13 +58,15 @@ for dax in "$@"; do
         # fio (3.33) maps the iomem file without sizing it: a 0-byte file would
         # SIGBUS, so give it blocks first.
         fallocate -l 4M "$dax/fio.mem"
+        t0=$(uptime_ns)
         log=$(PAGEREF_FIO_DAX=$dax PAGEREF_FIO_SCRATCH=$scratch fio "$here/fio-dax.fio" 2>&1)
-        rc=$?
+        rc=$? t1=$(uptime_ns)
         # fio reports a job killed by a signal but may still exit 0
         if printf '%s\n' "$log" | grep -q 'got signal'; then rc=1; fi
         ios=$(printf '%s\n' "$log" | awk '/^ +(READ|WRITE):/ { n++ } END { print n + 0 }')
-        printf '{"fs": "%s", "rc": %d, "workload": "fio", "dir": "%s", "directions": %d}\n' \
+        printf '{"fs": "%s", "rc": %d, "workload": "fio", "dir": "%s", "directions": %d, ' \
             "$fs" "$rc" "$dax" "$ios" >> "$out"
+        printf '"start_ns": %s, "end_ns": %s}\n' "$t0" "$t1" >> "$out"
         if [ $rc -ne 0 ]; then
             printf '%s\n' "$log" >&2
             echo "dax-suite: fio on $fs failed (exit $rc)" >&2

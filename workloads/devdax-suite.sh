@@ -14,6 +14,8 @@ here=$(dirname "$0")
 failed=0
 
 mark() { echo "@@pageref-lab workload $(cut -d' ' -f1 /proc/uptime 2>/dev/null || echo 0) $*"; }
+# fio's window: CLOCK_BOOTTIME to 10 ms, the trace's clock in a guest (dax-suite.sh)
+uptime_ns() { awk '{printf "%.0f", $1 * 1000000000}' /proc/uptime; }
 
 run() {
     name=$1
@@ -42,12 +44,14 @@ run devdax_vmsplice "$bin/devdax_refs" vmsplice "$dev" 2 4 2000
 run devdax_uring "$bin/devdax_refs" uring "$dev" 3 4 2000
 if command -v fio >/dev/null; then
     mark "fio devdax"
+    t0=$(uptime_ns)
     log=$(PAGEREF_FIO_DEVDAX=$dev PAGEREF_FIO_SCRATCH=$scratch fio "$here/fio-devdax.fio" 2>&1)
-    rc=$?
+    rc=$? t1=$(uptime_ns)
     if printf '%s\n' "$log" | grep -q 'got signal'; then rc=1; fi
     ios=$(printf '%s\n' "$log" | awk '/^ +(READ|WRITE):/ { n++ } END { print n + 0 }')
-    printf '{"fs": "devdax", "rc": %d, "workload": "devdax_fio", "dir": "%s", "directions": %d}\n' \
+    printf '{"fs": "devdax", "rc": %d, "workload": "devdax_fio", "dir": "%s", "directions": %d, ' \
         "$rc" "$dev" "$ios" >> "$out"
+    printf '"start_ns": %s, "end_ns": %s}\n' "$t0" "$t1" >> "$out"
     if [ $rc -ne 0 ]; then
         printf '%s\n' "$log" >&2
         echo "devdax-suite: fio on $dev failed (exit $rc)" >&2

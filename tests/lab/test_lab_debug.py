@@ -8,8 +8,11 @@ skips, saying so.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
+from completeness_table import markdown, table, write
 from debug_part import DEBUG_KERNEL, GUP_TEST_VARIANTS, debug_part, read_clients
 from lab_layout import read_layout
 
@@ -30,6 +33,13 @@ class DebugRun:
         self.anomalies = find_anomalies(self.trace)
         self.layout = read_layout(run.run_dir)
         self.clients = read_clients(run.run_dir)
+
+    def workload_rows(self) -> list[dict]:
+        """Our suites' rows (workloads.jsonl) and the clients', one window each."""
+        from pageref.lab.session import read_workloads
+
+        suites = read_workloads(self.run.run_dir / "workloads.jsonl")
+        return suites + [dict(c, workload=c["client"], fs=c["target"]) for c in self.clients]
 
     def client(self, name: str, target: str) -> dict:
         rows = [c for c in self.clients if c["client"] == name and c["target"] == target]
@@ -172,3 +182,31 @@ def test_device_private_lives_as_the_kernel_counts_them(dbg):
                 assert after[i - 1] == 0, (pfn, page[["kind", "probe", "refcount_after"]])
     an = dbg.anomalies
     assert not len(an[an["pfn"].isin(priv["pfn"].unique())]), an
+
+
+def test_every_change_the_plan_misses_is_a_path_pageref_probes_names(dbg):
+    """Issue 15's completeness table: per workload and page kind, the kernel's
+    changes the ordinary plan attributes, and where the others come from. Each
+    of those places must be named in the plan's 'not covered' list (the trace
+    header's, what `pageref probes` prints): a gap it does not name is a bug."""
+    from pageref.trace.plan_record import coverage_of
+
+    rows = table(dbg.trace, dbg.workload_rows())
+    write(rows, dbg.run.run_dir / "completeness.md")
+    print("\n" + markdown(rows))
+    seen = {(r.workload, r.on) for r in rows}
+    for w in dbg.workload_rows():
+        if w.get("rc") == 0 and w["workload"] not in ("gup_test-L",):
+            assert (w["workload"], w.get("fs")) in seen, f"no refcount change in {w}"
+    uncovered = " ".join(coverage_of(dbg.trace.header).uncovered)
+    unnamed = [(r.workload, r.on, f, n) for r in rows for f, n in r.frames
+               if not re.search(rf"(?<![\w]){re.escape(f)}(?![\w])", uncovered)]
+    assert not unnamed, f"changes from places `pageref probes` does not name: {unnamed}"
+    # this kernel's facts: the devmap put sees every fsdax put, so fsdax
+    # workloads are whole; device DAX misses only inline puts
+    for r in rows:
+        if r.kind == "fsdax":
+            assert r.unattributed == 0, r
+        if r.kind == "devdax":
+            assert {f for f, _ in r.frames} <= {"page_cache_pipe_buf_release",
+                                                 "gup_test_ioctl"}, r
