@@ -288,3 +288,32 @@ def test_anomalies_are_the_expected_ones(suite):
             assert (len(in_op) >= 1) == kicked, (fs, op, in_op)
     if kinds & set(gaps):
         pytest.xfail("; ".join(f"{k}: {gaps[k]}" for k in sorted(kinds & set(gaps))))
+
+
+def test_history_completeness_per_workload(suite):
+    """Issue 15: on every generation, the share of each workload's refcount
+    transitions its own events explain (these kernels have no page_ref
+    tracepoints: the refcount each event recorded says when the count moved
+    with nothing traced to explain it), written to completeness.md in the
+    part's run directory and printed; the whole trace's figure is the one
+    `pageref analyze` states."""
+    import json
+    import subprocess
+    import sys
+
+    from completeness_table import markdown, table, write
+
+    from pageref.analysis.completeness import completeness
+
+    rows = table(suite.trace, suite.workloads, own_pages=True)
+    write(rows, suite.run.run_dir / "completeness.md")
+    print(f"\n{suite.kernel}:\n" + markdown(rows))
+    assert rows, "no workload with a transition to count"
+    for r in rows:
+        assert r.source == "refcount" and r.changes == r.attributed + r.unattributed, r
+    whole = completeness(suite.trace)
+    out = subprocess.run([sys.executable, "-m", "pageref", "analyze", "--json",
+                          str(suite.run.trace)], capture_output=True, text=True)
+    stated = json.loads(out.stdout)["completeness"]
+    assert (stated["counted"], stated["explained"], stated["unexplained"]) == \
+        (whole.counted, whole.explained, whole.unexplained), (stated, whole)
