@@ -10,23 +10,22 @@ one from the `linux-source-6.12` package (the Debian-patched tarball in
 generation into: root/boot/vmlinuz-<release>, root/lib/modules/<release> (plain
 .ko, modules.dep), root/usr/src/linux-headers-<release> for BCC.
 
-Base config: Debian's `cloud-amd64` flavour of the same source version
-(package linux-config-6.12), trimmed by `make localmodconfig` to the modules a
-lab guest loads (debug_config.LAB_MODULES), then debug_config.FRAGMENT on top.
-Why that base: it is Debian's own configuration (same mm/, BPF, ftrace and
-kprobe options as the stock lab kernels, so the probe plan is theirs), and of
-Debian's configs it builds least: the cloud flavour leaves out bare-metal
-drivers, DRM, sound and wireless (1,801 built-in options against the generic
-flavour's 2,647), and localmodconfig leaves 29 of its 1,138 modules (1,468
-built-in options after it). x86_64_defconfig (not tried) builds i915, HDA
-sound, USB and a dozen NICs in, so it would not compile much less, and without
-Debian's choices a probe plan on it would describe a kernel nobody runs. What
-stays costly is CONFIG_DEBUG_INFO: BTF needs the full DWARF. Measured: 81 min
-on a loaded 2-core host (docs/lab.md).
+Config: the kernel's own `make allnoconfig` given debug_config.FRAGMENT as
+its KCONFIG_ALLCONFIG: every option the lab guest and the tracer need (the
+guest's drivers and file systems built in, test_hmm and brd as modules), the
+mm choices of Debian's own 6.12 that shape struct page and the paths the
+tracer probes, and nothing else; every fragment option is checked after
+Kconfig, and the built modules against what the guest loads
+(debug_config.GUEST_MODULES). Why not Debian's config: its cloud flavour,
+trimmed by localmodconfig to the lab's modules (BUILD_FORMAT 1), still
+compiled 2,759 objects, 80 min on two loaded cores; CI needs the build and
+the lab on it within the hour. CONFIG_DEBUG_INFO stays (BTF needs DWARF's
+types), without variable tracking (debug_config.KCFLAGS). Measured in
+docs/lab.md.
 
 The build is cached in shared_cache_dir() (outside the checkout: every clone
 on the machine reuses it), under a key made of the source package's version
-and a hash of the fragment and module list (debug_config.cache_key); a second call finds
+and a hash of the base target, fragment and flags (debug_config.cache_key); a second call finds
 complete.json there and only checks. The object tree of a source version is
 kept, so a changed fragment rebuilds only what it touches.
 """
@@ -34,7 +33,6 @@ kept, so a changed fragment rebuilds only what it touches.
 from __future__ import annotations
 
 import json
-import lzma
 import os
 import re
 import shutil
@@ -47,17 +45,18 @@ from typing import TYPE_CHECKING
 
 from pageref.errors import PagerefError
 from pageref.lab.debug_config import (
+    BASE_TARGET,
     BUILD_FORMAT,
     DEBUG_GENERATIONS,
-    LAB_MODULES,
+    GUEST_MODULES,
+    KCFLAGS,
     SOURCES,
     DebugSource,
-    apply_fragment,
     build_step,
     cache_key,
     config_mismatches,
     debug_series,
-    lsmod_text,
+    module_mismatches,
     render_fragment,
 )
 from pageref.lab.paths import shared_cache_dir
@@ -113,7 +112,7 @@ def _key_for(generation: str) -> tuple[DebugSource, str, str]:
                            f"choose one of {', '.join(DEBUG_GENERATIONS)}")
     src = SOURCES[series]
     version = source_version(src)
-    return src, version, cache_key(version, flavour=src.config_flavour)
+    return src, version, cache_key(version)
 
 
 def cached_debug_kernel(generation: str) -> KernelFiles | None:
@@ -138,7 +137,8 @@ def ensure_debug_kernel(generation: str) -> KernelFiles:
     kf = cached_debug_kernel(generation)
     if kf is None:
         raise PagerefError(f"the {generation} lab kernel is not built on this machine; "
-                           "`pageref lab kernels --debug` builds it (over an hour on 2 cores)")
+                           "`pageref lab kernels --debug` builds it "
+                           "(about 10 min on 2 quiet cores)")
     return kf
 
 
@@ -200,9 +200,6 @@ def build_debug_kernel(generation: str, jobs: int | None = None) -> tuple[Kernel
         raise PagerefError(f"building the {generation} lab kernel needs Debian packages "
                            f"{' '.join(missing)}; run bin/setup (or apt-get install them)")
     src, version, key = _key_for(generation)
-    if not src.base_config.is_file():
-        raise PagerefError(f"{src.base_config} missing; run bin/setup "
-                           f"(or apt-get install {src.config_package})")
     base = debug_dir(generation)
     srcdir = _extract(src, version, base / "src" / version, generation)
     obj = base / "obj" / version  # kept: a new fragment rebuilds only what changed
@@ -214,8 +211,9 @@ def build_debug_kernel(generation: str, jobs: int | None = None) -> tuple[Kernel
     steps = _Steps(generation)
     make = ["make", "-C", str(srcdir), f"O={obj}"]
     jobs = jobs or os.cpu_count() or 2
-    configure(src, make, obj, steps, log)
-    steps.run(f"make -j{jobs} bzImage modules", [*make, f"-j{jobs}", "bzImage", "modules"], log)
+    configure(make, obj, steps, log)
+    steps.run(f"make -j{jobs} bzImage modules",
+              [*make, f"-j{jobs}", f"KCFLAGS={KCFLAGS}", "bzImage", "modules"], log)
     # Only the build knows it: `make kernelrelease` before it reads an
     # auto.conf that syncconfig has not yet given CONFIG_LOCALVERSION.
     release = (obj / "include" / "config" / "kernel.release").read_text().strip()
@@ -226,6 +224,12 @@ def build_debug_kernel(generation: str, jobs: int | None = None) -> tuple[Kernel
     steps.run("modules_install", [*make, f"INSTALL_MOD_PATH={root}", "INSTALL_MOD_STRIP=1",
                                   "modules_install"], log)
     _install(srcdir, obj, root, release, steps, log)
+    mods = root / "lib" / "modules" / release
+    bad = module_mismatches((mods / "modules.builtin").read_text(),
+                            (mods / "modules.dep").read_text())
+    if bad:
+        raise PagerefError(f"kernel {generation}: the lab guest could not load what it "
+                           f"needs: {'; '.join(bad)} (see {obj / '.config'})")
 
     from pageref.lab.kernels import kernel_files
 
@@ -234,8 +238,8 @@ def build_debug_kernel(generation: str, jobs: int | None = None) -> tuple[Kernel
     marker = {
         "format": BUILD_FORMAT, "generation": generation, "release": release,
         "root": str(root), "key": key, "packages": packages,
-        "base_config": str(src.base_config), "fragment": render_fragment(),
-        "modules": list(LAB_MODULES), "jobs": jobs, "step_seconds": steps.times,
+        "base": BASE_TARGET, "fragment": render_fragment(), "kcflags": KCFLAGS,
+        "guest_modules": list(GUEST_MODULES), "jobs": jobs, "step_seconds": steps.times,
         "build_seconds": round(time.monotonic() - steps.t0, 1),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -245,16 +249,13 @@ def build_debug_kernel(generation: str, jobs: int | None = None) -> tuple[Kernel
     return kf, True
 
 
-def configure(src: DebugSource, make: list[str], obj: Path, steps: _Steps, log: Path) -> None:
-    """Debian's flavour, localmodconfig to the lab's modules, the fragment on
-    top, checked (rewriting an unchanged .config costs the next make nothing:
-    objects depend on the symbols they use, through include/config/)."""
-    (obj / ".config").write_bytes(lzma.decompress(src.base_config.read_bytes()))
-    (obj / "lab.lsmod").write_text(lsmod_text())
-    steps.run("olddefconfig", [*make, "olddefconfig"], log)
-    steps.run("localmodconfig", [*make, f"LSMOD={obj / 'lab.lsmod'}", "localmodconfig"], log)
-    (obj / ".config").write_text(apply_fragment((obj / ".config").read_text()))
-    steps.run("olddefconfig (fragment)", [*make, "olddefconfig"], log)
+def configure(make: list[str], obj: Path, steps: _Steps, log: Path) -> None:
+    """allnoconfig with the fragment as its KCONFIG_ALLCONFIG, checked
+    (rewriting an unchanged .config costs the next make nothing: objects
+    depend on the symbols they use, through include/config/)."""
+    allconfig = obj / "pageref.config"
+    allconfig.write_text(render_fragment())
+    steps.run(BASE_TARGET, [*make, f"KCONFIG_ALLCONFIG={allconfig}", BASE_TARGET], log)
     bad = config_mismatches((obj / ".config").read_text())
     if bad:
         raise PagerefError(f"kernel {steps.generation}: Kconfig did not take the fragment: "

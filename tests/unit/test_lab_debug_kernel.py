@@ -4,6 +4,8 @@ cache key, generation names, and the cached build's lookup."""
 from __future__ import annotations
 
 import json
+import shlex
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -38,18 +40,46 @@ def test_fragment_has_what_issue_15_asks_for() -> None:
     assert (opts["DEBUG_PAGE_REF"], opts["DEVICE_PRIVATE"], opts["TEST_HMM"],
             opts["GUP_TEST"], opts["DEBUG_INFO_BTF"]) == ("y", "y", "m", "y", "y")
     assert len(opts) == len(dc.FRAGMENT), "an option is set twice"
-    assert "test_hmm" in dc.LAB_MODULES
+    assert "test_hmm" in dc.MODULES and set(dc.MODULES) <= set(dc.GUEST_MODULES)
+    # the modules the lab must load as modules are the fragment's only "m"s
+    assert {n for n, v in dc.FRAGMENT if v == "m"} == {"TEST_HMM", "BLK_DEV_RAM"}
+    assert dc.BASE_TARGET == "allnoconfig" and "-fno-var-tracking" in dc.KCFLAGS
 
 
-def test_apply_fragment_replaces_old_lines() -> None:
-    base = ("CONFIG_A=y\n# CONFIG_DEBUG_PAGE_REF is not set\nCONFIG_XEN=y\n"
-            "CONFIG_XEN_PV=y\n# comment\n")
-    out = dc.apply_fragment(base, [("DEBUG_PAGE_REF", "y"), ("XEN", "n")])
-    assert "# CONFIG_DEBUG_PAGE_REF is not set" not in out
-    assert "CONFIG_XEN=y" not in out
-    assert "CONFIG_XEN_PV=y" in out and "CONFIG_A=y" in out and "# comment" in out
-    got = dc.parse_config(out)
-    assert (got["DEBUG_PAGE_REF"], got["XEN"], got["A"]) == ("y", "n", "y")
+def _modprobed(script: str) -> set[str]:
+    """The module names a shell script modprobes (options and parameters left out)."""
+    names: set[str] = set()
+    for line in script.replace("\\\n", " ").splitlines():
+        words = shlex.split(line.split("#", 1)[0].split("||", 1)[0]) if "modprobe" in line else []
+        if "modprobe" not in words:
+            continue
+        for w in words[words.index("modprobe") + 1:]:
+            if not w.startswith("-") and "=" not in w and not w[:1].isdigit() and ">" not in w:
+                names.add(w.replace("-", "_"))
+    return names
+
+
+def test_guest_modules_are_what_the_lab_loads() -> None:
+    """Every module stage one insmods, stage two and the RDMA clients modprobe
+    is one the debug build must provide (checked against modules.builtin and
+    modules.dep after it)."""
+    from pageref.lab import initramfs
+
+    stage2 = resources.files("pageref.lab").joinpath("stage2.sh").read_text()
+    rdma = resources.files("pageref.workloads").joinpath("rdma-clients.sh").read_text()
+    wanted = set(initramfs.STAGE_ONE_MODULES) | _modprobed(stage2) | _modprobed(rdma)
+    assert {"libnvdimm", "nd_e820", "xfs", "brd", "device_dax", "rdma_rxe"} <= wanted
+    assert wanted <= set(dc.GUEST_MODULES), wanted - set(dc.GUEST_MODULES)
+
+
+def test_module_mismatches() -> None:
+    builtin = "kernel/fs/9p/9p.ko\nkernel/drivers/block/brd.ko\n"
+    dep = ("kernel/lib/test_hmm.ko:\nkernel/fs/xfs/xfs.ko: kernel/lib/libcrc32c.ko\n"
+           "kernel/drivers/md/dm-delay.ko:\n")
+    assert dc.module_mismatches(builtin, dep, ["9p", "xfs", "dm_delay", "test_hmm"],
+                                ["test_hmm"]) == []
+    assert dc.module_mismatches(builtin, dep, ["9p", "overlay", "brd"], ["brd", "test_hmm"]) == [
+        "overlay: neither built in nor a module", "brd: built in, the lab needs it as a module"]
 
 
 def test_mismatches_name_what_kconfig_refused() -> None:
@@ -61,24 +91,22 @@ def test_mismatches_name_what_kconfig_refused() -> None:
 
 
 def test_cache_key() -> None:
-    key = dc.cache_key(VERSION, flavour="amd64_none_cloud-amd64")
+    key = dc.cache_key(VERSION)
     assert key.startswith(VERSION + "-") and len(key) == len(VERSION) + 13
-    assert key == dc.cache_key(VERSION, flavour="amd64_none_cloud-amd64")  # stable
+    assert key == dc.cache_key(VERSION)  # stable
     others = {
-        dc.cache_key("6.12.119-1~deb12u1", flavour="amd64_none_cloud-amd64"),
-        dc.cache_key(VERSION, dc.render_fragment([*dc.FRAGMENT, ("KASAN", "y")]),
-                     flavour="amd64_none_cloud-amd64"),
-        dc.cache_key(VERSION, modules=(*dc.LAB_MODULES, "loop"),
-                     flavour="amd64_none_cloud-amd64"),
-        dc.cache_key(VERSION, flavour="amd64_none_amd64"),
+        dc.cache_key("6.12.119-1~deb12u1"),
+        dc.cache_key(VERSION, dc.render_fragment([*dc.FRAGMENT, ("KASAN", "y")])),
+        dc.cache_key(VERSION, base="tinyconfig"),
+        dc.cache_key(VERSION, kcflags=""),
     }
     assert key not in others and len(others) == 4
+    # the build of BUILD_FORMAT 1 (Debian's cloud config + localmodconfig) is
+    # not taken for this one: its key, as that version computed it, differs
+    assert not key.endswith("848616a8e31a")
 
 
-def test_lsmod_file_and_progress_step() -> None:
-    text = dc.lsmod_text(("9p", "test_hmm"))
-    assert text.splitlines()[0].startswith("Module")
-    assert [ln.split()[0] for ln in text.splitlines()[1:]] == ["9p", "test_hmm"]
+def test_progress_step() -> None:
     assert dc.build_step("  CC      mm/gup.o") == "CC mm/gup.o"
     assert dc.build_step("") == ""
 
@@ -112,7 +140,7 @@ def test_lab_uses_the_cached_build_and_never_builds(tmp_path, monkeypatch) -> No
     with pytest.raises(PagerefError, match=r"not built.*pageref lab kernels --debug"):
         kernels.ensure_kernel("6.12-debug")
     release = "6.12.118-pageref-debug"
-    key = dc.cache_key(VERSION, flavour=dc.SOURCES["6.12"].config_flavour)
+    key = dc.cache_key(VERSION)
     root = _fake_build(tmp_path, key, release)
     kf = kernels.ensure_kernel("6.12-debug")
     assert (kf.release, kf.root, kf.generation) == (release, root, "6.12-debug")
