@@ -133,7 +133,7 @@ def cached_debug_kernel(generation: str) -> KernelFiles | None:
 
 
 def ensure_debug_kernel(generation: str) -> KernelFiles:
-    """The built debug kernel; never builds (an hour): says how to build it."""
+    """The built debug kernel; never builds (minutes): says how to build it."""
     kf = cached_debug_kernel(generation)
     if kf is None:
         raise PagerefError(f"the {generation} lab kernel is not built on this machine; "

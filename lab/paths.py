@@ -29,7 +29,7 @@ def shared_cache_dir() -> Path:
     """`$PAGEREF_SHARED_CACHE`, else ~/.cache/pageref: one per machine and user.
 
     For what takes too long to redo per checkout: the debug lab kernel's build
-    (an hour on two cores) serves every clone on the machine, CI's fresh ones
+    (minutes on two cores) serves every clone on the machine, CI's fresh ones
     included, where cache_dir() is per checkout.
     """
     env = os.environ.get("PAGEREF_SHARED_CACHE")

@@ -39,6 +39,7 @@ class LossAccount:
         self.lost: dict[int, int] = {}            # CPU -> events lost so far
         self.missed_returns: dict[str, int] = {}  # function -> kretprobe misses
         self.walk_lost = 0                        # pages a stopped walk named
+        self.stackless = 0                        # events whose stack was not stored
 
     def walked(self, table: pa.Table) -> None:
         """Count the lost rows a stopped BPF walk wrote among decoded events."""
@@ -47,6 +48,22 @@ class LossAccount:
             self.walk_lost += n
             print(f"pageref: warning: {n} pages past the walk bound written as lost rows "
                   "(their pages are uncertain, see docs/trace-format.md)", file=sys.stderr)
+
+    def stacks(self, table: pa.Table, header: TraceHeader) -> None:
+        """With --stacks: count the events whose stack the kernel did not store
+        (bpf_get_stackid() fails when the stack map is full or a bucket holds
+        another stack: the event is kept, its stack is null). In the header as
+        tracer.stacks_missing."""
+        if "stack" not in table.column_names:
+            return
+        n = table.column("stack").null_count
+        if n:
+            if not self.stackless:
+                print("pageref: warning: events without their kernel stack (the stack map "
+                      "is full or a bucket collided); counted in the header",
+                      file=sys.stderr)
+            self.stackless += n
+            header.extra.setdefault("tracer", {})["stacks_missing"] = self.stackless
 
     def update(self, bpf: Any, header: TraceHeader) -> pa.Table | None:
         """Read the kernel's counts; put the totals in the header; return the
@@ -82,4 +99,5 @@ class LossAccount:
                 + (f" (per CPU: {dict(sorted(self.lost.items()))})" if total else "")
                 + (f"; {missed} return probes missed" if missed else "")
                 + (f"; {self.walk_lost} pages past a walk bound (lost rows)"
-                   if self.walk_lost else ""))
+                   if self.walk_lost else "")
+                + (f"; {self.stackless} events without their stack" if self.stackless else ""))

@@ -282,6 +282,7 @@ class Recorder:
             for sym, n in zip(*_value_counts(t.column("probe"))):
                 self.per_probe[sym] = self.per_probe.get(sym, 0) + n
             self.losses.walked(t)
+            self.losses.stacks(t, writer.header)
             tables.append(t)
             if self._drainer is not None:
                 self._drainer.written(len(raw))

@@ -8,6 +8,7 @@ skips, saying so.
 
 from __future__ import annotations
 
+import os
 import re
 
 import pandas as pd
@@ -62,6 +63,9 @@ def dbg() -> DebugRun:
 
     require_lab(DEBUG_KERNEL)
     if cached_debug_kernel(DEBUG_KERNEL) is None:
+        if os.environ.get("CI", "").lower() == "true":   # bin/setup builds it
+            pytest.fail(f"the {DEBUG_KERNEL} lab kernel was not built: bin/setup builds it "
+                        "(`pageref lab kernels --debug`)", pytrace=False)
         pytest.skip(f"the {DEBUG_KERNEL} lab kernel is not built here: `pageref lab kernels "
                     "--debug` builds it (docs/lab.md gives the time)")
     runs = session.run_parts([debug_part()], kernel=DEBUG_KERNEL, label="pytest")
@@ -207,8 +211,13 @@ def test_every_change_the_plan_misses_is_a_path_pageref_probes_names(dbg):
         takes.add(("perftest", "devdax"))
     assert takes <= seen, sorted(takes - seen)
     uncovered = " ".join(coverage_of(dbg.trace.header).uncovered)
+    # a change whose stack the kernel did not store cannot be placed: allowed
+    # only as far as the recorder counted such events (tracer.stacks_missing)
+    stackless = sum(n for r in rows for f, n in r.frames if f == "(no stack)")
+    assert stackless <= dbg.trace.header.extra.get("tracer", {}).get("stacks_missing", 0)
     unnamed = [(r.workload, r.on, f, n) for r in rows for f, n in r.frames
-               if not re.search(rf"(?<![\w]){re.escape(f)}(?![\w])", uncovered)]
+               if f != "(no stack)" and
+               not re.search(rf"(?<![\w]){re.escape(f)}(?![\w])", uncovered)]
     assert not unnamed, f"changes from places `pageref probes` does not name: {unnamed}"
     # this kernel's facts: the devmap put sees every fsdax put, so fsdax
     # workloads are whole; device DAX misses only inline puts

@@ -3,6 +3,8 @@ and header totals, and the closing line's account."""
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from pageref.trace.header import TraceHeader
 from pageref.tracer.losses import LossAccount
 
@@ -42,3 +44,14 @@ def test_only_new_losses_become_rows_and_the_header_has_the_totals(capsys) -> No
 def test_a_missing_map_is_no_loss() -> None:
     acc = LossAccount()
     assert acc.update({}, header()) is None and acc.summary() == "; 0 lost"
+
+
+def test_events_without_their_stack_are_counted_in_the_header():
+    acc, h = LossAccount(), header()
+    t = pa.table({"kind": ["ref", "ref", "put"],
+                  "stack": pa.array([["a"], None, None], pa.list_(pa.string()))})
+    acc.stacks(t, h)
+    acc.stacks(pa.table({"kind": ["get"]}), h)          # recorded without --stacks
+    acc.stacks(t.slice(0, 2), h)
+    assert h.extra["tracer"]["stacks_missing"] == 3
+    assert "3 events without their stack" in acc.summary()
