@@ -62,7 +62,8 @@ def cgroup_id(path: str) -> int:
               "allows fentry/fexit (BPF trampolines).")
 @click.option("--no-page-ref", is_flag=True, help="Do not attach the kernel's page_ref "
               "tracepoints even where it has them (CONFIG_DEBUG_PAGE_REF kernels): they "
-              "record every refcount change (`ref` rows), and fire on every page.")
+              "record every refcount change of the pages traced (`ref` rows) and fire on "
+              "every page of the machine; with --all-pages that is every page's change.")
 @click.option("--perf-buffer", is_flag=True, help="Use the perf buffer even if the "
               "kernel has the BPF ring buffer.")
 @click.option("--buffer-pages", type=click.IntRange(1, 65536), default=None,
