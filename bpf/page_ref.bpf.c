@@ -21,17 +21,10 @@
 static __always_inline int page_ref_event(struct bpf_raw_tracepoint_args *ctx, u16 probe,
 					  s32 delta, int after_known, s32 after)
 {
-	struct pageref_event *e;
-	u64 page = ctx->args[0];
+	struct pageref_event *e = page_event(ctx, probe, KIND_REF, ctx->args[0]);
 
-	if (!task_ok())
-		return 0;
-	e = scratch_event();
 	if (!e)
 		return 0;
-	if (fill_page(e, page))
-		return 0;
-	fill_task(e, ctx, probe, KIND_REF);
 	if (after_known)
 		e->refcount = after;
 	e->ret = e->refcount;

@@ -272,6 +272,24 @@ static __always_inline struct pageref_event *scratch_event(void)
 	return scratch.lookup(&zero);
 }
 
+/*
+ * The event of a task and a page that pass the in-kernel filters: this CPU's
+ * scratch event with its page and task parts filled, or NULL (filtered out).
+ */
+static __always_inline struct pageref_event *page_event(void *ctx, u16 probe, u8 kind,
+							 u64 page)
+{
+	struct pageref_event *e;
+
+	if (!task_ok())
+		return NULL;
+	e = scratch_event();
+	if (!e || fill_page(e, page))
+		return NULL;
+	fill_task(e, ctx, probe, kind);
+	return e;
+}
+
 /* ---- grab: entry saves the event, return decides get/pin or grab_failed ---- */
 
 /*
@@ -293,14 +311,9 @@ static __always_inline int grab_entry(void *ctx, u16 probe, u64 page, s32 refs, 
 
 	if (!(flags & (FOLL_GET_VAL | FOLL_PIN_VAL)))
 		return 0;	/* neither FOLL_GET nor FOLL_PIN: takes no reference */
-	if (!task_ok())
-		return 0;
-	e = scratch_event();
+	e = page_event(ctx, probe, (flags & FOLL_PIN_VAL) ? KIND_PIN : KIND_GET, page);
 	if (!e)
 		return 0;
-	if (fill_page(e, page))
-		return 0;
-	fill_task(e, ctx, probe, (flags & FOLL_PIN_VAL) ? KIND_PIN : KIND_GET);
 	e->refs = refs;
 	set_flags(e, flags);
 	key = ((u64)e->tid << 8) | probe;
@@ -713,17 +726,11 @@ int ret___bio_release_pages(struct pt_regs *ctx)
  */
 static __always_inline int mapref_entry(void *ctx, u16 probe, u64 page)
 {
-	struct pageref_event *e;
+	struct pageref_event *e = page_event(ctx, probe, KIND_GET, page);
 	u64 key;
 
-	if (!task_ok())
-		return 0;
-	e = scratch_event();
 	if (!e)
 		return 0;
-	if (fill_page(e, page))
-		return 0;
-	fill_task(e, ctx, probe, KIND_GET);
 	key = ((u64)e->tid << 8) | probe;
 	pending.update(&key, e);
 	return 0;
