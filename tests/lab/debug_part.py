@@ -76,9 +76,8 @@ def selftests(cache: Path) -> Path:
     if not all((out / n).is_file() for n in ("hmm-tests", "gup_test", "gup_longterm")):
         if not SOURCE.is_file():
             pytest.fail(f"{SOURCE} missing: run bin/setup (linux-source-6.12)", pytrace=False)
-        for script in ("build-mm-selftests.sh", "build-gup-longterm.sh"):
-            subprocess.run(["sh", str(source_dir() / script), str(SOURCE), str(out)],
-                           check=True, capture_output=True)
+        subprocess.run(["sh", str(source_dir() / "build-mm-selftests.sh"), str(SOURCE),
+                        str(out)], check=True, capture_output=True)
     return out
 
 

@@ -91,8 +91,9 @@ def gup_longterm_binary(cache: Path) -> Path:
         if not GUP_LONGTERM_SOURCE.is_file():
             pytest.fail(f"{GUP_LONGTERM_SOURCE} missing: run bin/setup (linux-source-6.12)",
                         pytrace=False)
-        subprocess.run(["sh", str(source_dir() / "build-gup-longterm.sh"),
-                        str(GUP_LONGTERM_SOURCE), str(out)], check=True, capture_output=True)
+        subprocess.run(["sh", str(source_dir() / "build-mm-selftests.sh"),
+                        str(GUP_LONGTERM_SOURCE), str(out), "gup_longterm"],
+                       check=True, capture_output=True)
     return out / "gup_longterm"
 
 
