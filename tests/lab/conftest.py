@@ -76,25 +76,32 @@ def require_lab(kernel: str) -> None:
     pytest.skip(f"lab cannot start: {why}")
 
 
+def recorded_trace(run):
+    """The trace a recorded part wrote, read; the test fails (with the console's
+    tail where the trace is unreadable) when there is none to read."""
+    from pageref.trace.io import read_trace
+
+    console = run.run_dir / "console.log"
+    if run.trace is None:
+        pytest.fail(f"the lab wrote no trace (exit {run.exit_code}); see {console}",
+                    pytrace=False)
+    try:
+        return read_trace(run.trace)
+    except Exception as e:
+        tail = "\n".join(console.read_text(errors="replace").splitlines()[-25:])
+        pytest.fail(f"unreadable trace {run.trace} (record exit {run.exit_code}): {e}\n"
+                    f"--- {console} (tail) ---\n{tail}", pytrace=False)
+
+
 class SuiteRun:
     """What one recorded boot produced, read once."""
 
     def __init__(self, kernel: str, run) -> None:
         from pageref.analysis.anomalies import find_anomalies
-        from pageref.trace.io import read_trace
 
         self.kernel = kernel
         self.run = run
-        console = run.run_dir / "console.log"
-        if run.trace is None:
-            pytest.fail(f"the lab wrote no trace (exit {run.exit_code}); see {console}",
-                        pytrace=False)
-        try:
-            self.trace = read_trace(run.trace)
-        except Exception as e:
-            tail = "\n".join(console.read_text(errors="replace").splitlines()[-25:])
-            pytest.fail(f"unreadable trace {run.trace} (record exit {run.exit_code}): {e}\n"
-                        f"--- {console} (tail) ---\n{tail}", pytrace=False)
+        self.trace = recorded_trace(run)
         self.events = self.trace.events
         self.anomalies = find_anomalies(self.trace)
         self.workloads = run.workloads

@@ -22,14 +22,12 @@ pytestmark = pytest.mark.lab
 
 class DebugRun:
     def __init__(self, run) -> None:
+        from conftest import recorded_trace
+
         from pageref.analysis.anomalies import find_anomalies
-        from pageref.trace.io import read_trace
 
         self.run = run
-        if run.trace is None:
-            pytest.fail(f"no trace (exit {run.exit_code}); see {run.run_dir / 'console.log'}",
-                        pytrace=False)
-        self.trace = read_trace(run.trace)
+        self.trace = recorded_trace(run)
         self.events = self.trace.events
         self.anomalies = find_anomalies(self.trace)
         self.layout = read_layout(run.run_dir)
