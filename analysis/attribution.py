@@ -95,40 +95,36 @@ class Matcher:
         self.window = int(window_ns)
         self.early_window = int(early_ns)
         self.open: dict[tuple[int, int], deque[Group]] = {}
-        # ref rows no group fitted, waiting for an ordinary row reporting them
-        # after the fact: (ts, change, tally id), in time order per key
-        self.early: dict[tuple[int, int], deque[tuple[int, int, int]]] = {}
+        # a last put no group fitted, waiting for the ordinary row reporting it
+        # after the fact: (ts, change, tally id). At most one per key: the
+        # key's next row, whatever it is, settles it.
+        self.early: dict[tuple[int, int], tuple[int, int, int]] = {}
         self.attributed: list[int] = []
         self.unattributed: list[int] = []
 
     def ordinary(self, key: tuple[int, int], ts: int, target: int) -> None:
-        e = self.early.pop(key, None)
-        if e:
-            self._expire_early(key, e, ts)
-            if e and target and sum(c for _t, c, _r in e) == target:
-                self.attributed.extend(r for _t, _c, r in e)   # the late report
+        held = self.early.pop(key, None)
+        if held is not None:
+            held_ts, change, rid = held
+            if target and change == target and ts - held_ts <= self.early_window:
+                self.attributed.append(rid)   # the late report
                 return
-            self.unattributed.extend(r for _t, _c, r in e)
+            self.unattributed.append(rid)
         self.open.setdefault(key, deque()).append(Group(ts, target))
 
     def _unfitted(self, key: tuple[int, int], ts: int, change: int, rid: int,
                   to_zero: bool) -> None:
         """A ref row no open group fits: a last put waits for its late report."""
         if to_zero and change < 0:
-            self.early.setdefault(key, deque()).append((ts, change, rid))
+            self.early[key] = (ts, change, rid)
         else:
             self.unattributed.append(rid)
-
-    def _expire_early(self, key: tuple[int, int], e: deque[tuple[int, int, int]],
-                      now: int | None) -> None:
-        while e and (now is None or now - e[0][0] > self.early_window):
-            self.unattributed.append(e.popleft()[2])
 
     def ref(self, key: tuple[int, int], ts: int, change: int, rid: int,
             to_zero: bool = False) -> None:
         held = self.early.pop(key, None)
-        if held:   # another change came first: nobody reported the held ones
-            self.unattributed.extend(r for _t, _c, r in held)
+        if held is not None:   # another change came first: nobody reported it
+            self.unattributed.append(held[2])
         q = self.open.get(key)
         if q:
             self._expire_queue(q, ts)
@@ -153,10 +149,9 @@ class Matcher:
             self._expire_queue(q, now)
             if not q:
                 del self.open[key]
-        for key in list(self.early):
-            e = self.early[key]
-            self._expire_early(key, e, now)
-            if not e:
+        for key, (ts, _change, rid) in list(self.early.items()):
+            if now is None or now - ts > self.early_window:
+                self.unattributed.append(rid)
                 del self.early[key]
 
     def _expire_queue(self, q: deque[Group], now: int | None) -> None:
@@ -171,7 +166,7 @@ class Matcher:
 
     @property
     def held(self) -> int:
-        return sum(len(q) for q in self.open.values()) + sum(len(e) for e in self.early.values())
+        return sum(len(q) for q in self.open.values()) + len(self.early)
 
     @property
     def busy(self) -> bool:
