@@ -16,7 +16,6 @@ import pandas as pd
 # /proc/uptime's 10 ms steps (the windows of shell-timed clients): one step
 # each side
 SLACK_NS = 10_000_000
-KIND_NAMES = {"generic": "devdax"}   # the names users know (trace/pgmap_names.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +42,7 @@ def table(trace, rows: list[dict], own_pages: bool = False) -> list[Row]:
     from pageref.analysis.completeness import completeness
     from pageref.analysis.unexplained import by_frame, df_unexplained
     from pageref.trace.io import Trace
+    from pageref.trace.pgmap_names import display_name
 
     out = []
     for w in rows:
@@ -60,7 +60,7 @@ def table(trace, rows: list[dict], own_pages: bool = False) -> list[Row]:
             u = df_unexplained(sub)
             frames = tuple((f["frame"], f["count"]) for f in by_frame(u["stack"])) if len(u) else ()
             out.append(Row(w["workload"], w.get("fs") or w.get("target") or "",
-                           KIND_NAMES.get(kind, kind), c.source, c.counted, c.explained,
+                           display_name(kind), c.source, c.counted, c.explained,
                            c.unexplained, c.share, frames))
     return out
 
