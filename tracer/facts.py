@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pageref.tracer.btf import BTF, BTFError
+from pageref.tracer.page_ref import MARKERS as PAGE_REF_MARKERS
 
 # Every function pageref may probe, or whose presence tells something about the
 # kernel (see plan.py and kernel_rules.py for what each one means).
@@ -46,10 +47,7 @@ WANTED_VARS = ("vmemmap_base", "page_offset_base")
 # symbols whose presence tells what the kernel offers, where there is no BTF
 # enum to say it: bpf_ringbuf_output is the BPF ring buffer (5.8); the kernel's
 # page_ref tracepoints (CONFIG_DEBUG_PAGE_REF) are tracer/page_ref.py MARKERS.
-WANTED_MARKERS = ("bpf_ringbuf_output", "__tracepoint_page_ref_set", "__tracepoint_page_ref_mod",
-                  "__tracepoint_page_ref_mod_and_test", "__tracepoint_page_ref_mod_and_return",
-                  "__tracepoint_page_ref_mod_unless", "__tracepoint_page_ref_freeze",
-                  "__tracepoint_page_ref_unfreeze")
+WANTED_MARKERS = ("bpf_ringbuf_output", *PAGE_REF_MARKERS)
 
 # struct member paths read by the BPF program (first found wins; see defines.py)
 WANTED_MEMBERS = (

@@ -16,10 +16,13 @@ kallsyms lists `__tracepoint_<name>` (no version is compared).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pageref.trace.plan_record import LeftOut
-from pageref.tracer.facts import KernelFacts
 from pageref.tracer.targets import Attached, AttachMethod, Target
+
+if TYPE_CHECKING:   # facts.py wants MARKERS from here
+    from pageref.tracer.facts import KernelFacts
 
 REF = ("ref",)
 # (tracepoint, PROBE_* id in bpf/pageref.h, what fires it)
