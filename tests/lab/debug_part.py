@@ -40,7 +40,10 @@ GUEST = r"""
 set -u
 P="$1" bins="$2" src="$3" mm="$4" r=$PAGEREF_LAB_PART_DIR
 export r bins src mm
-$P record -o "$r/trace" --stacks --live plain -- sh -c '
+# 64 MiB of ring buffer: `modprobe test_hmm` sets the count of 131,072 device-
+# private pages at once (memmap_init_zone_device, ~200k ref rows, 25 MB), a
+# burst the default ring lost 62,898 events of once when the host was busy
+$P record -o "$r/trace" --stacks --buffer-pages 16384 --live plain -- sh -c '
     up() { awk "{printf \"%.0f\", \$1 * 1000000000}" /proc/uptime; }
     # client NAME TARGET CMD...: run CMD, log its window and status, output to NAME-TARGET.out
     client() {
